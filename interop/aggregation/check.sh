@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Interop check run by CI: our aggregates, decoded and rebuilt by the official Python library.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+out="$root/target/our_aggregates.json"
+(cd "$root" && cargo run --quiet -p kinesis-common --example write_aggregates -- \
+  kinesis-common/tests/fixtures/agg_vectors.json "$out")
+cd "$here"
+"$PY" verify_ours.py "$out"

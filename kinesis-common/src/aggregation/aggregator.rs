@@ -1,0 +1,433 @@
+//! Building aggregates with exact size accounting.
+
+use std::collections::HashMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use md5::{Digest, Md5};
+use prost::encoding::{encode_varint, encoded_len_varint};
+
+use super::{FRAMING_LEN, MAGIC};
+use crate::hash_key::HashKey;
+use crate::record::{DEFAULT_MAX_RECORD_BYTES, KinesisRecord, UserRecord};
+
+/// KPL's default aggregate size limit, 51,200 bytes.
+pub const DEFAULT_MAX_AGGREGATE_BYTES: usize = 51_200;
+
+// Field keys: (field number << 3) | wire type (0 = varint, 2 = length-delimited).
+const KEY_PARTITION_KEY_TABLE: u8 = (1 << 3) | 2;
+const KEY_EXPLICIT_HASH_KEY_TABLE: u8 = (2 << 3) | 2;
+const KEY_RECORDS: u8 = (3 << 3) | 2;
+const KEY_RECORD_PARTITION_KEY_INDEX: u8 = 1 << 3;
+const KEY_RECORD_EXPLICIT_HASH_KEY_INDEX: u8 = 2 << 3;
+const KEY_RECORD_DATA: u8 = (3 << 3) | 2;
+
+/// Why the aggregator refused a record or a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AggregationError {
+    /// Adding the record would push the aggregate past its limit; emit it and start a new one.
+    #[error("adding the record would make the aggregate {size} bytes; the limit is {limit}")]
+    AggregateFull {
+        /// The size the aggregate would have had, in bytes counted against the shard limit.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The configured limit is outside what Kinesis accepts.
+    #[error("aggregate limit {limit} is outside {min}..={max} bytes")]
+    InvalidLimit {
+        /// The rejected limit.
+        limit: usize,
+        /// Smallest accepted limit.
+        min: usize,
+        /// Largest accepted limit (1 MiB; the aggregate's partition key counts against it).
+        max: usize,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    partition_key_index: u64,
+    explicit_hash_key_index: Option<u64>,
+    data: Bytes,
+}
+
+/// Collects user records bound for one shard into one KPL aggregated record.
+///
+/// The size it tracks is what the shard's write limit counts for the emitted Kinesis record:
+/// magic + protobuf + checksum + the aggregate's partition key. A record that would push that
+/// past the limit is refused with [`AggregationError::AggregateFull`]; the first record is always
+/// taken, so a record larger than the limit goes out on its own as a plain record.
+///
+/// The caller must only add records bound for the same shard: the aggregate carries the first
+/// record's hash key as its explicit hash key, and KCL drops user records whose hash key falls
+/// outside the shard the aggregate was read from.
+#[derive(Debug, Clone)]
+pub struct Aggregator {
+    limit: usize,
+    partition_keys: Vec<String>,
+    partition_key_index: HashMap<String, u64>,
+    explicit_hash_keys: Vec<String>,
+    explicit_hash_key_index: HashMap<String, u64>,
+    entries: Vec<Entry>,
+    /// Length of the protobuf body as it stands.
+    body_len: usize,
+    /// Hash key of the first record, sent as the aggregate's explicit hash key.
+    first_hash_key: HashKey,
+}
+
+impl Default for Aggregator {
+    fn default() -> Self {
+        Aggregator::with_valid_limit(DEFAULT_MAX_AGGREGATE_BYTES)
+    }
+}
+
+fn table_entry_len(len: usize) -> usize {
+    1 + encoded_len_varint(len as u64) + len
+}
+
+fn record_body_len(pk_index: u64, ehk_index: Option<u64>, data_len: usize) -> usize {
+    1 + encoded_len_varint(pk_index)
+        + ehk_index.map_or(0, |i| 1 + encoded_len_varint(i))
+        + 1
+        + encoded_len_varint(data_len as u64)
+        + data_len
+}
+
+impl Aggregator {
+    /// Smallest accepted limit: the framing plus a little room.
+    pub const MIN_LIMIT: usize = FRAMING_LEN + 16;
+    /// Largest accepted limit: 1 MiB, the Kinesis record limit.
+    pub const MAX_LIMIT: usize = DEFAULT_MAX_RECORD_BYTES;
+
+    /// An aggregator whose emitted records stay within `limit` bytes (data + partition key).
+    pub fn new(limit: usize) -> Result<Self, AggregationError> {
+        if !(Self::MIN_LIMIT..=Self::MAX_LIMIT).contains(&limit) {
+            return Err(AggregationError::InvalidLimit {
+                limit,
+                min: Self::MIN_LIMIT,
+                max: Self::MAX_LIMIT,
+            });
+        }
+        Ok(Self::with_valid_limit(limit))
+    }
+
+    fn with_valid_limit(limit: usize) -> Self {
+        Aggregator {
+            limit,
+            partition_keys: Vec::new(),
+            partition_key_index: HashMap::new(),
+            explicit_hash_keys: Vec::new(),
+            explicit_hash_key_index: HashMap::new(),
+            entries: Vec::new(),
+            body_len: 0,
+            first_hash_key: HashKey::MIN,
+        }
+    }
+
+    /// The configured limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// User records collected so far.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no record has been added since the last [`Aggregator::finish`].
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Size of the record [`Aggregator::finish`] would emit now (data + partition key), or 0.
+    pub fn size(&self) -> usize {
+        match self.entries.len() {
+            0 => 0,
+            1 => self.entries[0].data.len() + self.partition_keys[0].len(),
+            _ => FRAMING_LEN + self.body_len + self.partition_keys[0].len(),
+        }
+    }
+
+    /// Size the aggregate would have, as a multi-record aggregate, with `record` added.
+    pub fn size_with(&self, record: &UserRecord) -> usize {
+        let mut body = self.body_len;
+        let pk_index = match self.partition_key_index.get(&record.partition_key) {
+            Some(&i) => i,
+            None => {
+                body += table_entry_len(record.partition_key.len());
+                self.partition_keys.len() as u64
+            }
+        };
+        let ehk_index = record.explicit_hash_key.as_ref().map(|ehk| {
+            match self.explicit_hash_key_index.get(ehk) {
+                Some(&i) => i,
+                None => {
+                    body += table_entry_len(ehk.len());
+                    self.explicit_hash_keys.len() as u64
+                }
+            }
+        });
+        let record_len = record_body_len(pk_index, ehk_index, record.data.len());
+        body += 1 + encoded_len_varint(record_len as u64) + record_len;
+        let aggregate_partition_key = self
+            .partition_keys
+            .first()
+            .map_or(record.partition_key.len(), String::len);
+        FRAMING_LEN + body + aggregate_partition_key
+    }
+
+    /// Adds a validated user record whose effective hash key is `hash_key`.
+    ///
+    /// Refuses it, leaving the aggregator unchanged, when the aggregate would exceed the limit
+    /// and already holds a record.
+    pub fn try_add(
+        &mut self,
+        record: &UserRecord,
+        hash_key: HashKey,
+    ) -> Result<(), AggregationError> {
+        if !self.entries.is_empty() {
+            let size = self.size_with(record);
+            if size > self.limit {
+                return Err(AggregationError::AggregateFull {
+                    size,
+                    limit: self.limit,
+                });
+            }
+        } else {
+            self.first_hash_key = hash_key;
+        }
+
+        let partition_key_index = match self.partition_key_index.get(&record.partition_key) {
+            Some(&i) => i,
+            None => {
+                let i = self.partition_keys.len() as u64;
+                self.body_len += table_entry_len(record.partition_key.len());
+                self.partition_keys.push(record.partition_key.clone());
+                self.partition_key_index
+                    .insert(record.partition_key.clone(), i);
+                i
+            }
+        };
+        let explicit_hash_key_index = record.explicit_hash_key.as_ref().map(|ehk| {
+            match self.explicit_hash_key_index.get(ehk) {
+                Some(&i) => i,
+                None => {
+                    let i = self.explicit_hash_keys.len() as u64;
+                    self.body_len += table_entry_len(ehk.len());
+                    self.explicit_hash_keys.push(ehk.clone());
+                    self.explicit_hash_key_index.insert(ehk.clone(), i);
+                    i
+                }
+            }
+        });
+        let record_len = record_body_len(
+            partition_key_index,
+            explicit_hash_key_index,
+            record.data.len(),
+        );
+        self.body_len += 1 + encoded_len_varint(record_len as u64) + record_len;
+        self.entries.push(Entry {
+            partition_key_index,
+            explicit_hash_key_index,
+            data: record.data.clone(),
+        });
+        Ok(())
+    }
+
+    /// Emits what was collected and empties the aggregator; `None` when it is empty.
+    ///
+    /// One record comes out as the plain record it was; several come out as one aggregate
+    /// keyed by the first record's partition key, with the first record's hash key as its
+    /// explicit hash key so that it lands on the shard all of them map to.
+    pub fn finish(&mut self) -> Option<KinesisRecord> {
+        let record = match self.entries.len() {
+            0 => None,
+            1 => {
+                let entry = &self.entries[0];
+                Some(KinesisRecord {
+                    partition_key: self.partition_keys[0].clone(),
+                    explicit_hash_key: entry
+                        .explicit_hash_key_index
+                        .map(|i| self.explicit_hash_keys[i as usize].clone()),
+                    data: entry.data.clone(),
+                })
+            }
+            _ => Some(KinesisRecord {
+                partition_key: self.partition_keys[0].clone(),
+                explicit_hash_key: Some(self.first_hash_key.to_string()),
+                data: self.encode(),
+            }),
+        };
+        self.clear();
+        record
+    }
+
+    /// Drops everything collected.
+    pub fn clear(&mut self) {
+        self.partition_keys.clear();
+        self.partition_key_index.clear();
+        self.explicit_hash_keys.clear();
+        self.explicit_hash_key_index.clear();
+        self.entries.clear();
+        self.body_len = 0;
+        self.first_hash_key = HashKey::MIN;
+    }
+
+    /// The aggregated bytes: magic, protobuf body, MD5 of the body.
+    fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(FRAMING_LEN + self.body_len);
+        out.put_slice(&MAGIC);
+        for key in &self.partition_keys {
+            out.put_u8(KEY_PARTITION_KEY_TABLE);
+            encode_varint(key.len() as u64, &mut out);
+            out.put_slice(key.as_bytes());
+        }
+        for key in &self.explicit_hash_keys {
+            out.put_u8(KEY_EXPLICIT_HASH_KEY_TABLE);
+            encode_varint(key.len() as u64, &mut out);
+            out.put_slice(key.as_bytes());
+        }
+        for entry in &self.entries {
+            let len = record_body_len(
+                entry.partition_key_index,
+                entry.explicit_hash_key_index,
+                entry.data.len(),
+            );
+            out.put_u8(KEY_RECORDS);
+            encode_varint(len as u64, &mut out);
+            out.put_u8(KEY_RECORD_PARTITION_KEY_INDEX);
+            encode_varint(entry.partition_key_index, &mut out);
+            if let Some(i) = entry.explicit_hash_key_index {
+                out.put_u8(KEY_RECORD_EXPLICIT_HASH_KEY_INDEX);
+                encode_varint(i, &mut out);
+            }
+            out.put_u8(KEY_RECORD_DATA);
+            encode_varint(entry.data.len() as u64, &mut out);
+            out.put_slice(&entry.data);
+        }
+        debug_assert_eq!(out.len(), MAGIC.len() + self.body_len);
+        let checksum = Md5::digest(&out[MAGIC.len()..]);
+        out.put_slice(&checksum);
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{AggregatedRecord, Record};
+    use super::*;
+    use prost::Message;
+
+    fn add(agg: &mut Aggregator, r: &UserRecord) -> Result<(), AggregationError> {
+        let hk = r.validate(DEFAULT_MAX_RECORD_BYTES).unwrap();
+        agg.try_add(r, hk)
+    }
+
+    #[test]
+    fn one_record_is_emitted_plain() {
+        let mut agg = Aggregator::default();
+        let r = UserRecord::new("pk", "hello").with_explicit_hash_key("12");
+        add(&mut agg, &r).unwrap();
+        assert_eq!(agg.size(), 7);
+        let out = agg.finish().unwrap();
+        assert_eq!(out, KinesisRecord::from(r));
+        assert!(agg.is_empty());
+        assert!(agg.finish().is_none());
+    }
+
+    #[test]
+    fn encoding_matches_prost_and_tracked_size() {
+        let mut agg = Aggregator::default();
+        let records = [
+            UserRecord::new("a", "one"),
+            UserRecord::new("b", "two").with_explicit_hash_key("99"),
+            UserRecord::new("a", "three"),
+            UserRecord::new("c", vec![7u8; 300]).with_explicit_hash_key("99"),
+        ];
+        for r in &records {
+            let predicted = agg.size_with(r);
+            add(&mut agg, r).unwrap();
+            if agg.len() > 1 {
+                assert_eq!(agg.size(), predicted);
+            }
+        }
+        let size = agg.size();
+        let out = agg.finish().unwrap();
+        assert_eq!(out.size(), size);
+        assert_eq!(out.partition_key, "a");
+        assert_eq!(
+            out.explicit_hash_key,
+            Some(HashKey::from_partition_key("a").to_string())
+        );
+        let expected = AggregatedRecord {
+            partition_key_table: vec!["a".into(), "b".into(), "c".into()],
+            explicit_hash_key_table: vec!["99".into()],
+            records: vec![
+                Record {
+                    partition_key_index: 0,
+                    explicit_hash_key_index: None,
+                    data: "one".into(),
+                    tags: vec![],
+                },
+                Record {
+                    partition_key_index: 1,
+                    explicit_hash_key_index: Some(0),
+                    data: "two".into(),
+                    tags: vec![],
+                },
+                Record {
+                    partition_key_index: 0,
+                    explicit_hash_key_index: None,
+                    data: "three".into(),
+                    tags: vec![],
+                },
+                Record {
+                    partition_key_index: 2,
+                    explicit_hash_key_index: Some(0),
+                    data: vec![7u8; 300].into(),
+                    tags: vec![],
+                },
+            ],
+        };
+        let body = expected.encode_to_vec();
+        assert_eq!(&out.data[..4], &MAGIC);
+        assert_eq!(&out.data[4..out.data.len() - 16], &body[..]);
+        assert_eq!(&out.data[out.data.len() - 16..], &Md5::digest(&body)[..]);
+    }
+
+    #[test]
+    fn refuses_a_record_past_the_limit_and_stays_unchanged() {
+        let mut agg = Aggregator::new(200).unwrap();
+        add(&mut agg, &UserRecord::new("k", vec![1u8; 100])).unwrap();
+        let before = agg.size();
+        let err = add(&mut agg, &UserRecord::new("k", vec![1u8; 100])).unwrap_err();
+        assert!(matches!(
+            err,
+            AggregationError::AggregateFull { limit: 200, .. }
+        ));
+        assert_eq!(agg.size(), before);
+        assert_eq!(agg.len(), 1);
+    }
+
+    #[test]
+    fn first_record_is_taken_even_when_larger_than_the_limit() {
+        let mut agg = Aggregator::new(100).unwrap();
+        add(&mut agg, &UserRecord::new("k", vec![1u8; 500])).unwrap();
+        assert!(add(&mut agg, &UserRecord::new("k", "x")).is_err());
+        assert_eq!(agg.finish().unwrap().data.len(), 500);
+    }
+
+    #[test]
+    fn limits_outside_kinesis_bounds_are_rejected() {
+        assert!(matches!(
+            Aggregator::new(10),
+            Err(AggregationError::InvalidLimit { .. })
+        ));
+        assert!(matches!(
+            Aggregator::new(DEFAULT_MAX_RECORD_BYTES + 1),
+            Err(AggregationError::InvalidLimit { .. })
+        ));
+        assert!(Aggregator::new(DEFAULT_MAX_RECORD_BYTES).is_ok());
+    }
+}

@@ -1,0 +1,379 @@
+//! Fault injection between the SDK clients and the emulators.
+//!
+//! ```text
+//!  SDK client ──HTTP──▶ [ Faults: match rule by operation → act ] ──▶ emulator
+//!                              │ throttle / error status  → answer with a service error
+//!                              │ latency                  → wait, then go on
+//!                              │ drop connection          → close the socket, no answer
+//!                              │ fail entries (PutRecords)→ forward only the others,
+//!                              │                            answer the rest with an ErrorCode
+//! ```
+//!
+//! Rules are checked in the order they were added; latency rules delay and fall through, the
+//! first other matching rule decides. A rule fires on a matching request with its probability
+//! (1.0 unless set) and at most `times` times (unlimited unless set). Failed PutRecords entries
+//! are never written to the stream, as on AWS, so a test can tell retries from duplicates.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+
+/// Which service a set of faults sits in front of; decides error spellings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Kinesis Data Streams (awsJson 1.1).
+    Kinesis,
+    /// DynamoDB (awsJson 1.0).
+    DynamoDb,
+}
+
+impl Service {
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Service::Kinesis => "application/x-amz-json-1.1",
+            Service::DynamoDb => "application/x-amz-json-1.0",
+        }
+    }
+
+    /// The full `__type` the service uses for an error code.
+    pub(crate) fn error_type(self, code: &str) -> String {
+        match self {
+            Service::Kinesis => code.to_owned(),
+            Service::DynamoDb => format!("com.amazonaws.dynamodb.v20120810#{code}"),
+        }
+    }
+
+    fn throttling_code(self) -> &'static str {
+        "ProvisionedThroughputExceededException"
+    }
+
+    fn internal_code(self) -> &'static str {
+        match self {
+            Service::Kinesis => "InternalFailure",
+            Service::DynamoDb => "InternalServerError",
+        }
+    }
+}
+
+/// What a rule does to a request it fires on.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FaultAction {
+    /// Answer with the service's throttling error (HTTP 400) instead of forwarding.
+    Throttle,
+    /// Answer with this HTTP status and error code instead of forwarding.
+    Error {
+        /// HTTP status.
+        status: u16,
+        /// Error code, e.g. `InternalFailure` or `ConditionalCheckFailedException`.
+        code: String,
+    },
+    /// Wait this long before forwarding.
+    Latency(Duration),
+    /// Close the connection without answering.
+    DropConnection,
+    /// PutRecords only: fail this fraction of entries with `ProvisionedThroughputExceededException`.
+    FailEntries(f64),
+}
+
+/// A fault rule: which requests, what action, how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultRule {
+    operation: Option<String>,
+    action: FaultAction,
+    probability: f64,
+    times: Option<u64>,
+}
+
+impl FaultRule {
+    /// A rule with an action, firing on every request until limited.
+    pub fn new(action: FaultAction) -> Self {
+        FaultRule {
+            operation: None,
+            action,
+            probability: 1.0,
+            times: None,
+        }
+    }
+
+    /// Throttle whole requests.
+    pub fn throttle() -> Self {
+        Self::new(FaultAction::Throttle)
+    }
+
+    /// Answer 500 with the service's internal-error code.
+    pub fn internal_error() -> Self {
+        Self::new(FaultAction::Error {
+            status: 500,
+            code: String::new(),
+        })
+    }
+
+    /// Answer with any status and error code.
+    pub fn error(status: u16, code: impl Into<String>) -> Self {
+        Self::new(FaultAction::Error {
+            status,
+            code: code.into(),
+        })
+    }
+
+    /// Delay requests.
+    pub fn latency(delay: Duration) -> Self {
+        Self::new(FaultAction::Latency(delay))
+    }
+
+    /// Close connections without an answer.
+    pub fn drop_connection() -> Self {
+        Self::new(FaultAction::DropConnection)
+    }
+
+    /// Fail a fraction (0.0–1.0) of PutRecords entries; implies `on("PutRecords")`.
+    pub fn fail_entries(fraction: f64) -> Self {
+        Self::new(FaultAction::FailEntries(fraction.clamp(0.0, 1.0))).on("PutRecords")
+    }
+
+    /// Only requests for this operation (the part of `X-Amz-Target` after the dot).
+    pub fn on(mut self, operation: impl Into<String>) -> Self {
+        self.operation = Some(operation.into());
+        self
+    }
+
+    /// Fire on a matching request with this probability (0.0–1.0).
+    pub fn probability(mut self, probability: f64) -> Self {
+        self.probability = probability.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Fire at most this many times.
+    pub fn times(mut self, times: u64) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    fn matches(&self, operation: &str) -> bool {
+        self.operation.as_deref().is_none_or(|op| op == operation)
+    }
+}
+
+/// Counts of what the faults did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultStats {
+    /// Requests seen.
+    pub requests: u64,
+    /// Requests answered with a throttling error.
+    pub throttled: u64,
+    /// Requests answered with another injected error.
+    pub errors: u64,
+    /// Requests delayed.
+    pub delayed: u64,
+    /// Connections dropped.
+    pub dropped: u64,
+    /// PutRecords entries failed.
+    pub failed_entries: u64,
+}
+
+#[derive(Debug)]
+struct RuleState {
+    rule: FaultRule,
+    fired: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    rules: Vec<RuleState>,
+    stats: FaultStats,
+}
+
+/// The fault rules in front of one service. Cheap to clone; clones share the rules.
+#[derive(Debug, Clone)]
+pub struct Faults {
+    service: Service,
+    state: Arc<Mutex<State>>,
+}
+
+/// What to do with one request, decided up front.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Decision {
+    pub delay: Duration,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) enum Outcome {
+    #[default]
+    Forward,
+    Respond {
+        status: u16,
+        error_type: String,
+    },
+    Drop,
+    FailEntries(f64),
+}
+
+impl Faults {
+    pub(crate) fn new(service: Service) -> Self {
+        Faults {
+            service,
+            state: Arc::default(),
+        }
+    }
+
+    /// The service these faults are in front of.
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    /// Adds a rule after the existing ones.
+    pub fn add(&self, rule: FaultRule) -> &Self {
+        self.lock().rules.push(RuleState { rule, fired: 0 });
+        self
+    }
+
+    /// Removes every rule (the stats stay).
+    pub fn clear(&self) {
+        self.lock().rules.clear();
+    }
+
+    /// What the faults did so far.
+    pub fn stats(&self) -> FaultStats {
+        self.lock().stats
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain counters behind: still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn count_failed_entries(&self, n: u64) {
+        self.lock().stats.failed_entries += n;
+    }
+
+    /// Decides the fate of a request for `operation`.
+    pub(crate) fn decide(&self, operation: &str) -> Decision {
+        let mut rng = rand::rng();
+        let service = self.service;
+        let mut state = self.lock();
+        state.stats.requests += 1;
+        let mut decision = Decision::default();
+        let mut delayed = false;
+        for rule in state.rules.iter_mut() {
+            if !rule.rule.matches(operation) || rule.rule.times.is_some_and(|t| rule.fired >= t) {
+                continue;
+            }
+            if rule.rule.probability < 1.0 && !rng.random_bool(rule.rule.probability) {
+                continue;
+            }
+            rule.fired += 1;
+            match &rule.rule.action {
+                FaultAction::Latency(d) => {
+                    decision.delay += *d;
+                    delayed = true;
+                    continue;
+                }
+                FaultAction::Throttle => {
+                    decision.outcome = Outcome::Respond {
+                        status: 400,
+                        error_type: service.error_type(service.throttling_code()),
+                    };
+                }
+                FaultAction::Error { status, code } => {
+                    let code = if code.is_empty() {
+                        service.internal_code()
+                    } else {
+                        code
+                    };
+                    decision.outcome = Outcome::Respond {
+                        status: *status,
+                        error_type: service.error_type(code),
+                    };
+                }
+                FaultAction::DropConnection => decision.outcome = Outcome::Drop,
+                FaultAction::FailEntries(f) => decision.outcome = Outcome::FailEntries(*f),
+            }
+            break;
+        }
+        let stats = &mut state.stats;
+        if delayed {
+            stats.delayed += 1;
+        }
+        match &decision.outcome {
+            Outcome::Respond {
+                status: 400,
+                error_type,
+            } if error_type.ends_with(service.throttling_code()) => stats.throttled += 1,
+            Outcome::Respond { .. } => stats.errors += 1,
+            Outcome::Drop => stats.dropped += 1,
+            Outcome::Forward | Outcome::FailEntries(_) => {}
+        }
+        decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_fire_in_order_with_counts() {
+        let faults = Faults::new(Service::Kinesis);
+        faults.add(FaultRule::throttle().on("PutRecords").times(2));
+        faults.add(FaultRule::internal_error().times(1));
+        assert!(matches!(
+            faults.decide("PutRecords").outcome,
+            Outcome::Respond { status: 400, .. }
+        ));
+        assert!(matches!(
+            faults.decide("PutRecords").outcome,
+            Outcome::Respond { status: 400, .. }
+        ));
+        assert!(matches!(
+            faults.decide("PutRecords").outcome,
+            Outcome::Respond { status: 500, .. }
+        ));
+        assert!(matches!(
+            faults.decide("PutRecords").outcome,
+            Outcome::Forward
+        ));
+        let stats = faults.stats();
+        assert_eq!((stats.requests, stats.throttled, stats.errors), (4, 2, 1));
+    }
+
+    #[test]
+    fn latency_falls_through_to_the_next_rule() {
+        let faults = Faults::new(Service::DynamoDb);
+        faults.add(FaultRule::latency(Duration::from_millis(5)));
+        faults.add(FaultRule::drop_connection().on("GetItem"));
+        let d = faults.decide("GetItem");
+        assert_eq!(d.delay, Duration::from_millis(5));
+        assert!(matches!(d.outcome, Outcome::Drop));
+        let d = faults.decide("PutItem");
+        assert!(matches!(d.outcome, Outcome::Forward));
+        assert_eq!(faults.stats().delayed, 2);
+    }
+
+    #[test]
+    fn dynamodb_errors_carry_the_namespace() {
+        let faults = Faults::new(Service::DynamoDb);
+        faults.add(FaultRule::throttle());
+        match faults.decide("PutItem").outcome {
+            Outcome::Respond { error_type, .. } => assert_eq!(
+                error_type,
+                "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn probability_zero_never_fires() {
+        let faults = Faults::new(Service::Kinesis);
+        faults.add(FaultRule::throttle().probability(0.0));
+        for _ in 0..100 {
+            assert!(matches!(
+                faults.decide("PutRecords").outcome,
+                Outcome::Forward
+            ));
+        }
+    }
+}

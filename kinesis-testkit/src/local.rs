@@ -1,0 +1,337 @@
+//! [`LocalAws`]: Kinesis and DynamoDB emulators serving HTTP on 127.0.0.1.
+//!
+//! ```text
+//!   test / demo (any runtime, paused clock or not)
+//!        │ aws-sdk-kinesis            │ aws-sdk-dynamodb
+//!        ▼                            ▼
+//!   ┌─ emulator thread: own multi-thread tokio runtime ──────────────────────┐
+//!   │ front :K  Faults → ferrokinesis router      front :D  Faults → proxy ─┐ │
+//!   │                                                  dynoxide :internal ◀┘ │
+//!   └────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! The emulators run on a thread of their own with their own runtime, so a test that pauses
+//! tokio's clock or runs on a current-thread runtime does not slow or freeze them. Dropping the
+//! handle (or [`LocalAws::shutdown`]) stops them.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use kinesis_common::client::ClientOptions;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+use crate::fault::{Faults, Service};
+use crate::front::{Front, Upstream};
+
+/// Largest request body the Kinesis front accepts: a full 5 MiB PutRecords in JSON with base64
+/// data is about 6.7 MiB.
+const KINESIS_BODY_LIMIT: usize = 7 * 1024 * 1024;
+
+/// Why the emulators could not start or a helper failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TestkitError {
+    /// A port could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The emulator thread or runtime failed.
+    #[error("emulator failed to start: {reason}")]
+    Start {
+        /// What failed.
+        reason: String,
+    },
+    /// A Kinesis or DynamoDB call made by a helper failed.
+    #[error(transparent)]
+    Service(#[from] kinesis_common::ServiceError),
+    /// A helper waited too long for a state change.
+    #[error("timed out after {waited:?} waiting for {what}")]
+    Timeout {
+        /// What it waited for.
+        what: String,
+        /// How long.
+        waited: Duration,
+    },
+}
+
+/// Options of the embedded emulators. Defaults suit tests: no delays, limits off.
+#[derive(Debug, Clone)]
+pub struct LocalAwsBuilder {
+    kinesis_port: u16,
+    dynamodb_port: u16,
+    enforce_limits: bool,
+    stream_delay: Duration,
+    shard_limit: u32,
+    subscribe_session: Duration,
+    worker_threads: usize,
+}
+
+impl Default for LocalAwsBuilder {
+    fn default() -> Self {
+        LocalAwsBuilder {
+            kinesis_port: 0,
+            dynamodb_port: 0,
+            enforce_limits: false,
+            stream_delay: Duration::ZERO,
+            shard_limit: 1000,
+            subscribe_session: Duration::from_secs(300),
+            worker_threads: 2,
+        }
+    }
+}
+
+impl LocalAwsBuilder {
+    /// Kinesis port on 127.0.0.1 (default 0: any free port).
+    pub fn kinesis_port(mut self, port: u16) -> Self {
+        self.kinesis_port = port;
+        self
+    }
+
+    /// DynamoDB port on 127.0.0.1 (default 0: any free port).
+    pub fn dynamodb_port(mut self, port: u16) -> Self {
+        self.dynamodb_port = port;
+        self
+    }
+
+    /// Enforce AWS's shard write limits, 1 MiB/s and 1000 records/s (default off).
+    pub fn enforce_limits(mut self, enforce: bool) -> Self {
+        self.enforce_limits = enforce;
+        self
+    }
+
+    /// How long streams stay CREATING/UPDATING/DELETING (default 0).
+    pub fn stream_delay(mut self, delay: Duration) -> Self {
+        self.stream_delay = delay;
+        self
+    }
+
+    /// Most open shards across all streams (default 1000).
+    pub fn shard_limit(mut self, limit: u32) -> Self {
+        self.shard_limit = limit;
+        self
+    }
+
+    /// Lifetime of one SubscribeToShard session (default 5 minutes, as AWS).
+    pub fn subscribe_session(mut self, session: Duration) -> Self {
+        self.subscribe_session = session;
+        self
+    }
+
+    /// Threads of the emulators' runtime (default 2).
+    pub fn worker_threads(mut self, threads: usize) -> Self {
+        self.worker_threads = threads.max(1);
+        self
+    }
+
+    /// Starts both emulators and returns once they accept connections.
+    pub async fn start(self) -> Result<LocalAws, TestkitError> {
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, done_rx) = oneshot::channel();
+        let kinesis_faults = Faults::new(Service::Kinesis);
+        let dynamodb_faults = Faults::new(Service::DynamoDb);
+        let options = self.clone();
+        let faults = (kinesis_faults.clone(), dynamodb_faults.clone());
+        std::thread::Builder::new()
+            .name("kinesis-testkit".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(options.worker_threads)
+                    .thread_name("kinesis-testkit-worker")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(TestkitError::Start {
+                            reason: e.to_string(),
+                        }));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match bind_all(&options, faults, stop_rx.clone()).await {
+                        Ok(addrs) => {
+                            let _ = ready_tx.send(Ok(addrs));
+                            let mut stop_rx = stop_rx;
+                            let _ = stop_rx.wait_for(|stop| *stop).await;
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    }
+                });
+                // Connections still open are cut when the runtime goes away.
+                runtime.shutdown_timeout(Duration::from_secs(1));
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| TestkitError::Start {
+                reason: e.to_string(),
+            })?;
+
+        let (kinesis_addr, dynamodb_addr) = ready_rx.await.map_err(|_| TestkitError::Start {
+            reason: "emulator thread ended before it was ready".into(),
+        })??;
+        tracing::debug!(%kinesis_addr, %dynamodb_addr, "embedded emulators listening");
+        Ok(LocalAws {
+            kinesis_addr,
+            dynamodb_addr,
+            kinesis_faults,
+            dynamodb_faults,
+            stop: stop_tx,
+            done: Some(done_rx),
+        })
+    }
+}
+
+async fn bind(port: u16) -> Result<TcpListener, TestkitError> {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| TestkitError::Bind { addr, source })
+}
+
+async fn bind_all(
+    options: &LocalAwsBuilder,
+    (kinesis_faults, dynamodb_faults): (Faults, Faults),
+    stop: watch::Receiver<bool>,
+) -> Result<(SocketAddr, SocketAddr), TestkitError> {
+    let delay_ms = options.stream_delay.as_millis() as u64;
+    let store_options = ferrokinesis::store::StoreOptions {
+        create_stream_ms: delay_ms,
+        delete_stream_ms: delay_ms,
+        update_stream_ms: delay_ms,
+        shard_limit: options.shard_limit,
+        enforce_limits: options.enforce_limits,
+        subscribe_to_shard_session_ms: options.subscribe_session.as_millis() as u64,
+        ..Default::default()
+    };
+    let (router, _store) = ferrokinesis::create_app(store_options);
+    let router = router.layer(DefaultBodyLimit::max(KINESIS_BODY_LIMIT));
+
+    let kinesis_listener = bind(options.kinesis_port).await?;
+    let dynamodb_listener = bind(options.dynamodb_port).await?;
+    let dynoxide_listener = bind(0).await?;
+    let kinesis_addr = local_addr(&kinesis_listener)?;
+    let dynamodb_addr = local_addr(&dynamodb_listener)?;
+    let dynoxide_addr = local_addr(&dynoxide_listener)?;
+
+    let db = dynoxide::Database::memory().map_err(|e| TestkitError::Start {
+        reason: format!("dynoxide: {e}"),
+    })?;
+    let mut dynoxide_stop = stop.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = dynoxide_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = dynoxide::server::serve_with_shutdown(dynoxide_listener, db, shutdown).await
+        {
+            tracing::error!(error = %e, "dynoxide stopped");
+        }
+    });
+    let kinesis_front = Front {
+        faults: kinesis_faults,
+        upstream: Upstream::Router(router),
+    };
+    tokio::spawn(kinesis_front.serve(kinesis_listener, stop.clone()));
+    let dynamodb_front = Front {
+        faults: dynamodb_faults,
+        upstream: Upstream::proxy(dynoxide_addr),
+    };
+    tokio::spawn(dynamodb_front.serve(dynamodb_listener, stop));
+    Ok((kinesis_addr, dynamodb_addr))
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, TestkitError> {
+    listener.local_addr().map_err(|e| TestkitError::Start {
+        reason: e.to_string(),
+    })
+}
+
+/// Running Kinesis and DynamoDB emulators on 127.0.0.1. Stops them when dropped.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), kinesis_testkit::TestkitError> {
+/// let aws = kinesis_testkit::LocalAws::start().await?;
+/// aws.create_stream("orders", 4).await?;
+/// let kinesis = aws.kinesis_client().await;
+/// # let _ = kinesis; Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct LocalAws {
+    kinesis_addr: SocketAddr,
+    dynamodb_addr: SocketAddr,
+    kinesis_faults: Faults,
+    dynamodb_faults: Faults,
+    stop: watch::Sender<bool>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl LocalAws {
+    /// Options for the emulators.
+    pub fn builder() -> LocalAwsBuilder {
+        LocalAwsBuilder::default()
+    }
+
+    /// Starts both emulators with the defaults (ports chosen by the OS, limits off).
+    pub async fn start() -> Result<LocalAws, TestkitError> {
+        Self::builder().start().await
+    }
+
+    /// Kinesis endpoint URL, e.g. `http://127.0.0.1:4567`.
+    pub fn kinesis_endpoint(&self) -> String {
+        format!("http://{}", self.kinesis_addr)
+    }
+
+    /// DynamoDB endpoint URL, e.g. `http://127.0.0.1:8000`.
+    pub fn dynamodb_endpoint(&self) -> String {
+        format!("http://{}", self.dynamodb_addr)
+    }
+
+    /// Client options for these emulators (static fake credentials, `us-east-1`).
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions::local(self.kinesis_endpoint(), self.dynamodb_endpoint())
+    }
+
+    /// A Kinesis client for this emulator with the SDK's default retries.
+    pub async fn kinesis_client(&self) -> aws_sdk_kinesis::Client {
+        self.client_options().kinesis().await
+    }
+
+    /// A DynamoDB client for this emulator with the SDK's default retries.
+    pub async fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
+        self.client_options().dynamodb().await
+    }
+
+    /// Fault rules in front of Kinesis.
+    pub fn kinesis_faults(&self) -> &Faults {
+        &self.kinesis_faults
+    }
+
+    /// Fault rules in front of DynamoDB.
+    pub fn dynamodb_faults(&self) -> &Faults {
+        &self.dynamodb_faults
+    }
+
+    /// Stops both emulators and waits until their runtime is gone.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+impl Drop for LocalAws {
+    fn drop(&mut self) {
+        // Only a signal: the emulator thread winds itself down.
+        let _ = self.stop.send(true);
+    }
+}

@@ -1,0 +1,66 @@
+//! `kinesis-testkit`: the embedded Kinesis and DynamoDB emulators on fixed loopback ports, for
+//! the AWS CLI, boto3, or any process that should share them. Runs until Ctrl-C.
+
+use clap::Parser;
+use kinesis_testkit::LocalAws;
+
+/// Serve Kinesis and DynamoDB emulators on 127.0.0.1 until Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Port of the Kinesis endpoint.
+    #[arg(long, default_value_t = 4567)]
+    kinesis_port: u16,
+    /// Port of the DynamoDB endpoint.
+    #[arg(long, default_value_t = 8000)]
+    dynamodb_port: u16,
+    /// Enforce AWS's shard write limits (1 MiB/s and 1000 records/s per shard).
+    #[arg(long)]
+    enforce_limits: bool,
+    /// Milliseconds streams stay CREATING/UPDATING before ACTIVE.
+    #[arg(long, default_value_t = 0)]
+    stream_delay_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let aws = match LocalAws::builder()
+        .kinesis_port(args.kinesis_port)
+        .dynamodb_port(args.dynamodb_port)
+        .enforce_limits(args.enforce_limits)
+        .stream_delay(std::time::Duration::from_millis(args.stream_delay_ms))
+        .start()
+        .await
+    {
+        Ok(aws) => aws,
+        Err(e) => {
+            eprintln!("kinesis-testkit: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    println!("kinesis  {}", aws.kinesis_endpoint());
+    println!("dynamodb {}", aws.dynamodb_endpoint());
+    println!(
+        "shard write limits: {}",
+        if args.enforce_limits {
+            "enforced"
+        } else {
+            "off"
+        }
+    );
+    println!("export AWS_ENDPOINT_URL_KINESIS={}", aws.kinesis_endpoint());
+    println!(
+        "export AWS_ENDPOINT_URL_DYNAMODB={}",
+        aws.dynamodb_endpoint()
+    );
+    println!("export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
+    println!("Ctrl-C stops it.");
+    let _ = tokio::signal::ctrl_c().await;
+    aws.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
