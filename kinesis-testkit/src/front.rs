@@ -31,14 +31,14 @@ pub(crate) enum Upstream {
     Router(axum::Router),
     /// An HTTP server on loopback.
     Proxy {
-        client: HttpClient<HttpConnector, Body>,
+        client: Box<HttpClient<HttpConnector, Body>>,
         addr: SocketAddr,
     },
 }
 
 impl Upstream {
     pub(crate) fn proxy(addr: SocketAddr) -> Self {
-        let client = HttpClient::builder(TokioExecutor::new()).build_http();
+        let client = Box::new(HttpClient::builder(TokioExecutor::new()).build_http());
         Upstream::Proxy { client, addr }
     }
 

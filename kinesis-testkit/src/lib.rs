@@ -26,3 +26,8 @@ pub mod streams;
 
 pub use fault::{FaultAction, FaultRule, FaultStats, Faults, Service};
 pub use local::{LocalAws, LocalAwsBuilder, TestkitError};
+
+/// The README's Rust snippets, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

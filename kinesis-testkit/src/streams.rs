@@ -58,9 +58,9 @@ pub async fn wait_for_active(
                 waited: start.elapsed(),
             });
         }
-        // Real time, not tokio's: the emulator's clock does not pause with the test's.
-        std::thread::sleep(POLL_INTERVAL);
-        tokio::task::yield_now().await;
+        // Real time, not tokio's: the emulator's clock does not pause with the test's, and a
+        // blocking task also keeps a paused clock from jumping ahead meanwhile.
+        let _ = tokio::task::spawn_blocking(|| std::thread::sleep(POLL_INTERVAL)).await;
     }
 }
 
