@@ -78,6 +78,17 @@ impl Backoff {
         self.initial.saturating_mul(factor).min(self.max_delay)
     }
 
+    /// A jittered delay before retry `retry` (0-based): uniform in `[0, ceiling(retry)]`.
+    /// For callers that track retries per item themselves.
+    pub fn delay(&self, retry: u32, rng: &mut impl Rng) -> Duration {
+        let ceiling = self.ceiling(retry);
+        if ceiling.is_zero() {
+            ceiling
+        } else {
+            rng.random_range(Duration::ZERO..=ceiling)
+        }
+    }
+
     /// Starts a sequence of retries now.
     pub fn start(&self) -> Retries {
         let rng = match self.seed {
@@ -113,12 +124,7 @@ impl Retries {
         {
             return None;
         }
-        let ceiling = self.policy.ceiling(self.retries);
-        let delay = if ceiling.is_zero() {
-            ceiling
-        } else {
-            self.rng.random_range(Duration::ZERO..=ceiling)
-        };
+        let delay = self.policy.delay(self.retries, &mut self.rng);
         if let Some(max_elapsed) = self.policy.max_elapsed
             && self.started.elapsed() + delay >= max_elapsed
         {

@@ -1,15 +1,42 @@
 //! A KPL-class producer for Amazon Kinesis Data Streams.
 //!
-//! **Status: skeleton.** The pipeline lands in the next milestone:
-//!
 //! ```text
-//! send(UserRecord) ─▶ validate ─▶ shard_map (predict shard) ─▶ Aggregator per shard
-//!                       ─▶ collect into PutRecords (≤ 500 entries, ≤ 5 MiB)
-//!                       ─▶ per-shard rate limit ─▶ PutRecords ─▶ retry with backoff
-//!                       ─▶ resolve one future per user record
+//! send(UserRecord) ─▶ validate + hash ─▶ shard map (predict shard) ─▶ Aggregator per shard
+//!      (waits for room under the          ─▶ collect into PutRecords (≤ 500 entries, ≤ 5 MiB)
+//!       outstanding bounds)               ─▶ per-shard rate limit (sliding window + AIMD)
+//!                                         ─▶ PutRecords ─▶ retry with backoff until the TTL
+//!                                         ─▶ one future per user record
 //! ```
 //!
-//! The building blocks it uses already live in [`kinesis_common`]: the aggregation format,
-//! hash keys, the shard map, error classification and backoff.
+//! ```no_run
+//! use kinesis_producer::{Producer, UserRecord};
+//!
+//! # async fn example(client: aws_sdk_kinesis::Client) -> Result<(), Box<dyn std::error::Error>> {
+//! let producer = Producer::builder("clicks").client(client).build()?;
+//! let put = producer.send(UserRecord::new("user-42", "clicked")).await?;
+//! match put.await {
+//!     Ok(result) => println!("{} / {}", result.shard_id, result.sequence_number),
+//!     Err(failed) => eprintln!("not put ({}); record handed back: {:?}", failed.reason(), failed.record()),
+//! }
+//! producer.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Every record either lands or its future resolves to a [`PutError`] that hands it back.
 
-pub use kinesis_common::{KinesisRecord, UserRecord};
+mod config;
+mod engine;
+mod error;
+mod limiter;
+mod producer;
+mod result;
+mod stats;
+mod ticket;
+
+pub use config::{ConfigError, MAX_BYTES_PER_REQUEST, MAX_ENTRIES_PER_REQUEST};
+pub use error::{ProduceError, PutError};
+pub use kinesis_common::backoff::Backoff;
+pub use kinesis_common::{KinesisRecord, StreamRef, UserRecord};
+pub use producer::{Producer, ProducerBuilder};
+pub use result::{PutFuture, PutResult};
+pub use stats::ProducerStats;

@@ -1,0 +1,389 @@
+//! Collecting ready entries into PutRecords requests, sending them, and reading the answers.
+
+use aws_config::retry::RetryConfig;
+use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use kinesis_common::error::classify_code;
+use kinesis_common::{ErrorKind, ServiceError};
+use tokio::task::JoinError;
+use tokio::time::Instant;
+
+use super::{Engine, Landed, clone_service_error};
+use crate::error::ProduceError;
+use crate::result::PutResult;
+use crate::stats;
+use crate::ticket::Entry;
+
+/// A request's entries, kept by the engine while the request task runs.
+#[derive(Debug)]
+pub(super) struct InFlight {
+    entries: Vec<Entry>,
+    started: Instant,
+}
+
+/// What a request task returns.
+pub(super) type RequestOutcome = Result<PutRecordsOutput, ServiceError>;
+
+impl Engine {
+    /// Sends requests while there is room, something due, and rate to spend.
+    pub(super) fn dispatch(&mut self, now: Instant) {
+        let max_entries = self.cfg.max_entries_per_request;
+        let max_bytes = self.cfg.max_bytes_per_request;
+        let max_buffered = self.cfg.max_buffered_time;
+        let flushing = self.flushing();
+        while self.in_flight.len() < self.cfg.max_concurrent_requests {
+            let (mut ready_entries, mut ready_bytes, mut due) = (0usize, 0usize, false);
+            for shard in self.shards.values() {
+                ready_entries += shard.ready.len();
+                ready_bytes += shard.ready.iter().map(Entry::size).sum::<usize>();
+                due |= shard.ready_due(now, max_buffered, flushing);
+            }
+            if ready_entries == 0
+                || !(due || ready_entries >= max_entries || ready_bytes >= max_bytes)
+            {
+                return;
+            }
+            let batch = self.collect(now, max_entries, max_bytes);
+            if batch.is_empty() {
+                return; // every shard with work is rate limited: wake when one frees up
+            }
+            self.send(batch, now);
+        }
+    }
+
+    /// Takes entries round-robin across shards, as each shard's rate limit allows.
+    fn collect(&mut self, now: Instant, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+        let mut batch: Vec<Entry> = Vec::new();
+        let mut bytes = 0usize;
+        let mut stale: Vec<Entry> = Vec::new();
+        let shard_count = self.shard_order.len();
+        let mut progress = true;
+        while progress && batch.len() < max_entries {
+            progress = false;
+            for step in 0..shard_count {
+                let index = (self.cursor + step) % shard_count;
+                let Some(shard) = self.shards.get_mut(&self.shard_order[index]) else {
+                    continue;
+                };
+                let Some(front) = shard.ready.front() else {
+                    continue;
+                };
+                if front.deadline() <= now {
+                    stale.extend(shard.ready.pop_front());
+                    progress = true;
+                    continue;
+                }
+                let size = front.size();
+                // One entry larger than the request limit still goes, alone.
+                if !batch.is_empty() && bytes + size > max_bytes {
+                    continue;
+                }
+                if !shard.limiter.try_acquire(size, now) {
+                    continue;
+                }
+                bytes += size;
+                batch.extend(shard.ready.pop_front());
+                progress = true;
+                if batch.len() >= max_entries {
+                    break;
+                }
+            }
+            if shard_count > 0 {
+                self.cursor = (self.cursor + 1) % shard_count;
+            }
+        }
+        // Entries holding an expired record: expired records fail, the rest are routed again.
+        for entry in stale {
+            for ticket in entry.tickets {
+                self.route(ticket, now);
+            }
+        }
+        batch
+    }
+
+    /// Spawns the PutRecords call for `batch`.
+    fn send(&mut self, mut batch: Vec<Entry>, now: Instant) {
+        let mut request = Vec::with_capacity(batch.len());
+        for entry in &mut batch {
+            for ticket in &mut entry.tickets {
+                ticket.attempts += 1;
+            }
+            let record = &entry.record;
+            let built = PutRecordsRequestEntry::builder()
+                .partition_key(record.partition_key.clone())
+                .set_explicit_hash_key(record.explicit_hash_key.clone())
+                .data(Blob::new(record.data.to_vec()))
+                .build();
+            match built {
+                Ok(e) => request.push(e),
+                Err(e) => {
+                    // Cannot happen: both required fields are set above.
+                    tracing::error!(error = %e, "could not build a PutRecords entry");
+                }
+            }
+        }
+        stats::add(&self.stats.requests, 1);
+        let stream = self.stream.name().to_owned();
+        metrics::counter!("kinesis_producer_requests", "stream" => stream.clone()).increment(1);
+        metrics::histogram!("kinesis_producer_kinesis_records_per_request", "stream" => stream)
+            .record(batch.len() as f64);
+        let call = self
+            .stream
+            .apply_put_records(self.client.put_records())
+            .set_records(Some(request))
+            .customize()
+            // The engine retries by itself, entry by entry, and must see throttling to adapt.
+            .config_override(
+                aws_sdk_kinesis::config::Builder::default().retry_config(RetryConfig::disabled()),
+            );
+        let timeout = self.cfg.request_timeout;
+        let entries = batch.len();
+        let handle = self.in_flight.spawn(async move {
+            tracing::trace!(entries, "PutRecords");
+            match tokio::time::timeout(timeout, call.send()).await {
+                Ok(result) => result.map_err(|e| ServiceError::from_sdk("PutRecords", e)),
+                Err(_) => Err(ServiceError {
+                    operation: "PutRecords",
+                    kind: ErrorKind::Transient,
+                    code: Some("RequestTimeout".into()),
+                    http_status: None,
+                    message: format!("no answer within {timeout:?}"),
+                    source: None,
+                }),
+            }
+        });
+        self.requests.insert(
+            handle.id(),
+            InFlight {
+                entries: batch,
+                started: now,
+            },
+        );
+    }
+
+    /// Reads a finished request.
+    pub(super) fn on_request_done(
+        &mut self,
+        joined: Result<(tokio::task::Id, RequestOutcome), JoinError>,
+        now: Instant,
+    ) {
+        let (id, outcome) = match joined {
+            Ok((id, outcome)) => (id, outcome),
+            Err(e) => {
+                let outcome = Err(ServiceError {
+                    operation: "PutRecords",
+                    kind: ErrorKind::Transient,
+                    code: None,
+                    http_status: None,
+                    message: format!("request task failed: {e}"),
+                    source: None,
+                });
+                (e.id(), outcome)
+            }
+        };
+        let Some(InFlight { entries, started }) = self.requests.remove(&id) else {
+            return;
+        };
+        match outcome {
+            Err(error) => self.on_request_failed(entries, error, now),
+            Ok(output) => self.on_request_answered(entries, output, started, now),
+        }
+    }
+
+    fn on_request_failed(&mut self, entries: Vec<Entry>, error: ServiceError, now: Instant) {
+        stats::add(&self.stats.failed_requests, 1);
+        let code = error
+            .code
+            .clone()
+            .unwrap_or_else(|| format!("{:?}", error.kind));
+        metrics::counter!("kinesis_producer_errors", "stream" => self.stream.name().to_owned(), "code" => code)
+            .increment(1);
+        tracing::debug!(error = %error, entries = entries.len(), "PutRecords failed");
+        match error.kind {
+            ErrorKind::Fatal => {
+                for entry in entries {
+                    for ticket in entry.tickets {
+                        let source = clone_service_error(&error);
+                        self.fail(ticket, ProduceError::Service { source });
+                    }
+                }
+                // A missing stream may also mean a stale map; look again.
+                self.request_refresh(now);
+            }
+            kind => {
+                if kind == ErrorKind::Throttling {
+                    stats::add(&self.stats.throttled_requests, 1);
+                }
+                let text = error.to_string();
+                for entry in entries {
+                    if kind == ErrorKind::Throttling {
+                        self.throttled(&entry.shard_id, now);
+                    }
+                    if kind == ErrorKind::Throttling && self.cfg.fail_fast_on_throttling {
+                        for ticket in entry.tickets {
+                            let code = error.code.clone().unwrap_or_default();
+                            self.fail(ticket, ProduceError::Throttled { code });
+                        }
+                    } else {
+                        self.retry(entry.tickets, &text, now);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_request_answered(
+        &mut self,
+        entries: Vec<Entry>,
+        output: PutRecordsOutput,
+        started: Instant,
+        now: Instant,
+    ) {
+        if output.records.len() != entries.len() {
+            let error = ServiceError {
+                operation: "PutRecords",
+                kind: ErrorKind::Transient,
+                code: None,
+                http_status: None,
+                message: format!(
+                    "{} results for {} entries",
+                    output.records.len(),
+                    entries.len()
+                ),
+                source: None,
+            };
+            self.on_request_failed(entries, error, now);
+            return;
+        }
+        let mut throttled = false;
+        for (entry, result) in entries.into_iter().zip(output.records) {
+            match (result.sequence_number, result.shard_id) {
+                (Some(sequence_number), Some(shard_id)) => {
+                    if shard_id == entry.shard_id || !entry.aggregated() {
+                        if shard_id != entry.shard_id {
+                            self.request_refresh(now);
+                        }
+                        self.succeed_entry(entry, &shard_id, &sequence_number, started);
+                    } else {
+                        // KCL drops user records outside the shard an aggregate is read from:
+                        // check each against the landing shard once the map is fresh.
+                        tracing::debug!(predicted = %entry.shard_id, landed = %shard_id, "aggregate landed on another shard");
+                        self.verify.push(Landed {
+                            entry,
+                            shard_id,
+                            sequence_number,
+                            started,
+                        });
+                        self.request_refresh(now);
+                    }
+                }
+                _ => {
+                    let code = result.error_code.unwrap_or_else(|| "Unknown".into());
+                    let message = result.error_message.unwrap_or_default();
+                    metrics::counter!("kinesis_producer_errors", "stream" => self.stream.name().to_owned(), "code" => code.clone())
+                        .increment(1);
+                    match classify_code(&code, None) {
+                        ErrorKind::Throttling => {
+                            throttled = true;
+                            stats::add(&self.stats.throttled_entries, 1);
+                            self.throttled(&entry.shard_id, now);
+                            if self.cfg.fail_fast_on_throttling {
+                                for ticket in entry.tickets {
+                                    self.fail(
+                                        ticket,
+                                        ProduceError::Throttled { code: code.clone() },
+                                    );
+                                }
+                            } else {
+                                self.retry(entry.tickets, &format!("{code}: {message}"), now);
+                            }
+                        }
+                        ErrorKind::Transient => {
+                            self.retry(entry.tickets, &format!("{code}: {message}"), now)
+                        }
+                        _ => {
+                            for ticket in entry.tickets {
+                                let reason = ProduceError::Rejected {
+                                    code: code.clone(),
+                                    message: message.clone(),
+                                };
+                                self.fail(ticket, reason);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if throttled {
+            stats::add(&self.stats.throttled_requests, 1);
+        }
+    }
+
+    fn throttled(&mut self, shard_id: &str, now: Instant) {
+        metrics::counter!("kinesis_producer_throttles", "stream" => self.stream.name().to_owned(), "shard" => shard_id.to_owned())
+            .increment(1);
+        if let Some(shard) = self.shards.get_mut(shard_id) {
+            shard.limiter.on_throttle(now);
+            tracing::debug!(
+                shard = shard_id,
+                allowance = shard.limiter.factor(),
+                "throttled"
+            );
+        }
+    }
+
+    /// Resolves every user record of an acknowledged entry.
+    pub(super) fn succeed_entry(
+        &mut self,
+        entry: Entry,
+        shard_id: &str,
+        sequence_number: &str,
+        started: Instant,
+    ) {
+        let aggregated = entry.aggregated();
+        let count = entry.tickets.len() as u64;
+        stats::add(&self.stats.kinesis_records_put, 1);
+        stats::add(&self.stats.bytes_put, entry.size() as u64);
+        let stream = self.stream.name().to_owned();
+        metrics::counter!("kinesis_producer_kinesis_records_put", "stream" => stream.clone())
+            .increment(1);
+        metrics::counter!("kinesis_producer_bytes_put", "stream" => stream.clone())
+            .increment(entry.size() as u64);
+        metrics::histogram!("kinesis_producer_user_records_per_kinesis_record", "stream" => stream)
+            .record(count as f64);
+        for (index, ticket) in entry.tickets.into_iter().enumerate() {
+            self.succeed_ticket(
+                ticket,
+                shard_id,
+                sequence_number,
+                aggregated.then_some(index as u64),
+                started,
+            );
+        }
+    }
+
+    pub(super) fn succeed_ticket(
+        &mut self,
+        ticket: crate::ticket::Ticket,
+        shard_id: &str,
+        sequence_number: &str,
+        sub_sequence_number: Option<u64>,
+        started: Instant,
+    ) {
+        stats::add(&self.stats.user_records_put, 1);
+        stats::add(&self.stats.user_bytes_put, ticket.record.data.len() as u64);
+        let buffered = started.saturating_duration_since(ticket.arrival);
+        metrics::counter!("kinesis_producer_user_records_put", "stream" => self.stream.name().to_owned()).increment(1);
+        metrics::histogram!("kinesis_producer_buffering_seconds", "stream" => self.stream.name().to_owned())
+            .record(buffered.as_secs_f64());
+        let result = PutResult {
+            shard_id: shard_id.to_owned(),
+            sequence_number: sequence_number.to_owned(),
+            sub_sequence_number,
+            attempts: ticket.attempts,
+            buffered,
+        };
+        self.succeed(ticket, result);
+    }
+}

@@ -1,0 +1,351 @@
+//! The engine: one task that owns all pipeline state.
+//!
+//! ```text
+//!  send() ──cmd──▶ route ──▶ shard: Aggregator ─(full or due)─▶ ready queue ─┐
+//!                    ▲                                                       │ rate limiter
+//!                    │ retry queue (backoff, until TTL)          collect ≤ 500 entries, ≤ 5 MiB
+//!                    │                                                       ▼
+//!                    └──────── failed entries / wrong shard ◀── PutRecords tasks (≤ N at once)
+//! ```
+//!
+//! Invariants: every ticket is in exactly one place (unrouted, retry queue, an aggregator, a
+//! ready entry, an in-flight request, or awaiting shard verification) until it is resolved
+//! once; `outstanding` holds the ids of unresolved tickets, which is what `flush` waits on.
+//! Senders never wait for the engine beyond the outstanding bounds, and a shard map refresh
+//! runs in its own task so routing never blocks on ListShards.
+
+mod dispatch;
+mod refresh;
+mod routing;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use kinesis_common::ServiceError;
+use kinesis_common::shard_map::{ShardMap, ShardRange};
+use kinesis_common::stream::StreamRef;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::error::ProduceError;
+use crate::stats::{self, Stats};
+use crate::ticket::{Entry, Ticket};
+
+use dispatch::{InFlight, RequestOutcome};
+use refresh::RefreshResult;
+use routing::ShardState;
+
+/// What producer handles tell the engine.
+// Records are nearly every command; boxing them would cost an allocation per record to
+// shrink the rare flush and shutdown commands.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Command {
+    Record(Ticket),
+    Flush(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// An aggregate that landed on a shard other than the predicted one; its user records are
+/// checked against that shard's range once a fresh shard map arrives.
+#[derive(Debug)]
+struct Landed {
+    entry: Entry,
+    shard_id: String,
+    sequence_number: String,
+    started: Instant,
+}
+
+pub(crate) struct Engine {
+    cfg: Arc<Config>,
+    client: aws_sdk_kinesis::Client,
+    stream: StreamRef,
+    stats: Arc<Stats>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    rx_open: bool,
+
+    map: Option<Arc<ShardMap>>,
+    map_error: Option<ServiceError>,
+    known_ranges: HashMap<String, ShardRange>,
+    shards: HashMap<String, ShardState>,
+    /// Round-robin position over shards when collecting.
+    shard_order: Vec<String>,
+    cursor: usize,
+    unrouted: Vec<Ticket>,
+    retries: BTreeMap<(Instant, u64), Ticket>,
+    verify: Vec<Landed>,
+
+    in_flight: JoinSet<RequestOutcome>,
+    requests: HashMap<tokio::task::Id, InFlight>,
+
+    refresh_tx: mpsc::UnboundedSender<RefreshResult>,
+    refresh_rx: mpsc::UnboundedReceiver<RefreshResult>,
+    refresh_running: bool,
+    next_refresh: Instant,
+    refresh_failures: u32,
+
+    next_id: u64,
+    outstanding: BTreeSet<u64>,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    shutdowns: Vec<oneshot::Sender<()>>,
+    rng: StdRng,
+}
+
+impl Engine {
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        client: aws_sdk_kinesis::Client,
+        stream: StreamRef,
+        stats: Arc<Stats>,
+        rx: mpsc::UnboundedReceiver<Command>,
+    ) -> Self {
+        let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
+        Engine {
+            cfg,
+            client,
+            stream,
+            stats,
+            rx,
+            rx_open: true,
+            map: None,
+            map_error: None,
+            known_ranges: HashMap::new(),
+            shards: HashMap::new(),
+            shard_order: Vec::new(),
+            cursor: 0,
+            unrouted: Vec::new(),
+            retries: BTreeMap::new(),
+            verify: Vec::new(),
+            in_flight: JoinSet::new(),
+            requests: HashMap::new(),
+            refresh_tx,
+            refresh_rx,
+            refresh_running: false,
+            next_refresh: Instant::now(),
+            refresh_failures: 0,
+            next_id: 0,
+            outstanding: BTreeSet::new(),
+            flushes: Vec::new(),
+            shutdowns: Vec::new(),
+            rng: StdRng::from_os_rng(),
+        }
+    }
+
+    /// Runs until shut down, or until every handle is dropped and nothing is in flight.
+    pub(crate) async fn run(mut self) {
+        let span = tracing::debug_span!("kinesis_producer", stream = %self.stream);
+        let _guard = span.enter();
+        loop {
+            let now = Instant::now();
+            self.pump(now);
+            if self.finished() {
+                break;
+            }
+            let wake = self.next_wake(now);
+            tokio::select! {
+                biased;
+                Some(joined) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
+                    self.on_request_done(joined, Instant::now());
+                }
+                Some(result) = self.refresh_rx.recv() => self.on_refresh(result, Instant::now()),
+                command = self.rx.recv(), if self.rx_open => match command {
+                    Some(command) => {
+                        self.on_command(command);
+                        // Take what else is queued before pumping, up to a bound, so a busy
+                        // producer aggregates in batches without starving request completions.
+                        for _ in 0..4096 {
+                            match self.rx.try_recv() {
+                                Ok(command) => self.on_command(command),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => self.on_all_handles_dropped(),
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        self.stop();
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Record(mut ticket) => {
+                ticket.id = self.next_id;
+                self.next_id += 1;
+                self.outstanding.insert(ticket.id);
+                stats::add(&self.stats.user_records_sent, 1);
+                let now = Instant::now();
+                self.route(ticket, now);
+            }
+            Command::Flush(done) => {
+                if self.outstanding.is_empty() {
+                    let _ = done.send(());
+                } else {
+                    self.flushes.push((self.next_id, done));
+                }
+            }
+            Command::Shutdown(done) => self.shutdowns.push(done),
+        }
+    }
+
+    /// Everything is sent at once, ignoring buffering time, while a flush or shutdown waits.
+    fn flushing(&self) -> bool {
+        !self.flushes.is_empty() || !self.shutdowns.is_empty() || !self.rx_open
+    }
+
+    fn closing(&self) -> bool {
+        !self.shutdowns.is_empty() || !self.rx_open
+    }
+
+    fn finished(&self) -> bool {
+        self.closing() && self.outstanding.is_empty() && self.in_flight.is_empty()
+    }
+
+    /// All handles are gone without a shutdown: records not yet sent fail with `ShutDown`;
+    /// requests in flight are waited for and their records resolved as they come back.
+    fn on_all_handles_dropped(&mut self) {
+        self.rx_open = false;
+        let mut abandoned: Vec<Ticket> = std::mem::take(&mut self.unrouted);
+        abandoned.extend(std::mem::take(&mut self.retries).into_values());
+        for shard in self.shards.values_mut() {
+            abandoned.extend(shard.drain());
+        }
+        for ticket in abandoned {
+            self.fail(ticket, ProduceError::ShutDown);
+        }
+        // Aggregates awaiting verification did land; report them as put.
+        for landed in std::mem::take(&mut self.verify) {
+            let Landed {
+                entry,
+                shard_id,
+                sequence_number,
+                started,
+            } = landed;
+            self.succeed_entry(entry, &shard_id, &sequence_number, started);
+        }
+    }
+
+    /// Ends the engine: anything still queued in the channel fails, waiters are released.
+    fn stop(&mut self) {
+        self.rx.close();
+        while let Ok(command) = self.rx.try_recv() {
+            match command {
+                Command::Record(ticket) => ticket.fail(ProduceError::ShutDown),
+                Command::Flush(done) | Command::Shutdown(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        for (_, done) in self.flushes.drain(..) {
+            let _ = done.send(());
+        }
+        for done in self.shutdowns.drain(..) {
+            let _ = done.send(());
+        }
+        tracing::debug!("producer engine stopped");
+    }
+
+    /// Resolves a ticket successfully.
+    fn succeed(&mut self, ticket: Ticket, result: crate::result::PutResult) {
+        self.outstanding.remove(&ticket.id);
+        ticket.succeed(result);
+    }
+
+    /// Resolves a ticket with an error, handing its record back.
+    fn fail(&mut self, ticket: Ticket, reason: ProduceError) {
+        self.outstanding.remove(&ticket.id);
+        stats::add(&self.stats.user_records_failed, 1);
+        metrics::counter!("kinesis_producer_user_records_failed", "stream" => self.stream.name().to_owned())
+            .increment(1);
+        if matches!(reason, ProduceError::Expired { .. }) {
+            stats::add(&self.stats.user_records_expired, 1);
+        }
+        ticket.fail(reason);
+    }
+
+    fn expire(&mut self, ticket: Ticket) {
+        let reason = ProduceError::Expired {
+            ttl: self.cfg.record_ttl,
+            attempts: ticket.attempts,
+            last_error: ticket.last_error.clone(),
+        };
+        self.fail(ticket, reason);
+    }
+
+    /// Releases flush waiters whose records are all resolved.
+    fn release_flushes(&mut self) {
+        if self.flushes.is_empty() {
+            return;
+        }
+        let first_outstanding = self.outstanding.first().copied().unwrap_or(u64::MAX);
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
+            .into_iter()
+            .partition(|(upto, _)| *upto <= first_outstanding);
+        self.flushes = waiting;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+
+    /// One pass of the pipeline: due retries re-enter, due aggregates close, requests go out.
+    fn pump(&mut self, now: Instant) {
+        self.maybe_refresh(now);
+        self.expire_unrouted(now);
+        while let Some(entry) = self.retries.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let ticket = entry.remove();
+            self.route(ticket, now);
+        }
+        let flushing = self.flushing();
+        let max_buffered = self.cfg.max_buffered_time;
+        for shard in self.shards.values_mut() {
+            if shard.pending_due(now, max_buffered, flushing) {
+                shard.close_aggregate();
+            }
+        }
+        self.dispatch(now);
+        self.release_flushes();
+    }
+
+    /// When the loop must look again even if nothing arrives.
+    fn next_wake(&mut self, now: Instant) -> Instant {
+        let mut wake = self
+            .refresh_due_at()
+            .unwrap_or(now + std::time::Duration::from_secs(3600));
+        if let Some(((at, _), _)) = self.retries.first_key_value() {
+            wake = wake.min(*at);
+        }
+        if let Some(deadline) = self.unrouted.iter().map(|t| t.deadline).min() {
+            wake = wake.min(deadline);
+        }
+        let flushing = self.flushing();
+        let max_buffered = self.cfg.max_buffered_time;
+        let room = self.in_flight.len() < self.cfg.max_concurrent_requests;
+        for shard in self.shards.values_mut() {
+            if let Some(due) = shard.next_due(now, max_buffered, flushing, room) {
+                wake = wake.min(due);
+            }
+        }
+        // Never spin: at least a millisecond between idle passes.
+        wake.max(now + std::time::Duration::from_millis(1))
+    }
+}
+
+/// A copy of a service error for each record it fails (the SDK source stays with the first).
+fn clone_service_error(e: &ServiceError) -> ServiceError {
+    ServiceError {
+        operation: e.operation,
+        kind: e.kind,
+        code: e.code.clone(),
+        http_status: e.http_status,
+        message: e.message.clone(),
+        source: None,
+    }
+}

@@ -1,0 +1,220 @@
+//! Routing user records to shards, and each shard's aggregation and ready queue.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use kinesis_common::aggregation::Aggregator;
+use kinesis_common::shard_map::ShardRange;
+use tokio::time::Instant;
+
+use super::{Engine, clone_service_error};
+use crate::config::Config;
+use crate::error::ProduceError;
+use crate::limiter::ShardLimiter;
+use crate::ticket::{Entry, Ticket};
+
+/// One shard's part of the pipeline.
+#[derive(Debug)]
+pub(super) struct ShardState {
+    pub range: ShardRange,
+    aggregator: Option<Aggregator>,
+    /// Tickets in the open aggregate, in order.
+    pending: Vec<Ticket>,
+    pending_oldest: Option<Instant>,
+    /// Closed aggregates and plain records, oldest first.
+    pub ready: VecDeque<Entry>,
+    pub limiter: ShardLimiter,
+}
+
+impl ShardState {
+    fn new(range: ShardRange, cfg: &Config, now: Instant) -> Self {
+        let aggregator = cfg
+            .aggregation
+            .then(|| Aggregator::new(cfg.max_aggregate_bytes).expect("validated by Config"));
+        ShardState {
+            range,
+            aggregator,
+            pending: Vec::new(),
+            pending_oldest: None,
+            ready: VecDeque::new(),
+            limiter: ShardLimiter::new(cfg.shard_bytes_per_sec(), cfg.shard_records_per_sec(), now),
+        }
+    }
+
+    /// Adds a ticket to the open aggregate, closing it first if the ticket does not fit.
+    fn add(&mut self, ticket: Ticket) {
+        let Some(aggregator) = self.aggregator.as_mut() else {
+            self.push_plain(ticket);
+            return;
+        };
+        if ticket.size() > aggregator.limit() {
+            // Too big to share an aggregate: it goes alone, after what came before it.
+            self.close_aggregate();
+            self.push_plain(ticket);
+            return;
+        }
+        if aggregator.try_add(&ticket.record, ticket.hash_key).is_err() {
+            self.close_aggregate();
+            let aggregator = self.aggregator.as_mut().expect("aggregation is on");
+            aggregator
+                .try_add(&ticket.record, ticket.hash_key)
+                .expect("an empty aggregator takes any record");
+        }
+        self.pending_oldest = Some(
+            self.pending_oldest
+                .map_or(ticket.arrival, |o| o.min(ticket.arrival)),
+        );
+        self.pending.push(ticket);
+    }
+
+    fn push_plain(&mut self, ticket: Ticket) {
+        self.ready.push_back(Entry {
+            shard_id: self.range.shard_id.clone(),
+            record: ticket.record.clone().into(),
+            oldest: ticket.arrival,
+            tickets: vec![ticket],
+        });
+    }
+
+    /// Moves the open aggregate, if any, to the ready queue.
+    pub fn close_aggregate(&mut self) {
+        let Some(aggregator) = self.aggregator.as_mut() else {
+            return;
+        };
+        if let Some(record) = aggregator.finish() {
+            let tickets = std::mem::take(&mut self.pending);
+            self.ready.push_back(Entry {
+                shard_id: self.range.shard_id.clone(),
+                record,
+                oldest: self.pending_oldest.take().unwrap_or_else(Instant::now),
+                tickets,
+            });
+        }
+    }
+
+    /// Whether the open aggregate must close now.
+    pub fn pending_due(&self, now: Instant, max_buffered: Duration, flushing: bool) -> bool {
+        self.pending_oldest
+            .is_some_and(|oldest| flushing || oldest + max_buffered <= now)
+    }
+
+    /// Whether the oldest ready entry is due to be sent.
+    pub fn ready_due(&self, now: Instant, max_buffered: Duration, flushing: bool) -> bool {
+        self.ready
+            .front()
+            .is_some_and(|e| flushing || e.oldest + max_buffered <= now)
+    }
+
+    /// When this shard next needs the engine's attention.
+    pub fn next_due(
+        &mut self,
+        now: Instant,
+        max_buffered: Duration,
+        flushing: bool,
+        room: bool,
+    ) -> Option<Instant> {
+        let mut due: Option<Instant> = self
+            .pending_oldest
+            .map(|oldest| if flushing { now } else { oldest + max_buffered });
+        if room && let Some(front) = self.ready.front() {
+            let send_at = if flushing {
+                now
+            } else {
+                front.oldest + max_buffered
+            };
+            let size = front.size();
+            let at = send_at.max(self.limiter.ready_at(size, now));
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+        due
+    }
+
+    /// Everything this shard holds that is not in flight.
+    pub fn drain(&mut self) -> Vec<Ticket> {
+        if let Some(aggregator) = self.aggregator.as_mut() {
+            aggregator.clear();
+        }
+        self.pending_oldest = None;
+        let mut out = std::mem::take(&mut self.pending);
+        for entry in self.ready.drain(..) {
+            out.extend(entry.tickets);
+        }
+        out
+    }
+}
+
+impl Engine {
+    /// Sends a ticket to its shard's aggregator, or parks it until a shard map exists.
+    pub(super) fn route(&mut self, ticket: Ticket, now: Instant) {
+        if !self.rx_open {
+            self.fail(ticket, ProduceError::ShutDown);
+            return;
+        }
+        if ticket.deadline <= now {
+            self.expire(ticket);
+            return;
+        }
+        let Some(map) = self.map.clone() else {
+            match &self.map_error {
+                Some(e) => {
+                    let source = clone_service_error(e);
+                    self.fail(ticket, ProduceError::Service { source });
+                }
+                None => self.unrouted.push(ticket),
+            }
+            return;
+        };
+        let range = map.shard_for(ticket.hash_key);
+        let shard = match self.shards.get_mut(&range.shard_id) {
+            Some(shard) => shard,
+            None => {
+                self.shard_order.push(range.shard_id.clone());
+                self.shards
+                    .entry(range.shard_id.clone())
+                    .or_insert_with(|| ShardState::new(range.clone(), &self.cfg, now))
+            }
+        };
+        shard.add(ticket);
+    }
+
+    /// Fails parked tickets whose TTL ran out while no shard map could be loaded.
+    pub(super) fn expire_unrouted(&mut self, now: Instant) {
+        if self.unrouted.is_empty() {
+            return;
+        }
+        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unrouted)
+            .into_iter()
+            .partition(|t| t.deadline <= now);
+        self.unrouted = waiting;
+        for ticket in expired {
+            self.expire(ticket);
+        }
+    }
+
+    /// Puts failed tickets back after a jittered backoff, or expires those whose TTL the
+    /// backoff would outlast.
+    pub(super) fn retry(&mut self, tickets: Vec<Ticket>, error: &str, now: Instant) {
+        let mut retried = 0u64;
+        for mut ticket in tickets {
+            ticket.last_error = Some(error.to_owned());
+            if !self.rx_open {
+                self.fail(ticket, ProduceError::ShutDown);
+                continue;
+            }
+            let delay = self
+                .cfg
+                .backoff
+                .delay(ticket.attempts.saturating_sub(1), &mut self.rng);
+            let at = now + delay;
+            if at >= ticket.deadline {
+                self.expire(ticket);
+                continue;
+            }
+            retried += 1;
+            self.retries.insert((at, ticket.id), ticket);
+        }
+        crate::stats::add(&self.stats.retries, retried);
+        metrics::counter!("kinesis_producer_retries", "stream" => self.stream.name().to_owned())
+            .increment(retried);
+    }
+}
