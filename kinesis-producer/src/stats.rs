@@ -36,6 +36,8 @@ pub struct ProducerStats {
     pub bytes_put: u64,
     /// Payload bytes of acknowledged user records.
     pub user_bytes_put: u64,
+    /// PUT payload units billed: each acknowledged Kinesis record costs ceil(size / 25 KiB).
+    pub put_payload_units: u64,
     /// PutRecords requests sent.
     pub requests: u64,
     /// Requests that were throttled whole or had at least one throttled entry.
@@ -61,6 +63,7 @@ pub(crate) struct Stats {
     pub kinesis_records_put: AtomicU64,
     pub bytes_put: AtomicU64,
     pub user_bytes_put: AtomicU64,
+    pub put_payload_units: AtomicU64,
     pub requests: AtomicU64,
     pub throttled_requests: AtomicU64,
     pub throttled_entries: AtomicU64,
@@ -74,6 +77,21 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.fetch_add(n, Ordering::Relaxed);
 }
 
+/// Size of one PUT payload unit, 25 KiB.
+const PAYLOAD_UNIT: u64 = 25 * 1024;
+
+impl Stats {
+    /// Counts one acknowledged Kinesis record of `size` bytes.
+    pub(crate) fn kinesis_record_put(&self, size: usize) {
+        add(&self.kinesis_records_put, 1);
+        add(&self.bytes_put, size as u64);
+        add(
+            &self.put_payload_units,
+            (size as u64).div_ceil(PAYLOAD_UNIT).max(1),
+        );
+    }
+}
+
 impl Stats {
     pub(crate) fn snapshot(&self) -> ProducerStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -85,6 +103,7 @@ impl Stats {
             kinesis_records_put: get(&self.kinesis_records_put),
             bytes_put: get(&self.bytes_put),
             user_bytes_put: get(&self.user_bytes_put),
+            put_payload_units: get(&self.put_payload_units),
             requests: get(&self.requests),
             throttled_requests: get(&self.throttled_requests),
             throttled_entries: get(&self.throttled_entries),
@@ -93,5 +112,54 @@ impl Stats {
             wrong_shard_resends: get(&self.wrong_shard_resends),
             shard_map_refreshes: get(&self.shard_map_refreshes),
         }
+    }
+}
+
+/// Metric handles, registered once per producer so the hot path does no label work.
+/// Install a `metrics` recorder before building the producer to receive them.
+pub(crate) struct Metrics {
+    stream: String,
+    pub user_records_put: metrics::Counter,
+    pub user_records_failed: metrics::Counter,
+    pub kinesis_records_put: metrics::Counter,
+    pub bytes_put: metrics::Counter,
+    pub requests: metrics::Counter,
+    pub retries: metrics::Counter,
+    pub buffering_seconds: metrics::Histogram,
+    pub user_records_per_kinesis_record: metrics::Histogram,
+    pub kinesis_records_per_request: metrics::Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new(stream: &str) -> Self {
+        let s = stream.to_owned();
+        Metrics {
+            user_records_put: metrics::counter!("kinesis_producer_user_records_put", "stream" => s.clone()),
+            user_records_failed: metrics::counter!("kinesis_producer_user_records_failed", "stream" => s.clone()),
+            kinesis_records_put: metrics::counter!("kinesis_producer_kinesis_records_put", "stream" => s.clone()),
+            bytes_put: metrics::counter!("kinesis_producer_bytes_put", "stream" => s.clone()),
+            requests: metrics::counter!("kinesis_producer_requests", "stream" => s.clone()),
+            retries: metrics::counter!("kinesis_producer_retries", "stream" => s.clone()),
+            buffering_seconds: metrics::histogram!("kinesis_producer_buffering_seconds", "stream" => s.clone()),
+            user_records_per_kinesis_record: metrics::histogram!(
+                "kinesis_producer_user_records_per_kinesis_record", "stream" => s.clone()
+            ),
+            kinesis_records_per_request: metrics::histogram!(
+                "kinesis_producer_kinesis_records_per_request", "stream" => s.clone()
+            ),
+            stream: s,
+        }
+    }
+
+    /// A throttled entry or request on `shard`.
+    pub(crate) fn throttle(&self, shard: &str) {
+        metrics::counter!("kinesis_producer_throttles", "stream" => self.stream.clone(), "shard" => shard.to_owned())
+            .increment(1);
+    }
+
+    /// A failed entry or request with error `code`.
+    pub(crate) fn error(&self, code: &str) {
+        metrics::counter!("kinesis_producer_errors", "stream" => self.stream.clone(), "code" => code.to_owned())
+            .increment(1);
     }
 }

@@ -89,6 +89,8 @@ pub(crate) struct Entry {
     pub tickets: Vec<Ticket>,
     /// Arrival of its oldest user record.
     pub oldest: Instant,
+    /// Its claim on the shard's rate budget while in flight.
+    pub claim: Option<crate::limiter::Claim>,
 }
 
 impl Entry {

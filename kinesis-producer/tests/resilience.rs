@@ -11,9 +11,13 @@ use support::{assert_on_owning_shards, counts, read_stream};
 
 /// Sends `n` records with unique payloads and returns how many were put and how many failed.
 async fn produce(producer: &Producer, n: usize, size: usize) -> (usize, usize) {
+    produce_tagged(producer, "", n, size).await
+}
+
+async fn produce_tagged(producer: &Producer, tag: &str, n: usize, size: usize) -> (usize, usize) {
     let mut puts = Vec::with_capacity(n);
     for i in 0..n {
-        let mut data = format!("{i:08}-").into_bytes();
+        let mut data = format!("{tag}{i:08}-").into_bytes();
         data.resize(size.max(data.len()), b'x');
         puts.push(
             producer
@@ -188,4 +192,46 @@ async fn split_and_merge_during_a_run_lose_nothing() {
         "split and merge happened: {} shards",
         ranges.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_producers_sharing_a_shard_back_off_instead_of_storming() {
+    let aws = LocalAws::builder()
+        .enforce_limits(true)
+        .start()
+        .await
+        .unwrap();
+    aws.create_stream("shared", 1).await.unwrap();
+    let client = aws.kinesis_client().await;
+    let make = || {
+        Producer::builder("shared")
+            .client(client.clone())
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (make(), make());
+    // Each wants the whole shard: 2 × 2.5 MB into 1 MiB/s.
+    let start = std::time::Instant::now();
+    let (ra, rb) = tokio::join!(
+        produce_tagged(&a, "a", 5_000, 500),
+        produce_tagged(&b, "b", 5_000, 500)
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+    assert_eq!((ra, rb), ((5_000, 0), (5_000, 0)));
+    let (sa, sb) = (a.stats(), b.stats());
+    eprintln!("{sa:?}\n{sb:?}");
+    let requests = sa.requests + sb.requests;
+    let throttled = sa.throttled_entries + sb.throttled_entries;
+    let put = sa.kinesis_records_put + sb.kinesis_records_put;
+    // AIMD keeps the pair near the shard's rate: throttled entries stay a minority and the
+    // request rate stays bounded (a storm would be hundreds of requests per second).
+    assert!(
+        throttled * 2 <= put,
+        "{throttled} entries throttled for {put} put"
+    );
+    let per_sec = requests as f64 / start.elapsed().as_secs_f64();
+    assert!(per_sec < 100.0, "{per_sec:.0} requests/s");
+    let (records, _) = read_stream(&client, "shared").await;
+    assert_eq!(counts(&records).len(), 10_000);
 }

@@ -23,9 +23,11 @@ mod fault;
 mod front;
 mod local;
 pub mod streams;
+mod target;
 
 pub use fault::{FaultAction, FaultRule, FaultStats, Faults, Service};
 pub use local::{LocalAws, LocalAwsBuilder, TestkitError};
+pub use target::{Target, TargetChoice};
 
 /// The README's Rust snippets, compiled and run as doctests.
 #[cfg(doctest)]

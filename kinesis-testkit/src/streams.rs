@@ -171,3 +171,32 @@ impl LocalAws {
         update_shard_count(&self.kinesis_client().await, name, target).await
     }
 }
+
+/// Creates the stream with `shards` shards unless it exists; waits until it is ACTIVE.
+/// Returns whether it was created.
+pub async fn ensure_stream(
+    client: &aws_sdk_kinesis::Client,
+    name: &str,
+    shards: u32,
+) -> Result<bool, TestkitError> {
+    match client
+        .describe_stream_summary()
+        .stream_name(name)
+        .send()
+        .await
+    {
+        Ok(_) => {
+            wait_for_active(client, name).await?;
+            Ok(false)
+        }
+        Err(e) => {
+            let e = ServiceError::from_sdk("DescribeStreamSummary", e);
+            if e.has_code("ResourceNotFoundException") {
+                create_stream(client, name, shards).await?;
+                Ok(true)
+            } else {
+                Err(e.into())
+            }
+        }
+    }
+}

@@ -33,15 +33,21 @@ impl Engine {
         let max_buffered = self.cfg.max_buffered_time;
         let flushing = self.flushing();
         while self.in_flight.len() < self.cfg.max_concurrent_requests {
-            let (mut ready_entries, mut ready_bytes, mut due) = (0usize, 0usize, false);
+            let (mut ready_entries, mut ready_bytes) = (0usize, 0usize);
             for shard in self.shards.values() {
                 ready_entries += shard.ready.len();
                 ready_bytes += shard.ready.iter().map(Entry::size).sum::<usize>();
-                due |= shard.ready_due(now, max_buffered, flushing);
             }
-            if ready_entries == 0
-                || !(due || ready_entries >= max_entries || ready_bytes >= max_bytes)
-            {
+            if ready_entries == 0 {
+                return;
+            }
+            let fills_request = ready_entries >= max_entries || ready_bytes >= max_bytes;
+            let triggered = self.shards.values_mut().any(|shard| {
+                shard
+                    .sendable_at(now, max_buffered, flushing, fills_request)
+                    .is_some_and(|at| at <= now)
+            });
+            if !triggered {
                 return;
             }
             let batch = self.collect(now, max_entries, max_bytes);
@@ -79,11 +85,14 @@ impl Engine {
                 if !batch.is_empty() && bytes + size > max_bytes {
                     continue;
                 }
-                if !shard.limiter.try_acquire(size, now) {
+                let Some(claim) = shard.limiter.try_acquire(size, now) else {
                     continue;
-                }
+                };
                 bytes += size;
-                batch.extend(shard.ready.pop_front());
+                if let Some(mut entry) = shard.ready.pop_front() {
+                    entry.claim = Some(claim);
+                    batch.push(entry);
+                }
                 progress = true;
                 if batch.len() >= max_entries {
                     break;
@@ -124,9 +133,9 @@ impl Engine {
             }
         }
         stats::add(&self.stats.requests, 1);
-        let stream = self.stream.name().to_owned();
-        metrics::counter!("kinesis_producer_requests", "stream" => stream.clone()).increment(1);
-        metrics::histogram!("kinesis_producer_kinesis_records_per_request", "stream" => stream)
+        self.metrics.requests.increment(1);
+        self.metrics
+            .kinesis_records_per_request
             .record(batch.len() as f64);
         let call = self
             .stream
@@ -185,6 +194,13 @@ impl Engine {
         let Some(InFlight { entries, started }) = self.requests.remove(&id) else {
             return;
         };
+        // Answered or failed, each entry now leaves its shard's budget a window from now.
+        for entry in &entries {
+            if let (Some(claim), Some(shard)) = (entry.claim, self.shards.get_mut(&entry.shard_id))
+            {
+                shard.limiter.answered(claim, now);
+            }
+        }
         match outcome {
             Err(error) => self.on_request_failed(entries, error, now),
             Ok(output) => self.on_request_answered(entries, output, started, now),
@@ -197,8 +213,7 @@ impl Engine {
             .code
             .clone()
             .unwrap_or_else(|| format!("{:?}", error.kind));
-        metrics::counter!("kinesis_producer_errors", "stream" => self.stream.name().to_owned(), "code" => code)
-            .increment(1);
+        self.metrics.error(&code);
         tracing::debug!(error = %error, entries = entries.len(), "PutRecords failed");
         match error.kind {
             ErrorKind::Fatal => {
@@ -281,8 +296,7 @@ impl Engine {
                 _ => {
                     let code = result.error_code.unwrap_or_else(|| "Unknown".into());
                     let message = result.error_message.unwrap_or_default();
-                    metrics::counter!("kinesis_producer_errors", "stream" => self.stream.name().to_owned(), "code" => code.clone())
-                        .increment(1);
+                    self.metrics.error(&code);
                     match classify_code(&code, None) {
                         ErrorKind::Throttling => {
                             throttled = true;
@@ -321,8 +335,7 @@ impl Engine {
     }
 
     fn throttled(&mut self, shard_id: &str, now: Instant) {
-        metrics::counter!("kinesis_producer_throttles", "stream" => self.stream.name().to_owned(), "shard" => shard_id.to_owned())
-            .increment(1);
+        self.metrics.throttle(shard_id);
         if let Some(shard) = self.shards.get_mut(shard_id) {
             shard.limiter.on_throttle(now);
             tracing::debug!(
@@ -343,14 +356,11 @@ impl Engine {
     ) {
         let aggregated = entry.aggregated();
         let count = entry.tickets.len() as u64;
-        stats::add(&self.stats.kinesis_records_put, 1);
-        stats::add(&self.stats.bytes_put, entry.size() as u64);
-        let stream = self.stream.name().to_owned();
-        metrics::counter!("kinesis_producer_kinesis_records_put", "stream" => stream.clone())
-            .increment(1);
-        metrics::counter!("kinesis_producer_bytes_put", "stream" => stream.clone())
-            .increment(entry.size() as u64);
-        metrics::histogram!("kinesis_producer_user_records_per_kinesis_record", "stream" => stream)
+        self.stats.kinesis_record_put(entry.size());
+        self.metrics.kinesis_records_put.increment(1);
+        self.metrics.bytes_put.increment(entry.size() as u64);
+        self.metrics
+            .user_records_per_kinesis_record
             .record(count as f64);
         for (index, ticket) in entry.tickets.into_iter().enumerate() {
             self.succeed_ticket(
@@ -374,8 +384,9 @@ impl Engine {
         stats::add(&self.stats.user_records_put, 1);
         stats::add(&self.stats.user_bytes_put, ticket.record.data.len() as u64);
         let buffered = started.saturating_duration_since(ticket.arrival);
-        metrics::counter!("kinesis_producer_user_records_put", "stream" => self.stream.name().to_owned()).increment(1);
-        metrics::histogram!("kinesis_producer_buffering_seconds", "stream" => self.stream.name().to_owned())
+        self.metrics.user_records_put.increment(1);
+        self.metrics
+            .buffering_seconds
             .record(buffered.as_secs_f64());
         let result = PutResult {
             shard_id: shard_id.to_owned(),

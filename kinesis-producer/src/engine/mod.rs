@@ -32,7 +32,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::error::ProduceError;
-use crate::stats::{self, Stats};
+use crate::stats::{self, Metrics, Stats};
 use crate::ticket::{Entry, Ticket};
 
 use dispatch::{InFlight, RequestOutcome};
@@ -65,6 +65,7 @@ pub(crate) struct Engine {
     client: aws_sdk_kinesis::Client,
     stream: StreamRef,
     stats: Arc<Stats>,
+    metrics: Metrics,
     rx: mpsc::UnboundedReceiver<Command>,
     rx_open: bool,
 
@@ -107,6 +108,7 @@ impl Engine {
         Engine {
             cfg,
             client,
+            metrics: Metrics::new(stream.name()),
             stream,
             stats,
             rx,
@@ -260,8 +262,7 @@ impl Engine {
     fn fail(&mut self, ticket: Ticket, reason: ProduceError) {
         self.outstanding.remove(&ticket.id);
         stats::add(&self.stats.user_records_failed, 1);
-        metrics::counter!("kinesis_producer_user_records_failed", "stream" => self.stream.name().to_owned())
-            .increment(1);
+        self.metrics.user_records_failed.increment(1);
         if matches!(reason, ProduceError::Expired { .. }) {
             stats::add(&self.stats.user_records_expired, 1);
         }

@@ -147,8 +147,7 @@ impl Engine {
                 started,
             } = landed;
             let range = self.known_ranges.get(&shard_id).cloned();
-            stats::add(&self.stats.kinesis_records_put, 1);
-            stats::add(&self.stats.bytes_put, entry.size() as u64);
+            self.stats.kinesis_record_put(entry.size());
             for (index, ticket) in entry.tickets.into_iter().enumerate() {
                 if range.as_ref().is_some_and(|r| r.contains(ticket.hash_key)) {
                     self.succeed_ticket(

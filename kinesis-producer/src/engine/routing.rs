@@ -72,6 +72,7 @@ impl ShardState {
             shard_id: self.range.shard_id.clone(),
             record: ticket.record.clone().into(),
             oldest: ticket.arrival,
+            claim: None,
             tickets: vec![ticket],
         });
     }
@@ -88,6 +89,7 @@ impl ShardState {
                 record,
                 oldest: self.pending_oldest.take().unwrap_or_else(Instant::now),
                 tickets,
+                claim: None,
             });
         }
     }
@@ -98,11 +100,28 @@ impl ShardState {
             .is_some_and(|oldest| flushing || oldest + max_buffered <= now)
     }
 
-    /// Whether the oldest ready entry is due to be sent.
-    pub fn ready_due(&self, now: Instant, max_buffered: Duration, flushing: bool) -> bool {
-        self.ready
-            .front()
-            .is_some_and(|e| flushing || e.oldest + max_buffered <= now)
+    /// When the ready queue should go out: once its oldest entry is due (at once when
+    /// flushing or when the backlog fills a request) and the rate limiter has room for a
+    /// batch. `None` when there is nothing ready, or only an answer in flight can make room.
+    pub fn sendable_at(
+        &mut self,
+        now: Instant,
+        max_buffered: Duration,
+        flushing: bool,
+        fills_request: bool,
+    ) -> Option<Instant> {
+        let front = self.ready.front()?;
+        let due = if flushing || fills_request {
+            now
+        } else {
+            front.oldest + max_buffered
+        };
+        let front_size = front.size();
+        let backlog: usize = self.ready.iter().map(Entry::size).sum();
+        let ready = self
+            .limiter
+            .batch_ready_at(front_size, backlog, self.ready.len(), now)?;
+        Some(due.max(ready))
     }
 
     /// When this shard next needs the engine's attention.
@@ -116,14 +135,7 @@ impl ShardState {
         let mut due: Option<Instant> = self
             .pending_oldest
             .map(|oldest| if flushing { now } else { oldest + max_buffered });
-        if room && let Some(front) = self.ready.front() {
-            let send_at = if flushing {
-                now
-            } else {
-                front.oldest + max_buffered
-            };
-            let size = front.size();
-            let at = send_at.max(self.limiter.ready_at(size, now));
+        if room && let Some(at) = self.sendable_at(now, max_buffered, flushing, false) {
             due = Some(due.map_or(at, |d| d.min(at)));
         }
         due
@@ -214,7 +226,6 @@ impl Engine {
             self.retries.insert((at, ticket.id), ticket);
         }
         crate::stats::add(&self.stats.retries, retried);
-        metrics::counter!("kinesis_producer_retries", "stream" => self.stream.name().to_owned())
-            .increment(retried);
+        self.metrics.retries.increment(retried);
     }
 }
