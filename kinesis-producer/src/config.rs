@@ -68,7 +68,7 @@ impl Default for Config {
             record_ttl: Duration::from_secs(30),
             rate_limit_percent: 100,
             max_outstanding_bytes: 64 * 1024 * 1024,
-            max_outstanding_records: 200_000,
+            max_outstanding_records: 100_000,
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 24,
             shard_map_refresh_interval: Duration::from_secs(60),

@@ -81,7 +81,7 @@ impl ProducerBuilder {
         max_outstanding_bytes: usize
     );
     setter!(
-        /// Most records sent but not yet resolved; `send` waits above it (default 200,000).
+        /// Most records sent but not yet resolved; `send` waits above it (default 100,000).
         max_outstanding_records: usize
     );
     setter!(
