@@ -56,6 +56,20 @@ impl StreamRef {
     }
 }
 
+impl StreamRef {
+    /// Sets `StreamName` or `StreamARN` on a GetShardIterator request.
+    pub fn apply_get_shard_iterator(
+        &self,
+        request: aws_sdk_kinesis::operation::get_shard_iterator::builders::GetShardIteratorFluentBuilder,
+    ) -> aws_sdk_kinesis::operation::get_shard_iterator::builders::GetShardIteratorFluentBuilder
+    {
+        match self {
+            StreamRef::Name(name) => request.stream_name(name),
+            StreamRef::Arn(arn) => request.stream_arn(arn),
+        }
+    }
+}
+
 impl From<&str> for StreamRef {
     fn from(value: &str) -> Self {
         StreamRef::parse(value)

@@ -1,15 +1,61 @@
 //! A KCL-compatible consumer for Amazon Kinesis Data Streams.
 //!
-//! **Status: skeleton.** The worker lands in a later milestone:
+//! Implement [`RecordProcessor`], build a [`Worker`] for an application name and a stream,
+//! and run it on as many processes or machines as needed: every shard is processed by one
+//! worker at a time, in order, resuming from its last checkpoint.
 //!
-//! ```text
-//! lease table (DynamoDB, KCL schema) ◀─▶ renewer / taker / balancer
-//!                                          │ owns shard
-//!                                          ▼
-//! GetRecords ─▶ deaggregate ─▶ RecordProcessor::process_records ─▶ checkpoint (conditional write)
+//! ```no_run
+//! use kinesis_consumer::{Checkpointer, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker};
+//!
+//! struct Printer;
+//!
+//! impl RecordProcessor for Printer {
+//!     async fn process_records(
+//!         &mut self,
+//!         input: ProcessRecordsInput,
+//!         checkpointer: &mut Checkpointer,
+//!     ) -> Result<(), ProcessorError> {
+//!         for record in &input.records {
+//!             println!("{} {:?}", record.partition_key, record.data);
+//!         }
+//!         checkpointer.checkpoint().await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn example(kinesis: aws_sdk_kinesis::Client, dynamodb: aws_sdk_dynamodb::Client)
+//! # -> Result<(), Box<dyn std::error::Error>> {
+//! let worker = Worker::builder("my-app", "clicks")
+//!     .kinesis_client(kinesis)
+//!     .dynamodb_client(dynamodb)
+//!     .build(|_shard: &str| Printer)?;
+//! let handle = worker.handle();
+//! tokio::spawn(async move { tokio::signal::ctrl_c().await.ok(); handle.shutdown().await });
+//! worker.run().await?;
+//! # Ok(()) }
 //! ```
 //!
-//! Deaggregation with KCL's semantics is already available as
-//! [`kinesis_common::aggregation::deaggregate`].
+//! Leases live in a DynamoDB table with KCL's schema ([`lease`]), so a table written by the
+//! Java KCL is taken over with its checkpoints.
 
+mod checkpoint;
+mod config;
+mod error;
+pub mod lease;
+mod processor;
+mod record;
+mod retrieval;
+mod shard_consumer;
+mod shard_sync;
+mod worker;
+
+pub use checkpoint::{
+    CheckpointError, Checkpointer, PreparedCheckpoint, ShardEndCheckpointer, ShardEnded,
+};
+pub use config::{ConfigError, InitialPosition};
+pub use error::ConsumerError;
 pub use kinesis_common::aggregation::{DeaggregatedRecord, deaggregate};
+pub use lease::{Checkpoint, Lease};
+pub use processor::{InitializeInput, ProcessorError, ProcessorFactory, RecordProcessor};
+pub use record::{ProcessRecordsInput, Record};
+pub use worker::{NeverProcessor, Worker, WorkerBuilder, WorkerHandle};

@@ -1,0 +1,128 @@
+//! Worker configuration, every option with its default.
+
+use std::time::{Duration, SystemTime};
+
+use kinesis_common::backoff::Backoff;
+
+/// Where shards without a checkpoint start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialPosition {
+    /// The oldest record still retained (the default: a new application loses nothing).
+    TrimHorizon,
+    /// Records put after the worker starts (KCL's default).
+    Latest,
+    /// Records put at or after this time.
+    AtTimestamp(SystemTime),
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required client was not given.
+    #[error("no {client} client: call .{method}(..)")]
+    MissingClient {
+        /// Which client.
+        client: &'static str,
+        /// The builder method that sets it.
+        method: &'static str,
+    },
+    /// An option is outside its valid range.
+    #[error("{option} is invalid: {reason}")]
+    Invalid {
+        /// The option, as its builder method.
+        option: &'static str,
+        /// What is allowed.
+        reason: &'static str,
+    },
+}
+
+/// Validated worker settings; see [`crate::WorkerBuilder`].
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub application_name: String,
+    pub worker_id: String,
+    pub lease_table_name: String,
+    pub initial_position: InitialPosition,
+    pub failover_time: Duration,
+    pub renewal_interval: Duration,
+    pub taking_interval: Duration,
+    pub max_leases_per_worker: usize,
+    pub max_leases_to_steal: usize,
+    pub shard_sync_interval: Duration,
+    pub max_records: i32,
+    pub idle_time_between_reads: Duration,
+    pub max_prefetch_batches: usize,
+    pub processor_backoff: Backoff,
+    pub processor_max_attempts: u32,
+}
+
+impl Config {
+    pub(crate) fn new(application_name: String) -> Self {
+        Config {
+            worker_id: default_worker_id(),
+            lease_table_name: application_name.clone(),
+            application_name,
+            initial_position: InitialPosition::TrimHorizon,
+            failover_time: Duration::from_secs(10),
+            renewal_interval: Duration::from_millis(3333),
+            taking_interval: Duration::from_secs(1),
+            max_leases_per_worker: usize::MAX,
+            max_leases_to_steal: 1,
+            shard_sync_interval: Duration::from_secs(60),
+            max_records: 10_000,
+            idle_time_between_reads: Duration::from_millis(500),
+            max_prefetch_batches: 2,
+            processor_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+            processor_max_attempts: 10,
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |option, reason| Err(ConfigError::Invalid { option, reason });
+        if self.application_name.is_empty() {
+            return invalid("application_name", "must not be empty");
+        }
+        if self.worker_id.is_empty() {
+            return invalid("worker_id", "must not be empty");
+        }
+        if self.lease_table_name.len() < 3 || self.lease_table_name.len() > 255 {
+            return invalid(
+                "lease_table_name",
+                "DynamoDB table names have 3 to 255 characters",
+            );
+        }
+        if self.renewal_interval >= self.failover_time || self.renewal_interval.is_zero() {
+            return invalid(
+                "renewal_interval",
+                "must be positive and shorter than failover_time",
+            );
+        }
+        if self.taking_interval.is_zero() || self.shard_sync_interval.is_zero() {
+            return invalid("taking_interval", "intervals must be positive");
+        }
+        if !(1..=10_000).contains(&self.max_records) {
+            return invalid("max_records", "must be 1 to 10,000");
+        }
+        if self.max_leases_per_worker == 0
+            || self.max_leases_to_steal == 0
+            || self.max_prefetch_batches == 0
+        {
+            return invalid("max_leases_per_worker", "counts must be at least 1");
+        }
+        if self.processor_max_attempts == 0 {
+            return invalid("processor_max_attempts", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}

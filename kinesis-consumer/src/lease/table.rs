@@ -1,0 +1,338 @@
+//! The lease table's DynamoDB operations, each a conditional write on what was read.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ScalarAttributeType, TableStatus,
+};
+use kinesis_common::ServiceError;
+
+use super::item::*;
+use super::{Checkpoint, Lease};
+
+/// How long to wait for a new table to become ACTIVE.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone)]
+pub(crate) struct LeaseTable {
+    client: aws_sdk_dynamodb::Client,
+    name: String,
+}
+
+impl std::fmt::Debug for LeaseTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaseTable")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// `Ok(true)` on success, `Ok(false)` when the condition failed, `Err` otherwise.
+fn conditional<T, E>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> Result<Option<T>, ServiceError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            let e = ServiceError::from_sdk(operation, e);
+            if e.has_code("ConditionalCheckFailedException") {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+impl LeaseTable {
+    pub(crate) fn new(client: aws_sdk_dynamodb::Client, name: impl Into<String>) -> Self {
+        LeaseTable {
+            client,
+            name: name.into(),
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Creates the table (PAY_PER_REQUEST, hash key `leaseKey`) unless it exists, and waits
+    /// until it is ACTIVE.
+    pub(crate) async fn ensure_exists(&self) -> Result<(), ServiceError> {
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.name)
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(LEASE_KEY)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .map_err(|e| ServiceError::construction("CreateTable", e))?,
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(LEASE_KEY)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| ServiceError::construction("CreateTable", e))?,
+            )
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await;
+        if let Err(e) = created {
+            let e = ServiceError::from_sdk("CreateTable", e);
+            if !e.has_code("ResourceInUseException") {
+                return Err(e);
+            }
+        }
+        let start = tokio::time::Instant::now();
+        loop {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.name)
+                .send()
+                .await
+                .map_err(|e| ServiceError::from_sdk("DescribeTable", e))?;
+            if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            if start.elapsed() > TABLE_ACTIVE_TIMEOUT {
+                return Err(ServiceError {
+                    operation: "DescribeTable",
+                    kind: kinesis_common::ErrorKind::Transient,
+                    code: None,
+                    http_status: None,
+                    message: format!(
+                        "table {} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}",
+                        self.name
+                    ),
+                    source: None,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every lease, by consistent, paginated scan. Items that are not leases are skipped.
+    pub(crate) async fn list(&self) -> Result<Vec<Lease>, ServiceError> {
+        let mut leases = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.name)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| ServiceError::from_sdk("Scan", e))?;
+            for item in page.items() {
+                match Lease::from_item(item) {
+                    Ok(lease) => leases.push(lease),
+                    Err(e) => {
+                        tracing::warn!(error = %e, table = %self.name, "skipping an item that is not a lease")
+                    }
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(leases);
+            }
+        }
+    }
+
+    /// Creates a lease unless one exists. Returns whether it was created.
+    pub(crate) async fn create_if_absent(&self, lease: &Lease) -> Result<bool, ServiceError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(lease.to_item()))
+            .condition_expression("attribute_not_exists(leaseKey)")
+            .send()
+            .await;
+        Ok(conditional("PutItem", result)?.is_some())
+    }
+
+    /// Bumps the counter of a lease we hold. `None`: it is no longer ours at that counter.
+    pub(crate) async fn renew(
+        &self,
+        shard_id: &str,
+        owner: &str,
+        counter: u64,
+    ) -> Result<Option<u64>, ServiceError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .update_expression("SET leaseCounter = leaseCounter + :one")
+            .condition_expression("leaseOwner = :owner AND leaseCounter = :counter")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":counter", n(counter))
+            .send()
+            .await;
+        Ok(conditional("UpdateItem", result)?.map(|_| counter + 1))
+    }
+
+    /// Takes a lease as it was seen (same counter and owner). `None`: someone moved first.
+    pub(crate) async fn take(
+        &self,
+        seen: &Lease,
+        owner: &str,
+    ) -> Result<Option<Lease>, ServiceError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(&seen.shard_id))
+            .update_expression(
+                "SET leaseOwner = :owner, leaseCounter = leaseCounter + :one, \
+                 ownerSwitchesSinceCheckpoint = if_not_exists(ownerSwitchesSinceCheckpoint, :zero) + :switch",
+            )
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":counter", n(seen.counter))
+            .expression_attribute_values(":switch", n(u64::from(seen.owner.as_deref() != Some(owner))))
+            .return_values(ReturnValue::AllNew);
+        request = match &seen.owner {
+            Some(previous) => request
+                .condition_expression("leaseCounter = :counter AND leaseOwner = :previous")
+                .expression_attribute_values(":previous", s(previous)),
+            None => request.condition_expression(
+                "leaseCounter = :counter AND (attribute_not_exists(leaseOwner) OR leaseOwner = :empty)",
+            )
+            .expression_attribute_values(":empty", s("")),
+        };
+        let result = request.send().await;
+        Ok(conditional("UpdateItem", result)?.and_then(|out| {
+            out.attributes
+                .as_ref()
+                .and_then(|a| Lease::from_item(a).ok())
+        }))
+    }
+
+    /// Gives a lease up so another worker can take it at once. Returns whether it was ours.
+    pub(crate) async fn release(&self, shard_id: &str, owner: &str) -> Result<bool, ServiceError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .update_expression("REMOVE leaseOwner SET leaseCounter = leaseCounter + :one")
+            .condition_expression("leaseOwner = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        Ok(conditional("UpdateItem", result)?.is_some())
+    }
+
+    /// Writes a checkpoint, fenced by ownership. Returns whether the lease was still ours.
+    pub(crate) async fn checkpoint(
+        &self,
+        shard_id: &str,
+        owner: &str,
+        checkpoint: &Checkpoint,
+        sub_sequence: u64,
+    ) -> Result<bool, ServiceError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .update_expression(
+                "SET checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero \
+                 REMOVE pendingCheckpoint, pendingCheckpointSubSequenceNumber",
+            )
+            .condition_expression("leaseOwner = :owner")
+            .expression_attribute_values(":checkpoint", s(checkpoint.as_str()))
+            .expression_attribute_values(":sub", n(sub_sequence))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        Ok(conditional("UpdateItem", result)?.is_some())
+    }
+
+    /// Writes a pending checkpoint (first phase of a two-phase checkpoint).
+    pub(crate) async fn prepare_checkpoint(
+        &self,
+        shard_id: &str,
+        owner: &str,
+        sequence: &str,
+        sub_sequence: u64,
+    ) -> Result<bool, ServiceError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .update_expression(
+                "SET pendingCheckpoint = :seq, pendingCheckpointSubSequenceNumber = :sub",
+            )
+            .condition_expression("leaseOwner = :owner")
+            .expression_attribute_values(":seq", s(sequence))
+            .expression_attribute_values(":sub", n(sub_sequence))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        Ok(conditional("UpdateItem", result)?.is_some())
+    }
+
+    /// Records a finished shard's children on its lease (for tools and cleanup).
+    pub(crate) async fn set_children(
+        &self,
+        shard_id: &str,
+        children: &[String],
+    ) -> Result<(), ServiceError> {
+        if children.is_empty() {
+            return Ok(());
+        }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .update_expression("SET childShardIds = :children")
+            .condition_expression("attribute_exists(leaseKey)")
+            .expression_attribute_values(":children", AttributeValue::Ss(children.to_vec()))
+            .send()
+            .await;
+        conditional("UpdateItem", result).map(|_| ())
+    }
+
+    /// Deletes a finished lease.
+    pub(crate) async fn delete_finished(&self, shard_id: &str) -> Result<bool, ServiceError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .condition_expression("checkpoint = :end")
+            .expression_attribute_values(":end", s("SHARD_END"))
+            .send()
+            .await;
+        Ok(conditional("DeleteItem", result)?.is_some())
+    }
+}

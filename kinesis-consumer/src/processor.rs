@@ -1,0 +1,97 @@
+//! The user's side: a processor per shard, made by a factory.
+
+use std::future::Future;
+
+use crate::checkpoint::{CheckpointError, Checkpointer, ShardEndCheckpointer, ShardEnded};
+use crate::lease::Checkpoint;
+use crate::record::ProcessRecordsInput;
+
+/// What a processor may fail with; the batch is then delivered again after a backoff.
+pub type ProcessorError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where a shard's processing starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitializeInput {
+    /// The shard.
+    pub shard_id: String,
+    /// The checkpoint processing resumes from (or the initial position).
+    pub checkpoint: Checkpoint,
+    /// Sub-sequence number of the checkpoint inside its aggregate.
+    pub checkpoint_sub_sequence: u64,
+}
+
+/// Processes one shard's records. One instance per shard, made by a [`ProcessorFactory`].
+///
+/// Lifecycle: [`initialize`](Self::initialize), then [`process_records`](Self::process_records)
+/// repeatedly, then exactly one of [`shard_ended`](Self::shard_ended) (the shard is closed and
+/// read to its end), [`lease_lost`](Self::lease_lost) (another worker holds the shard now;
+/// checkpointing is no longer possible) or [`shutdown_requested`](Self::shutdown_requested)
+/// (the worker is shutting down gracefully).
+///
+/// A `process_records` that returns an error or panics does not lose records: the same batch
+/// is delivered again after a backoff (after a panic, to a new processor from the factory).
+pub trait RecordProcessor: Send + 'static {
+    /// Called once before the first batch.
+    fn initialize(&mut self, input: InitializeInput) -> impl Future<Output = ()> + Send {
+        let _ = input;
+        async {}
+    }
+
+    /// Handles a batch of records, in shard order. Checkpoint through `checkpointer` when the
+    /// records are safely processed (every batch, or less often to save DynamoDB writes).
+    fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> impl Future<Output = Result<(), ProcessorError>> + Send;
+
+    /// The shard is closed and every record was delivered. The only way to return is to
+    /// checkpoint the shard's end, which the children's processing waits for: the default
+    /// does just that. A failed checkpoint is retried after a backoff.
+    fn shard_ended(
+        &mut self,
+        checkpointer: ShardEndCheckpointer,
+    ) -> impl Future<Output = Result<ShardEnded, CheckpointError>> + Send {
+        checkpointer.checkpoint()
+    }
+
+    /// Another worker took the shard. Records since the last checkpoint will be delivered
+    /// to it again.
+    fn lease_lost(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// The worker is shutting down; the lease is released right after, so another worker can
+    /// continue at once. The default checkpoints the last record delivered.
+    fn shutdown_requested(
+        &mut self,
+        checkpointer: &mut Checkpointer,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            if let Err(e) = checkpointer.checkpoint().await {
+                tracing::warn!(error = %e, "checkpoint at shutdown failed");
+            }
+        }
+    }
+}
+
+/// Makes a processor for each shard a worker takes.
+pub trait ProcessorFactory: Send + Sync + 'static {
+    /// The processor type.
+    type Processor: RecordProcessor;
+
+    /// A new processor for `shard_id`.
+    fn create(&self, shard_id: &str) -> Self::Processor;
+}
+
+impl<F, P> ProcessorFactory for F
+where
+    F: Fn(&str) -> P + Send + Sync + 'static,
+    P: RecordProcessor,
+{
+    type Processor = P;
+
+    fn create(&self, shard_id: &str) -> P {
+        self(shard_id)
+    }
+}

@@ -1,0 +1,289 @@
+//! One shard's processing loop: fetch, deaggregate, deliver with retries, checkpoint,
+//! and end in exactly one of shard end, lease lost or shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use kinesis_common::HashKey;
+use kinesis_common::aggregation::deaggregate;
+use tokio::sync::{mpsc, watch};
+
+use crate::checkpoint::{Checkpointer, ShardContext, ShardEndCheckpointer};
+use crate::config::{Config, InitialPosition};
+use crate::lease::{Checkpoint, Lease};
+use crate::processor::{InitializeInput, ProcessorFactory, RecordProcessor};
+use crate::record::{ProcessRecordsInput, Record};
+use crate::retrieval::{Batch, FetchEnd, Fetcher, StartAt};
+
+/// What the worker tells a running shard consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Run,
+    LeaseLost,
+    Shutdown,
+}
+
+/// How a shard consumer ended.
+#[derive(Debug)]
+pub(crate) enum Exit {
+    /// The shard is read to its end and `SHARD_END` is checkpointed.
+    ShardEnded,
+    /// The lease is gone; the processor was told.
+    LeaseLost,
+    /// Shut down on request; the processor was told and may have checkpointed.
+    Shutdown,
+    /// The processor kept failing, or the shard cannot be read: give the lease up.
+    GaveUp(String),
+}
+
+pub(crate) struct ShardConsumer<F: ProcessorFactory> {
+    pub config: Arc<Config>,
+    pub factory: Arc<F>,
+    pub fetcher: Fetcher,
+    pub ctx: Arc<ShardContext>,
+    pub lease: Lease,
+    pub signal: watch::Receiver<Signal>,
+}
+
+/// Aborts the fetcher when the consumer ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<FetchEnd>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn to_records(
+    batch: &Batch,
+    range: Option<(HashKey, HashKey)>,
+    skip: &mut Option<(String, u64)>,
+) -> Vec<Record> {
+    let mut out = Vec::new();
+    for r in &batch.records {
+        let arrival = r
+            .approximate_arrival_timestamp()
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok());
+        let d = deaggregate(
+            r.partition_key(),
+            None,
+            bytes::Bytes::copy_from_slice(r.data().as_ref()),
+        );
+        if let Some(reason) = &d.corrupt {
+            tracing::warn!(sequence = r.sequence_number(), %reason, "corrupt aggregated record passed through whole");
+            metrics::counter!("kinesis_consumer_corrupt_aggregates").increment(1);
+        }
+        for user in d.records {
+            // Resuming inside an aggregate: skip what the checkpoint covers.
+            if let Some((seq, sub)) = skip.as_ref()
+                && r.sequence_number() == seq
+                && user.sub_sequence_number <= *sub
+            {
+                continue;
+            }
+            // KCL drops user records of an aggregate that fall outside the shard's range.
+            if d.aggregated
+                && let Some((start, end)) = range
+            {
+                let key = match &user.explicit_hash_key {
+                    Some(ehk) => HashKey::parse_explicit(ehk).ok(),
+                    None => Some(HashKey::from_partition_key(&user.partition_key)),
+                };
+                if key.is_some_and(|k| k < start || k > end) {
+                    continue;
+                }
+            }
+            out.push(Record {
+                partition_key: user.partition_key,
+                explicit_hash_key: user.explicit_hash_key,
+                data: user.data,
+                sequence_number: r.sequence_number().to_owned(),
+                sub_sequence_number: user.sub_sequence_number,
+                aggregated: d.aggregated,
+                approximate_arrival_timestamp: arrival,
+            });
+        }
+        if skip
+            .as_ref()
+            .is_some_and(|(seq, _)| r.sequence_number() != seq)
+        {
+            *skip = None;
+        }
+    }
+    out
+}
+
+impl<F: ProcessorFactory> ShardConsumer<F> {
+    fn signalled(&self) -> Signal {
+        *self.signal.borrow()
+    }
+
+    /// Waits for the worker's next word. A worker that went away counts as a lost lease:
+    /// nobody can vouch for it any more.
+    async fn next_signal(signal: &mut watch::Receiver<Signal>) -> Signal {
+        match signal.changed().await {
+            Ok(()) => *signal.borrow(),
+            Err(_) => Signal::LeaseLost,
+        }
+    }
+
+    async fn new_processor(&self) -> F::Processor {
+        let mut processor = self.factory.create(&self.ctx.shard_id);
+        processor
+            .initialize(InitializeInput {
+                shard_id: self.ctx.shard_id.clone(),
+                checkpoint: self.lease.checkpoint.clone(),
+                checkpoint_sub_sequence: self.lease.checkpoint_sub_sequence,
+            })
+            .await;
+        processor
+    }
+
+    pub(crate) async fn run(mut self) -> Exit {
+        let shard_id = self.ctx.shard_id.clone();
+        let span = tracing::debug_span!("shard", shard = %shard_id);
+        let _enter = span.enter();
+        let mut processor = self.new_processor().await;
+        let start_position = match &self.lease.checkpoint {
+            Checkpoint::Sequence(seq) => Some((seq.clone(), self.lease.checkpoint_sub_sequence)),
+            _ => None,
+        };
+        let mut skip = start_position.clone();
+        let mut checkpointer = Checkpointer::new(self.ctx.clone(), start_position);
+        let range = match (&self.lease.starting_hash_key, &self.lease.ending_hash_key) {
+            (Some(a), Some(b)) => a
+                .parse::<u128>()
+                .ok()
+                .zip(b.parse::<u128>().ok())
+                .map(|(a, b)| (HashKey(a), HashKey(b))),
+            _ => None,
+        };
+        let timestamp = match self.config.initial_position {
+            InitialPosition::AtTimestamp(t) => Some(t),
+            _ => None,
+        };
+        let start = StartAt {
+            checkpoint: self.lease.checkpoint.clone(),
+            timestamp,
+        };
+        let (tx, mut rx) = mpsc::channel(self.config.max_prefetch_batches);
+        let _fetcher = AbortOnDrop(tokio::spawn(self.fetcher.clone().run(start, tx)));
+
+        loop {
+            let (batch, signal) = tokio::select! {
+                biased;
+                signal = Self::next_signal(&mut self.signal) => (None, signal),
+                batch = rx.recv() => match batch {
+                    Some(batch) => (Some(batch), self.signalled()),
+                    // The fetcher stopped without a shard end: it hit a fatal error.
+                    None => return Exit::GaveUp(format!("shard {shard_id} cannot be read")),
+                },
+            };
+            match signal {
+                Signal::LeaseLost => {
+                    processor.lease_lost().await;
+                    return Exit::LeaseLost;
+                }
+                Signal::Shutdown => {
+                    processor.shutdown_requested(&mut checkpointer).await;
+                    return Exit::Shutdown;
+                }
+                Signal::Run => {}
+            }
+            let Some(batch) = batch else { continue };
+            let records = to_records(&batch, range, &mut skip);
+            if let Some(last) = records.last() {
+                checkpointer.delivered((last.sequence_number.clone(), last.sub_sequence_number));
+                let input = ProcessRecordsInput {
+                    shard_id: shard_id.clone(),
+                    records,
+                    millis_behind_latest: batch.millis_behind_latest,
+                };
+                if let Some(exit) = self.deliver(&mut processor, &mut checkpointer, input).await {
+                    return exit;
+                }
+            }
+            if batch.shard_end {
+                return self.end_shard(&mut processor).await;
+            }
+        }
+    }
+
+    /// Delivers a batch until the processor takes it; `Some(exit)` if the consumer must stop.
+    async fn deliver(
+        &mut self,
+        processor: &mut F::Processor,
+        checkpointer: &mut Checkpointer,
+        input: ProcessRecordsInput,
+    ) -> Option<Exit> {
+        let count = input.records.len() as u64;
+        let mut retries = self.config.processor_backoff.start();
+        for attempt in 1..=self.config.processor_max_attempts {
+            let call = std::panic::AssertUnwindSafe(
+                processor.process_records(input.clone(), checkpointer),
+            );
+            let failure = match call.catch_unwind().await {
+                Ok(Ok(())) => {
+                    metrics::counter!("kinesis_consumer_records_processed").increment(count);
+                    return None;
+                }
+                Ok(Err(e)) => format!("process_records failed: {e}"),
+                Err(_) => {
+                    // A panicking processor may be in any state: start over with a new one.
+                    *processor = self.new_processor().await;
+                    "process_records panicked".to_owned()
+                }
+            };
+            metrics::counter!("kinesis_consumer_processor_failures").increment(1);
+            tracing::warn!(attempt, error = %failure, "batch will be delivered again");
+            if attempt == self.config.processor_max_attempts {
+                tracing::error!(
+                    attempts = attempt,
+                    "processor keeps failing; releasing the lease"
+                );
+                return Some(Exit::GaveUp(failure));
+            }
+            let delay = retries.next_delay().unwrap_or(Duration::from_secs(1));
+            let signal = tokio::select! {
+                _ = tokio::time::sleep(delay) => self.signalled(),
+                signal = Self::next_signal(&mut self.signal) => signal,
+            };
+            match signal {
+                Signal::LeaseLost => {
+                    processor.lease_lost().await;
+                    return Some(Exit::LeaseLost);
+                }
+                Signal::Shutdown => {
+                    // Records of this batch were not processed: do not checkpoint them.
+                    return Some(Exit::Shutdown);
+                }
+                Signal::Run => {}
+            }
+        }
+        None
+    }
+
+    /// Hands the processor the shard's end until it checkpoints it.
+    async fn end_shard(&mut self, processor: &mut F::Processor) -> Exit {
+        let mut retries = self.config.processor_backoff.start();
+        loop {
+            let checkpointer = ShardEndCheckpointer::new(Checkpointer::new(self.ctx.clone(), None));
+            match processor.shard_ended(checkpointer).await {
+                Ok(_) => return Exit::ShardEnded,
+                Err(crate::CheckpointError::LeaseLost { .. }) => {
+                    processor.lease_lost().await;
+                    return Exit::LeaseLost;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "shard end checkpoint failed; retrying");
+                    let delay = retries.next_delay().unwrap_or(Duration::from_secs(1));
+                    tokio::time::sleep(delay).await;
+                    if self.signalled() != Signal::Run {
+                        return Exit::Shutdown;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Shard discovery: a lease for every shard that needs one, parents before children, and
+//! cleanup of finished leases once their children are under way.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_kinesis::types::Shard;
+use kinesis_common::ServiceError;
+use kinesis_common::shard_map::{is_open, list_shards};
+use kinesis_common::stream::StreamRef;
+
+use crate::config::InitialPosition;
+use crate::lease::{Checkpoint, Lease, LeaseTable};
+
+fn parents(shard: &Shard) -> Vec<String> {
+    shard
+        .parent_shard_id()
+        .into_iter()
+        .chain(shard.adjacent_parent_shard_id())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Orders shards so that every parent comes before its children.
+fn topological(shards: &[Shard]) -> Vec<&Shard> {
+    let ids: HashSet<&str> = shards.iter().map(|s| s.shard_id()).collect();
+    let mut placed: HashSet<&str> = HashSet::new();
+    let mut ordered = Vec::with_capacity(shards.len());
+    let mut remaining: Vec<&Shard> = shards.iter().collect();
+    while !remaining.is_empty() {
+        let before = remaining.len();
+        remaining.retain(|shard| {
+            let ready = shard
+                .parent_shard_id()
+                .into_iter()
+                .chain(shard.adjacent_parent_shard_id())
+                .all(|p| !ids.contains(p) || placed.contains(p));
+            if ready {
+                placed.insert(shard.shard_id());
+                ordered.push(*shard);
+            }
+            !ready
+        });
+        if remaining.len() == before {
+            // A cycle cannot happen in Kinesis; keep whatever is left in listed order.
+            ordered.append(&mut remaining);
+        }
+    }
+    ordered
+}
+
+fn has_leased_descendant(
+    shard: &str,
+    children: &HashMap<String, Vec<String>>,
+    leased: &HashSet<String>,
+) -> bool {
+    let mut stack: Vec<&str> = children
+        .get(shard)
+        .map(|c| c.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let mut seen = HashSet::new();
+    while let Some(next) = stack.pop() {
+        if !seen.insert(next) {
+            continue;
+        }
+        if leased.contains(next) {
+            return true;
+        }
+        if let Some(grandchildren) = children.get(next) {
+            stack.extend(grandchildren.iter().map(String::as_str));
+        }
+    }
+    false
+}
+
+/// What one sync did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct SyncOutcome {
+    pub created: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+/// Creates missing leases and deletes finished ones nobody needs any more.
+pub(crate) async fn sync(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &StreamRef,
+    table: &LeaseTable,
+    initial: InitialPosition,
+) -> Result<SyncOutcome, ServiceError> {
+    let shards = list_shards(kinesis, stream, false).await?;
+    let leases = table.list().await?;
+    let mut outcome = SyncOutcome::default();
+    let mut leased: HashSet<String> = leases.iter().map(|l| l.shard_id.clone()).collect();
+    let fresh_table = leases.is_empty();
+    let children: HashMap<String, Vec<String>> =
+        shards.iter().fold(HashMap::new(), |mut acc, s| {
+            for p in parents(s) {
+                acc.entry(p).or_default().push(s.shard_id().to_owned());
+            }
+            acc
+        });
+    // A shard with a leased descendant was read to its end and its lease cleaned up:
+    // giving it a lease again would deliver its records twice.
+    let finished_before: HashSet<String> = shards
+        .iter()
+        .filter(|s| has_leased_descendant(s.shard_id(), &children, &leased))
+        .map(|s| s.shard_id().to_owned())
+        .collect();
+
+    for shard in topological(&shards) {
+        if leased.contains(shard.shard_id()) || finished_before.contains(shard.shard_id()) {
+            continue;
+        }
+        let waiting_on: Vec<String> = parents(shard)
+            .into_iter()
+            .filter(|p| leased.contains(p))
+            .collect();
+        let checkpoint = if !waiting_on.is_empty() || (!fresh_table && !parents(shard).is_empty()) {
+            // A child of a shard we read (or one we read past) starts at its beginning.
+            Checkpoint::TrimHorizon
+        } else {
+            match initial {
+                InitialPosition::TrimHorizon => Checkpoint::TrimHorizon,
+                InitialPosition::AtTimestamp(_) => Checkpoint::AtTimestamp,
+                // Closed shards hold only records older than "now": nothing to read.
+                InitialPosition::Latest if !is_open(shard) => continue,
+                InitialPosition::Latest => Checkpoint::Latest,
+            }
+        };
+        let mut lease = Lease::new(shard.shard_id(), checkpoint);
+        lease.parent_shard_ids = waiting_on;
+        if let Some(range) = shard.hash_key_range() {
+            lease.starting_hash_key = Some(range.starting_hash_key().to_owned());
+            lease.ending_hash_key = Some(range.ending_hash_key().to_owned());
+        }
+        if table.create_if_absent(&lease).await? {
+            tracing::debug!(shard = shard.shard_id(), checkpoint = %lease.checkpoint, "lease created");
+            outcome.created.push(shard.shard_id().to_owned());
+        }
+        leased.insert(shard.shard_id().to_owned());
+    }
+
+    // A finished lease can go once every child has a lease that has made progress: the
+    // children no longer wait on it.
+    let by_shard: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
+    for lease in leases.iter().filter(|l| l.is_finished()) {
+        let Some(kids) = children.get(&lease.shard_id) else {
+            continue;
+        };
+        let under_way = kids.iter().all(|k| {
+            by_shard.get(k.as_str()).is_some_and(|c| {
+                matches!(c.checkpoint, Checkpoint::Sequence(_) | Checkpoint::ShardEnd)
+            })
+        });
+        if lease.child_shard_ids.is_empty() {
+            table.set_children(&lease.shard_id, kids).await?;
+        }
+        if under_way && table.delete_finished(&lease.shard_id).await? {
+            tracing::debug!(shard = %lease.shard_id, "finished lease cleaned up");
+            outcome.deleted.push(lease.shard_id.clone());
+        }
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(id: &str, parent: Option<&str>, adjacent: Option<&str>) -> Shard {
+        Shard::builder()
+            .shard_id(id)
+            .set_parent_shard_id(parent.map(str::to_owned))
+            .set_adjacent_parent_shard_id(adjacent.map(str::to_owned))
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn parents_come_before_children() {
+        let shards = vec![
+            shard("merged", Some("left"), Some("right")),
+            shard("left", Some("root"), None),
+            shard("right", Some("root"), None),
+            shard("root", None, None),
+        ];
+        let order: Vec<&str> = topological(&shards).iter().map(|s| s.shard_id()).collect();
+        let pos = |id| order.iter().position(|s| *s == id).unwrap();
+        assert!(pos("root") < pos("left") && pos("root") < pos("right"));
+        assert!(pos("left") < pos("merged") && pos("right") < pos("merged"));
+    }
+}

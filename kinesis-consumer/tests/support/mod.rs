@@ -1,0 +1,217 @@
+//! Shared helpers of the consumer's integration tests: a recording processor and producers.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kinesis_consumer::{
+    CheckpointError, Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorError,
+    RecordProcessor, ShardEndCheckpointer, ShardEnded, Worker, WorkerBuilder,
+};
+use kinesis_producer::{Producer, UserRecord};
+use kinesis_testkit::LocalAws;
+
+/// One delivery, as a processor saw it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub worker: String,
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub sub_sequence_number: u64,
+    pub data: Vec<u8>,
+    pub at: Instant,
+}
+
+/// A lifecycle event: worker, shard, what ("init", "end", "lost", "shutdown"), when.
+pub type Event = (String, String, &'static str, Instant);
+
+/// Everything every processor saw, shared by all workers of a test.
+#[derive(Debug, Default, Clone)]
+pub struct Log {
+    pub deliveries: Arc<Mutex<Vec<Delivery>>>,
+    /// (worker, shard, event) in order: "init", "end", "lost", "shutdown".
+    pub events: Arc<Mutex<Vec<Event>>>,
+}
+
+impl Log {
+    pub fn distinct(&self) -> usize {
+        let d = self.deliveries.lock().unwrap();
+        d.iter()
+            .map(|r| r.data.clone())
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    }
+
+    /// Waits (bounded) until `n` distinct payloads were delivered.
+    pub async fn wait_for(&self, n: usize, bound: Duration) {
+        let start = Instant::now();
+        while self.distinct() < n {
+            assert!(
+                start.elapsed() < bound,
+                "only {} of {n} records after {bound:?}",
+                self.distinct()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn events_for(&self, shard: &str) -> Vec<(String, &'static str)> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.1 == shard)
+            .map(|e| (e.0.clone(), e.2))
+            .collect()
+    }
+}
+
+/// Records everything and checkpoints after every batch.
+pub struct Recorder {
+    pub worker: String,
+    pub shard: String,
+    pub log: Log,
+}
+
+impl RecordProcessor for Recorder {
+    async fn initialize(&mut self, input: InitializeInput) {
+        self.shard = input.shard_id;
+        self.log.events.lock().unwrap().push((
+            self.worker.clone(),
+            self.shard.clone(),
+            "init",
+            Instant::now(),
+        ));
+    }
+
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        let now = Instant::now();
+        {
+            let mut log = self.log.deliveries.lock().unwrap();
+            for r in &input.records {
+                log.push(Delivery {
+                    worker: self.worker.clone(),
+                    shard_id: input.shard_id.clone(),
+                    sequence_number: r.sequence_number.clone(),
+                    sub_sequence_number: r.sub_sequence_number,
+                    data: r.data.to_vec(),
+                    at: now,
+                });
+            }
+        }
+        checkpointer.checkpoint().await?;
+        Ok(())
+    }
+
+    async fn shard_ended(
+        &mut self,
+        checkpointer: ShardEndCheckpointer,
+    ) -> Result<ShardEnded, CheckpointError> {
+        self.log.events.lock().unwrap().push((
+            self.worker.clone(),
+            self.shard.clone(),
+            "end",
+            Instant::now(),
+        ));
+        checkpointer.checkpoint().await
+    }
+
+    async fn lease_lost(&mut self) {
+        self.log.events.lock().unwrap().push((
+            self.worker.clone(),
+            self.shard.clone(),
+            "lost",
+            Instant::now(),
+        ));
+    }
+
+    async fn shutdown_requested(&mut self, checkpointer: &mut Checkpointer) {
+        self.log.events.lock().unwrap().push((
+            self.worker.clone(),
+            self.shard.clone(),
+            "shutdown",
+            Instant::now(),
+        ));
+        let _ = checkpointer.checkpoint().await;
+    }
+}
+
+/// A worker builder for a test, with fast timings.
+pub async fn builder(aws: &LocalAws, app: &str, stream: &str, worker: &str) -> WorkerBuilder {
+    Worker::builder(app, stream)
+        .kinesis_client(aws.kinesis_client().await)
+        .dynamodb_client(aws.dynamodb_client().await)
+        .worker_id(worker.to_owned())
+        .idle_time_between_reads(Duration::from_millis(100))
+}
+
+/// Builds and spawns a recording worker; returns its handle and task.
+pub async fn spawn_worker(
+    builder: WorkerBuilder,
+    worker: &str,
+    log: &Log,
+) -> (
+    kinesis_consumer::WorkerHandle,
+    tokio::task::JoinHandle<Result<(), kinesis_consumer::ConsumerError>>,
+) {
+    let (name, log) = (worker.to_owned(), log.clone());
+    let w = builder
+        .build(move |shard: &str| Recorder {
+            worker: name.clone(),
+            shard: shard.to_owned(),
+            log: log.clone(),
+        })
+        .unwrap();
+    let handle = w.handle();
+    (handle, tokio::spawn(w.run()))
+}
+
+/// Puts `n` records with unique payloads (aggregated by our producer).
+pub async fn produce(aws: &LocalAws, stream: &str, n: usize, tag: &str) {
+    let producer = Producer::builder(stream)
+        .client(aws.kinesis_client().await)
+        .build()
+        .unwrap();
+    let mut puts = Vec::with_capacity(n);
+    for i in 0..n {
+        puts.push(
+            producer
+                .send(UserRecord::new(
+                    format!("key-{}", i % 997),
+                    format!("{tag}-{i:07}"),
+                ))
+                .await
+                .unwrap(),
+        );
+    }
+    for put in puts {
+        put.await.unwrap();
+    }
+    producer.shutdown().await;
+}
+
+/// Every lease in the table, by shard.
+pub async fn leases(
+    aws: &LocalAws,
+    table: &str,
+) -> HashMap<String, HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    let client = aws.dynamodb_client().await;
+    let items = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    items
+        .items()
+        .iter()
+        .map(|i| (i["leaseKey"].as_s().unwrap().clone(), i.clone()))
+        .collect()
+}
