@@ -44,6 +44,8 @@ pub(crate) struct ShardConsumer<F: ProcessorFactory> {
     pub ctx: Arc<ShardContext>,
     pub lease: Lease,
     pub signal: watch::Receiver<Signal>,
+    /// Wait before starting: after stealing a lease, until its old owner must have noticed.
+    pub start_delay: Duration,
 }
 
 /// Aborts the fetcher when the consumer ends, however it ends.
@@ -142,6 +144,17 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
 
     pub(crate) async fn run(mut self) -> Exit {
         let shard_id = self.ctx.shard_id.clone();
+        if !self.start_delay.is_zero() {
+            let signal = tokio::select! {
+                _ = tokio::time::sleep(self.start_delay) => Signal::Run,
+                signal = Self::next_signal(&mut self.signal) => signal,
+            };
+            match signal {
+                Signal::Run => {}
+                Signal::LeaseLost => return Exit::LeaseLost,
+                Signal::Shutdown => return Exit::Shutdown,
+            }
+        }
         let span = tracing::debug_span!("shard", shard = %shard_id);
         let _enter = span.enter();
         let mut processor = self.new_processor().await;

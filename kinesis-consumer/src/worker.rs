@@ -441,11 +441,16 @@ impl<F: ProcessorFactory> Running<F> {
             .collect();
         to_take.extend(taker::choose(&leases, &self.observed, me, now, settings));
         for seen in to_take {
+            // Stolen from a live worker: give it time to notice and stop before we start, so
+            // the shard is never processed by two workers at once.
+            let stolen = seen.owner.as_deref().is_some_and(|o| o != me)
+                && !self.observed.is_expired(&seen, now, cfg.failover_time);
+            let delay = if stolen { cfg.taking_interval * 2 } else { Duration::ZERO };
             match self.worker.table.take(&seen, me).await {
                 Ok(Some(lease)) => {
-                    tracing::info!(shard = %lease.shard_id, from = ?seen.owner, "lease taken");
+                    tracing::info!(shard = %lease.shard_id, from = ?seen.owner, stolen, "lease taken");
                     metrics::counter!("kinesis_consumer_leases_taken").increment(1);
-                    self.start(lease);
+                    self.start(lease, delay);
                 }
                 Ok(None) => {
                     tracing::debug!(shard = %seen.shard_id, "lease taken by another worker first")
@@ -457,7 +462,7 @@ impl<F: ProcessorFactory> Running<F> {
         }
     }
 
-    fn start(&mut self, lease: Lease) {
+    fn start(&mut self, lease: Lease, start_delay: Duration) {
         let (signal_tx, signal_rx) = watch::channel(Signal::Run);
         let w = &self.worker;
         let shard_id = lease.shard_id.clone();
@@ -478,6 +483,7 @@ impl<F: ProcessorFactory> Running<F> {
             }),
             lease: lease.clone(),
             signal: signal_rx,
+            start_delay,
         };
         let id = shard_id.clone();
         self.tasks.spawn(async move { (id, consumer.run().await) });
