@@ -445,7 +445,11 @@ impl<F: ProcessorFactory> Running<F> {
             // the shard is never processed by two workers at once.
             let stolen = seen.owner.as_deref().is_some_and(|o| o != me)
                 && !self.observed.is_expired(&seen, now, cfg.failover_time);
-            let delay = if stolen { cfg.taking_interval * 2 } else { Duration::ZERO };
+            let delay = if stolen {
+                cfg.taking_interval * 2
+            } else {
+                Duration::ZERO
+            };
             match self.worker.table.take(&seen, me).await {
                 Ok(Some(lease)) => {
                     tracing::info!(shard = %lease.shard_id, from = ?seen.owner, stolen, "lease taken");

@@ -27,7 +27,10 @@ async fn wait_for_owners(aws: &LocalAws, table: &str, want: &[(&str, usize)], bo
         if want.iter().all(|(w, n)| got.get(*w) == Some(n)) && got.len() == want.len() {
             return;
         }
-        assert!(start.elapsed() < bound, "owners {got:?} after {bound:?}, wanted {want:?}");
+        assert!(
+            start.elapsed() < bound,
+            "owners {got:?} after {bound:?}, wanted {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -59,7 +62,12 @@ fn assert_exclusive(log: &Log) {
         for (i, a) in intervals.iter().enumerate() {
             for b in intervals.iter().skip(i + 1) {
                 if a.0 != b.0 {
-                    assert!(a.2 <= b.1 || b.2 <= a.1, "{shard} held by {} and {} at once", a.0, b.0);
+                    assert!(
+                        a.2 <= b.1 || b.2 <= a.1,
+                        "{shard} held by {} and {} at once",
+                        a.0,
+                        b.0
+                    );
                 }
             }
         }
@@ -76,11 +84,30 @@ async fn three_workers_balance_twelve_shards_and_a_fourth_gets_its_share() {
     for w in ["w1", "w2", "w3"] {
         handles.push(spawn_worker(builder(&aws, "balance-app", "balance", w).await, w, &log).await);
     }
-    wait_for_owners(&aws, "balance-app", &[("w1", 4), ("w2", 4), ("w3", 4)], Duration::from_secs(60)).await;
+    wait_for_owners(
+        &aws,
+        "balance-app",
+        &[("w1", 4), ("w2", 4), ("w3", 4)],
+        Duration::from_secs(60),
+    )
+    .await;
     log.wait_for(3_000, Duration::from_secs(30)).await;
 
-    handles.push(spawn_worker(builder(&aws, "balance-app", "balance", "w4").await, "w4", &log).await);
-    wait_for_owners(&aws, "balance-app", &[("w1", 3), ("w2", 3), ("w3", 3), ("w4", 3)], Duration::from_secs(60)).await;
+    handles.push(
+        spawn_worker(
+            builder(&aws, "balance-app", "balance", "w4").await,
+            "w4",
+            &log,
+        )
+        .await,
+    );
+    wait_for_owners(
+        &aws,
+        "balance-app",
+        &[("w1", 3), ("w2", 3), ("w3", 3), ("w4", 3)],
+        Duration::from_secs(60),
+    )
+    .await;
     produce(&aws, "balance", 1_000, "b").await;
     log.wait_for(4_000, Duration::from_secs(30)).await;
 
@@ -103,11 +130,27 @@ async fn a_crashed_workers_shards_resume_elsewhere_after_the_failover_time() {
             .taking_interval(Duration::from_millis(500))
     };
     let log = Log::default();
-    let (_h1, t1) = spawn_worker(fast(builder(&aws, "crash-app", "crash", "w1").await), "w1", &log).await;
+    let (_h1, t1) = spawn_worker(
+        fast(builder(&aws, "crash-app", "crash", "w1").await),
+        "w1",
+        &log,
+    )
+    .await;
     wait_for_owners(&aws, "crash-app", &[("w1", 4)], Duration::from_secs(30)).await;
     log.wait_for(1_000, Duration::from_secs(30)).await;
-    let (h2, t2) = spawn_worker(fast(builder(&aws, "crash-app", "crash", "w2").await), "w2", &log).await;
-    wait_for_owners(&aws, "crash-app", &[("w1", 2), ("w2", 2)], Duration::from_secs(30)).await;
+    let (h2, t2) = spawn_worker(
+        fast(builder(&aws, "crash-app", "crash", "w2").await),
+        "w2",
+        &log,
+    )
+    .await;
+    wait_for_owners(
+        &aws,
+        "crash-app",
+        &[("w1", 2), ("w2", 2)],
+        Duration::from_secs(30),
+    )
+    .await;
 
     // Crash: the worker's future is dropped; nothing is released.
     t1.abort();
@@ -131,18 +174,37 @@ async fn a_graceful_shutdown_hands_leases_over_within_two_seconds() {
     aws.create_stream("handoff", 4).await.unwrap();
     produce(&aws, "handoff", 1_000, "a").await;
     let log = Log::default();
-    let (h1, t1) = spawn_worker(builder(&aws, "handoff-app", "handoff", "w1").await, "w1", &log).await;
+    let (h1, t1) = spawn_worker(
+        builder(&aws, "handoff-app", "handoff", "w1").await,
+        "w1",
+        &log,
+    )
+    .await;
     wait_for_owners(&aws, "handoff-app", &[("w1", 4)], Duration::from_secs(30)).await;
     log.wait_for(1_000, Duration::from_secs(30)).await;
-    let (h2, t2) = spawn_worker(builder(&aws, "handoff-app", "handoff", "w2").await, "w2", &log).await;
-    wait_for_owners(&aws, "handoff-app", &[("w1", 2), ("w2", 2)], Duration::from_secs(30)).await;
+    let (h2, t2) = spawn_worker(
+        builder(&aws, "handoff-app", "handoff", "w2").await,
+        "w2",
+        &log,
+    )
+    .await;
+    wait_for_owners(
+        &aws,
+        "handoff-app",
+        &[("w1", 2), ("w2", 2)],
+        Duration::from_secs(30),
+    )
+    .await;
 
     let start = Instant::now();
     h1.shutdown().await;
     t1.await.unwrap().unwrap();
     wait_for_owners(&aws, "handoff-app", &[("w2", 4)], Duration::from_secs(10)).await;
     let took = start.elapsed();
-    assert!(took <= Duration::from_secs(2) + Duration::from_millis(500), "handoff took {took:?}");
+    assert!(
+        took <= Duration::from_secs(2) + Duration::from_millis(500),
+        "handoff took {took:?}"
+    );
     produce(&aws, "handoff", 500, "b").await;
     log.wait_for(1_500, Duration::from_secs(30)).await;
     h2.shutdown().await;
