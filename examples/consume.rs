@@ -1,0 +1,158 @@
+//! Run one worker that counts records (and prints them with `--print`), checkpointing after
+//! each batch.
+//!
+//! `cargo run --example consume -- --stream NAME --app-name APP [--kinesis-endpoint URL]
+//! [--dynamodb-endpoint URL] [--initial-position trim-horizon|latest|at-timestamp:RFC3339]
+//! [--until-idle SECONDS] [--aws] [--print]`
+//!
+//! With `--until-idle S` it shuts down gracefully once no record arrived for S seconds and
+//! prints one JSON line; otherwise it runs until Ctrl-C or SIGTERM. Several copies with the
+//! same `--app-name` share the shards.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use kinesis_consumer::{
+    Checkpointer, InitialPosition, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker,
+};
+use kinesis_testkit::{Target, TargetChoice};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    stream: String,
+    #[arg(long)]
+    app_name: String,
+    #[arg(long)]
+    kinesis_endpoint: Option<String>,
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    /// trim-horizon, latest, or at-timestamp:RFC3339
+    #[arg(long, default_value = "trim-horizon")]
+    initial_position: String,
+    /// Shut down once no record arrived for this many seconds.
+    #[arg(long)]
+    until_idle: Option<f64>,
+    #[arg(long)]
+    aws: bool,
+    /// Print each record.
+    #[arg(long)]
+    print: bool,
+}
+
+#[derive(Default)]
+struct Seen {
+    records: u64,
+    distinct: HashSet<(String, u64)>,
+    shards: HashSet<String>,
+    last: Option<Instant>,
+}
+
+struct Counter {
+    seen: Arc<Mutex<Seen>>,
+    print: bool,
+}
+
+impl RecordProcessor for Counter {
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        {
+            let mut seen = self.seen.lock().unwrap();
+            seen.shards.insert(input.shard_id.clone());
+            seen.last = Some(Instant::now());
+            for r in &input.records {
+                seen.records += 1;
+                seen.distinct
+                    .insert((r.sequence_number.clone(), r.sub_sequence_number));
+                if self.print {
+                    println!(
+                        "{} {} {}",
+                        input.shard_id,
+                        r.partition_key,
+                        String::from_utf8_lossy(&r.data)
+                    );
+                }
+            }
+        }
+        checkpointer.checkpoint().await?;
+        Ok(())
+    }
+}
+
+fn initial_position(value: &str) -> Result<InitialPosition, String> {
+    match value {
+        "trim-horizon" => Ok(InitialPosition::TrimHorizon),
+        "latest" => Ok(InitialPosition::Latest),
+        other => match other.strip_prefix("at-timestamp:") {
+            Some(t) => humantime::parse_rfc3339(t)
+                .map(InitialPosition::AtTimestamp)
+                .map_err(|e| format!("{t}: {e}")),
+            None => Err(format!("unknown initial position {other:?}")),
+        },
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let choice = TargetChoice {
+        aws: args.aws,
+        kinesis_endpoint: args.kinesis_endpoint,
+        dynamodb_endpoint: args.dynamodb_endpoint,
+        enforce_limits: false,
+    };
+    let target = Target::resolve(choice).await?;
+    eprintln!("consuming from {}", target.description);
+    let config = target.options.sdk_config().await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let factory = {
+        let (seen, print) = (seen.clone(), args.print);
+        move |_: &str| Counter {
+            seen: seen.clone(),
+            print,
+        }
+    };
+    let worker = Worker::builder(args.app_name.as_str(), args.stream.as_str())
+        .kinesis_client(target.options.kinesis_client(&config))
+        .dynamodb_client(target.options.dynamodb_client(&config))
+        .initial_position(initial_position(&args.initial_position)?)
+        .build(factory)?;
+    let handle = worker.handle();
+    let start = Instant::now();
+    let run = tokio::spawn(worker.run());
+
+    match args.until_idle {
+        Some(idle) => loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let last = seen.lock().unwrap().last.unwrap_or(start);
+            if last.elapsed().as_secs_f64() >= idle || run.is_finished() {
+                break;
+            }
+        },
+        None => {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {}, _ = async { while !run.is_finished() { tokio::time::sleep(Duration::from_millis(200)).await } } => {} }
+        }
+    }
+    handle.shutdown().await;
+    run.await??;
+    let seen = seen.lock().unwrap();
+    println!(
+        "{}",
+        serde_json::json!({
+            "records": seen.records, "distinct": seen.distinct.len(), "shards": seen.shards.len(),
+            "seconds": start.elapsed().as_secs_f64(),
+        })
+    );
+    Ok(())
+}
