@@ -224,7 +224,13 @@ async fn faults_on_both_services_lose_no_records() {
                 .on("GetRecords")
                 .probability(0.1),
         )
-        .add(FaultRule::drop_connection().on("GetShardIterator").times(2));
+        .add(FaultRule::drop_connection().on("GetShardIterator").times(2))
+        // An iterator that expired mid-read: a fresh one continues after the last record.
+        .add(
+            FaultRule::error(400, "ExpiredIteratorException")
+                .on("GetRecords")
+                .times(3),
+        );
     aws.dynamodb_faults()
         .add(FaultRule::throttle().on("Scan").probability(0.2))
         .add(
@@ -232,7 +238,14 @@ async fn faults_on_both_services_lose_no_records() {
                 .on("UpdateItem")
                 .probability(0.1),
         )
-        .add(FaultRule::drop_connection().on("UpdateItem").times(3));
+        .add(FaultRule::drop_connection().on("UpdateItem").times(3))
+        // A renewal or checkpoint that loses a (phantom) race: the lease is dropped and,
+        // since the table still names this worker, taken again.
+        .add(
+            FaultRule::error(400, "ConditionalCheckFailedException")
+                .on("UpdateItem")
+                .times(2),
+        );
     let log = Log::default();
     let (handle, task) = spawn_worker(
         builder(&aws, "faults-app", "faults", "w1").await,
@@ -372,5 +385,109 @@ async fn a_missing_stream_stops_the_worker_with_a_typed_error() {
     assert!(
         matches!(err, kinesis_consumer::ConsumerError::Stream { .. }),
         "{err}"
+    );
+}
+
+/// Fails every batch of one shard; records the others.
+struct FailsOneShard {
+    bad_shard: String,
+    shard: String,
+    failures: Arc<AtomicUsize>,
+    log: Log,
+}
+
+impl RecordProcessor for FailsOneShard {
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        if self.shard == self.bad_shard {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            return Err("this shard's records cannot be processed".into());
+        }
+        {
+            let mut log = self.log.deliveries.lock().unwrap();
+            log.extend(input.records.iter().map(|r| support::Delivery {
+                worker: "w".into(),
+                shard_id: input.shard_id.clone(),
+                sequence_number: r.sequence_number.clone(),
+                sub_sequence_number: r.sub_sequence_number,
+                data: r.data.to_vec(),
+                at: std::time::Instant::now(),
+            }));
+        }
+        checkpointer.checkpoint().await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_whose_processor_keeps_failing_is_released_and_the_others_keep_running() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("stuck", 2).await.unwrap();
+    let client = aws.kinesis_client().await;
+    let shards = kinesis_testkit::streams::open_shards(&client, "stuck")
+        .await
+        .unwrap();
+    let (bad, good) = (shards[0].clone(), shards[1].clone());
+    for (shard, tag) in [(&bad, "bad"), (&good, "good")] {
+        for i in 0..20 {
+            client
+                .put_record()
+                .stream_name("stuck")
+                .partition_key("k")
+                .explicit_hash_key(shard.starting_hash_key.to_string())
+                .data(Blob::new(format!("{tag}-{i}")))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let log = Log::default();
+    let failures = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let (log, failures, bad_shard) = (log.clone(), failures.clone(), bad.shard_id.clone());
+        builder(&aws, "stuck-app", "stuck", "w1")
+            .await
+            .processor_max_attempts(2)
+            .processor_backoff(kinesis_common::Backoff::new(
+                Duration::from_millis(10),
+                Duration::from_millis(20),
+            ))
+            .build(move |shard: &str| FailsOneShard {
+                bad_shard: bad_shard.clone(),
+                shard: shard.to_owned(),
+                failures: failures.clone(),
+                log: log.clone(),
+            })
+            .unwrap()
+    };
+    let handle = worker.handle();
+    let task = tokio::spawn(worker.run());
+    log.wait_for(20, Duration::from_secs(30)).await;
+    // Released after two attempts, taken again and retried: the records are never skipped.
+    let start = std::time::Instant::now();
+    while failures.load(Ordering::SeqCst) < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the failing shard was not retried after release"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+    let items = support::leases(&aws, "stuck-app").await;
+    assert_eq!(
+        items[&bad.shard_id]["checkpoint"].as_s().unwrap(),
+        "TRIM_HORIZON",
+        "nothing of the failing shard was checkpointed"
+    );
+    assert!(
+        log.deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|d| d.shard_id == good.shard_id)
     );
 }
