@@ -11,7 +11,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use aws_sdk_kinesis::types::ShardIteratorType;
 use clap::Parser;
 use kinesis_common::aggregation::deaggregate;
 use kinesis_common::client::ClientOptions;
@@ -73,43 +72,21 @@ async fn serve(limits: bool) {
 }
 
 async fn read_back(client: &aws_sdk_kinesis::Client, stream: &str) -> HashSet<Vec<u8>> {
+    let records = streams::read_stream(client, stream)
+        .await
+        .expect("read back");
     let mut seen = HashSet::new();
-    for shard in streams::open_shards(client, stream).await.expect("shards") {
-        let mut it = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(&shard.shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("iterator")
-            .shard_iterator;
-        while let Some(current) = it {
-            let page = client
-                .get_records()
-                .shard_iterator(current)
-                .limit(10_000)
-                .send()
-                .await
-                .expect("read");
-            for r in page.records() {
-                let d = deaggregate(
-                    r.partition_key(),
-                    None,
-                    bytes::Bytes::copy_from_slice(r.data().as_ref()),
-                );
-                seen.extend(
-                    d.records
-                        .into_iter()
-                        .map(|u| u.data[..12.min(u.data.len())].to_vec()),
-                );
-            }
-            it = if page.records().is_empty() {
-                None
-            } else {
-                page.next_shard_iterator
-            };
-        }
+    for (_, r) in records {
+        let d = deaggregate(
+            r.partition_key(),
+            None,
+            bytes::Bytes::copy_from_slice(r.data().as_ref()),
+        );
+        seen.extend(
+            d.records
+                .into_iter()
+                .map(|u| u.data[..12.min(u.data.len())].to_vec()),
+        );
     }
     seen
 }

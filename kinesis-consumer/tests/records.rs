@@ -164,19 +164,7 @@ impl RecordProcessor for Flaky {
             2 => panic!("processor bug"),
             _ => {}
         }
-        {
-            let mut log = self.log.deliveries.lock().unwrap();
-            for r in &input.records {
-                log.push(support::Delivery {
-                    worker: "w".into(),
-                    shard_id: input.shard_id.clone(),
-                    sequence_number: r.sequence_number.clone(),
-                    sub_sequence_number: r.sub_sequence_number,
-                    data: r.data.to_vec(),
-                    at: std::time::Instant::now(),
-                });
-            }
-        }
+        self.log.record("w", &input);
         checkpointer.checkpoint().await?;
         Ok(())
     }
@@ -406,17 +394,7 @@ impl RecordProcessor for FailsOneShard {
             self.failures.fetch_add(1, Ordering::SeqCst);
             return Err("this shard's records cannot be processed".into());
         }
-        {
-            let mut log = self.log.deliveries.lock().unwrap();
-            log.extend(input.records.iter().map(|r| support::Delivery {
-                worker: "w".into(),
-                shard_id: input.shard_id.clone(),
-                sequence_number: r.sequence_number.clone(),
-                sub_sequence_number: r.sub_sequence_number,
-                data: r.data.to_vec(),
-                at: std::time::Instant::now(),
-            }));
-        }
+        self.log.record("w", &input);
         checkpointer.checkpoint().await?;
         Ok(())
     }

@@ -200,3 +200,56 @@ pub async fn ensure_stream(
         }
     }
 }
+
+/// Every record of one shard from TRIM_HORIZON, until a read comes back empty or the shard ends.
+pub async fn read_shard(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shard_id: &str,
+) -> Result<Vec<aws_sdk_kinesis::types::Record>, TestkitError> {
+    let mut iterator = client
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard_id)
+        .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .map_err(|e| ServiceError::from_sdk("GetShardIterator", e))?
+        .shard_iterator;
+    let mut out = Vec::new();
+    while let Some(current) = iterator {
+        let page = client
+            .get_records()
+            .shard_iterator(current)
+            .limit(10_000)
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk("GetRecords", e))?;
+        let empty = page.records().is_empty();
+        iterator = if empty {
+            None
+        } else {
+            page.next_shard_iterator
+        };
+        out.extend(page.records);
+    }
+    Ok(out)
+}
+
+/// Every record of every shard, open and closed, with its shard id.
+pub async fn read_stream(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Vec<(String, aws_sdk_kinesis::types::Record)>, TestkitError> {
+    let shards = shard_map::list_shards(client, &StreamRef::parse(stream), false).await?;
+    let mut out = Vec::new();
+    for shard in shards {
+        let records = read_shard(client, stream, shard.shard_id()).await?;
+        out.extend(
+            records
+                .into_iter()
+                .map(|r| (shard.shard_id().to_owned(), r)),
+        );
+    }
+    Ok(out)
+}

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use kinesis_common::{ErrorKind, ServiceError};
 use kinesis_testkit::{FaultRule, LocalAws};
 
@@ -24,36 +24,10 @@ fn entries(n: usize) -> Vec<PutRecordsRequestEntry> {
 }
 
 async fn count_records(client: &aws_sdk_kinesis::Client, stream: &str) -> usize {
-    let shards = kinesis_testkit::streams::open_shards(client, stream)
+    kinesis_testkit::streams::read_stream(client, stream)
         .await
-        .unwrap();
-    let mut total = 0;
-    for shard in shards {
-        let mut it = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(&shard.shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        loop {
-            let page = client
-                .get_records()
-                .shard_iterator(&it)
-                .send()
-                .await
-                .unwrap();
-            total += page.records().len();
-            match page.next_shard_iterator {
-                Some(next) if !page.records().is_empty() => it = next,
-                _ => break,
-            }
-        }
-    }
-    total
+        .unwrap()
+        .len()
 }
 
 #[tokio::test]

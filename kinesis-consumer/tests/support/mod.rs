@@ -57,6 +57,20 @@ impl Log {
         }
     }
 
+    /// Logs a batch as delivered to `worker`.
+    pub fn record(&self, worker: &str, input: &ProcessRecordsInput) {
+        let now = Instant::now();
+        let mut log = self.deliveries.lock().unwrap();
+        log.extend(input.records.iter().map(|r| Delivery {
+            worker: worker.to_owned(),
+            shard_id: input.shard_id.clone(),
+            sequence_number: r.sequence_number.clone(),
+            sub_sequence_number: r.sub_sequence_number,
+            data: r.data.to_vec(),
+            at: now,
+        }));
+    }
+
     pub fn events_for(&self, shard: &str) -> Vec<(String, &'static str)> {
         self.events
             .lock()
@@ -91,20 +105,7 @@ impl RecordProcessor for Recorder {
         input: ProcessRecordsInput,
         checkpointer: &mut Checkpointer,
     ) -> Result<(), ProcessorError> {
-        let now = Instant::now();
-        {
-            let mut log = self.log.deliveries.lock().unwrap();
-            for r in &input.records {
-                log.push(Delivery {
-                    worker: self.worker.clone(),
-                    shard_id: input.shard_id.clone(),
-                    sequence_number: r.sequence_number.clone(),
-                    sub_sequence_number: r.sub_sequence_number,
-                    data: r.data.to_vec(),
-                    at: now,
-                });
-            }
-        }
+        self.log.record(&self.worker, &input);
         checkpointer.checkpoint().await?;
         Ok(())
     }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_kinesis::types::ShardIteratorType;
 use kinesis_common::HashKey;
 use kinesis_common::aggregation::deaggregate;
 use kinesis_common::shard_map::{self, ShardRange};
@@ -46,47 +45,25 @@ pub async fn read_stream(
         })
         .collect();
     let mut out = Vec::new();
-    for shard in &shards {
-        let mut it = client
-            .get_shard_iterator()
-            .stream_name(stream)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator
-            .unwrap();
-        loop {
-            let page = client
-                .get_records()
-                .shard_iterator(&it)
-                .limit(10_000)
-                .send()
-                .await
-                .unwrap();
-            for record in page.records() {
-                let d = deaggregate(
-                    record.partition_key(),
-                    None,
-                    bytes::Bytes::copy_from_slice(record.data().as_ref()),
-                );
-                assert_eq!(d.corrupt, None, "corrupt aggregate in the stream");
-                for user in d.records {
-                    out.push(ReadBack {
-                        shard_id: shard.shard_id().to_owned(),
-                        partition_key: user.partition_key,
-                        explicit_hash_key: user.explicit_hash_key,
-                        data: user.data.to_vec(),
-                        sequence_number: record.sequence_number().to_owned(),
-                        sub_sequence_number: user.sub_sequence_number,
-                    });
-                }
-            }
-            match page.next_shard_iterator {
-                Some(next) if !page.records().is_empty() => it = next,
-                _ => break,
-            }
+    for (shard_id, record) in kinesis_testkit::streams::read_stream(client, stream)
+        .await
+        .unwrap()
+    {
+        let d = deaggregate(
+            record.partition_key(),
+            None,
+            bytes::Bytes::copy_from_slice(record.data().as_ref()),
+        );
+        assert_eq!(d.corrupt, None, "corrupt aggregate in the stream");
+        for user in d.records {
+            out.push(ReadBack {
+                shard_id: shard_id.clone(),
+                partition_key: user.partition_key,
+                explicit_hash_key: user.explicit_hash_key,
+                data: user.data.to_vec(),
+                sequence_number: record.sequence_number().to_owned(),
+                sub_sequence_number: user.sub_sequence_number,
+            });
         }
     }
     (out, ranges)
