@@ -205,6 +205,8 @@ impl<F: ProcessorFactory> std::fmt::Debug for Worker<F> {
 
 /// A lease this worker holds.
 struct Held {
+    /// Which consumer task runs it (a shard may be lost and taken again).
+    generation: u64,
     counter: u64,
     renewed: Instant,
     signal: watch::Sender<Signal>,
@@ -255,7 +257,10 @@ struct Running<F: ProcessorFactory> {
     worker: Worker<F>,
     held: HashMap<String, Held>,
     observed: Observed,
-    tasks: JoinSet<(String, Exit)>,
+    tasks: JoinSet<(String, u64, Exit)>,
+    /// Consumers told their lease is lost that have not ended yet, with their signal.
+    stopping: HashMap<String, (u64, watch::Sender<Signal>)>,
+    next_generation: u64,
     sync_wanted: bool,
 }
 
@@ -296,6 +301,8 @@ impl<F: ProcessorFactory> Worker<F> {
             held: HashMap::new(),
             observed: Observed::default(),
             tasks: JoinSet::new(),
+            stopping: HashMap::new(),
+            next_generation: 0,
             sync_wanted: false,
         };
         // The first sync must succeed: it tells us the stream exists.
@@ -336,7 +343,7 @@ impl<F: ProcessorFactory> Running<F> {
                 _ = sync.tick() => self.sync().await,
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     match joined {
-                        Ok((shard, exit)) => self.on_exit(shard, exit).await,
+                        Ok((shard, generation, exit)) => self.on_exit(shard, generation, exit).await,
                         Err(e) => tracing::error!(error = %e, "shard consumer task failed"),
                     }
                 }
@@ -387,17 +394,10 @@ impl<F: ProcessorFactory> Running<F> {
             tracing::info!(shard, "lease lost");
             metrics::counter!("kinesis_consumer_leases_lost").increment(1);
             let _ = held.signal.send(Signal::LeaseLost);
-            // The consumer task ends on its own; its exit is ignored as the lease is gone.
-            self.keep_signal_alive(held.signal);
+            // Until its consumer has ended, the shard is not taken again by this worker.
+            self.stopping
+                .insert(shard.to_owned(), (held.generation, held.signal));
         }
-    }
-
-    /// Keeps a signal sender alive until its consumer has seen the signal and ended.
-    fn keep_signal_alive(&mut self, signal: watch::Sender<Signal>) {
-        self.tasks.spawn(async move {
-            signal.closed().await;
-            (String::new(), Exit::LeaseLost)
-        });
     }
 
     /// Scans the table, notices leases taken from us, and takes what balancing says.
@@ -435,11 +435,16 @@ impl<F: ProcessorFactory> Running<F> {
             .filter(|l| {
                 l.owner.as_deref() == Some(me)
                     && !self.held.contains_key(&l.shard_id)
+                    && !self.stopping.contains_key(&l.shard_id)
                     && taker::is_available(l, &by_shard)
             })
             .cloned()
             .collect();
-        to_take.extend(taker::choose(&leases, &self.observed, me, now, settings));
+        to_take.extend(
+            taker::choose(&leases, &self.observed, me, now, settings)
+                .into_iter()
+                .filter(|l| !self.stopping.contains_key(&l.shard_id)),
+        );
         for seen in to_take {
             // Stolen from a live worker: give it time to notice and stop before we start, so
             // the shard is never processed by two workers at once.
@@ -490,10 +495,14 @@ impl<F: ProcessorFactory> Running<F> {
             start_delay,
         };
         let id = shard_id.clone();
-        self.tasks.spawn(async move { (id, consumer.run().await) });
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.tasks
+            .spawn(async move { (id, generation, consumer.run().await) });
         self.held.insert(
             shard_id,
             Held {
+                generation,
                 counter: lease.counter,
                 renewed: Instant::now(),
                 signal: signal_tx,
@@ -502,9 +511,21 @@ impl<F: ProcessorFactory> Running<F> {
         );
     }
 
-    async fn on_exit(&mut self, shard: String, exit: Exit) {
-        if shard.is_empty() {
-            return; // a signal keeper
+    async fn on_exit(&mut self, shard: String, generation: u64, exit: Exit) {
+        if self
+            .stopping
+            .get(&shard)
+            .is_some_and(|(g, _)| *g == generation)
+        {
+            self.stopping.remove(&shard);
+            return;
+        }
+        if self
+            .held
+            .get(&shard)
+            .is_none_or(|h| h.generation != generation)
+        {
+            return; // an older consumer of a shard held again since
         }
         let me = self.worker.config.worker_id.clone();
         match exit {
@@ -540,14 +561,8 @@ impl<F: ProcessorFactory> Running<F> {
             let _ = held.signal.send(Signal::Shutdown);
         }
         while let Some(joined) = self.tasks.join_next().await {
-            if let Ok((shard, exit)) = joined {
-                if matches!(exit, Exit::Shutdown) {
-                    if let Some(held) = self.held.get_mut(&shard) {
-                        held.running = false;
-                    }
-                } else {
-                    self.on_exit(shard, exit).await;
-                }
+            if let Ok((shard, generation, exit)) = joined {
+                self.on_exit(shard, generation, exit).await;
             }
         }
         let me = self.worker.config.worker_id.clone();
