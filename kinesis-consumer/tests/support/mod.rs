@@ -203,13 +203,16 @@ pub async fn leases(
     table: &str,
 ) -> HashMap<String, HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
     let client = aws.dynamodb_client().await;
-    let items = client
+    // Before the first worker created the table there are no leases.
+    let Ok(items) = client
         .scan()
         .table_name(table)
         .consistent_read(true)
         .send()
         .await
-        .unwrap();
+    else {
+        return HashMap::new();
+    };
     items
         .items()
         .iter()
