@@ -53,6 +53,7 @@ pub(crate) struct Config {
     pub max_records: i32,
     pub idle_time_between_reads: Duration,
     pub max_prefetch_batches: usize,
+    pub deliver_empty_batches: bool,
     pub processor_backoff: Backoff,
     pub processor_max_attempts: u32,
 }
@@ -73,6 +74,7 @@ impl Config {
             max_records: 10_000,
             idle_time_between_reads: Duration::from_millis(500),
             max_prefetch_batches: 2,
+            deliver_empty_batches: false,
             processor_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             processor_max_attempts: 10,
         }

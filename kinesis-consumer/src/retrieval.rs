@@ -45,6 +45,8 @@ pub(crate) struct Fetcher {
     pub shard_id: String,
     pub max_records: i32,
     pub idle_time: Duration,
+    /// Pass empty reads on too.
+    pub send_empty: bool,
 }
 
 /// Why the fetcher stopped for good.
@@ -179,7 +181,7 @@ impl Fetcher {
                 next_call = next_call.max(called + self.idle_time);
             }
             iterator = out.next_shard_iterator.clone();
-            if !empty || shard_end {
+            if !empty || shard_end || self.send_empty {
                 let batch = Batch {
                     millis_behind_latest: out.millis_behind_latest,
                     records: out.records,

@@ -216,6 +216,15 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                 if let Some(exit) = self.deliver(&mut processor, &mut checkpointer, input).await {
                     return exit;
                 }
+            } else if self.config.deliver_empty_batches && !batch.shard_end {
+                let input = ProcessRecordsInput {
+                    shard_id: shard_id.clone(),
+                    records,
+                    millis_behind_latest: batch.millis_behind_latest,
+                };
+                if let Some(exit) = self.deliver(&mut processor, &mut checkpointer, input).await {
+                    return exit;
+                }
             }
             if batch.shard_end {
                 return self.end_shard(&mut processor).await;

@@ -121,6 +121,12 @@ impl WorkerBuilder {
         max_prefetch_batches: usize
     );
     setter!(
+        /// Call `process_records` also when a read returns nothing, every idle interval, so a
+        /// processor can act on time (flush a buffer) without new records; like KCL's
+        /// `callProcessRecordsEvenForEmptyRecordList` (default false).
+        deliver_empty_batches: bool
+    );
+    setter!(
         /// Backoff between deliveries of a batch the processor failed (default 100 ms doubling to 10 s).
         processor_backoff: kinesis_common::backoff::Backoff
     );
@@ -484,6 +490,7 @@ impl<F: ProcessorFactory> Running<F> {
                 shard_id: shard_id.clone(),
                 max_records: w.config.max_records,
                 idle_time: w.config.idle_time_between_reads,
+                send_empty: w.config.deliver_empty_batches,
             },
             ctx: Arc::new(ShardContext {
                 shard_id: shard_id.clone(),

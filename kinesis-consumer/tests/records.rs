@@ -469,3 +469,48 @@ async fn a_shard_whose_processor_keeps_failing_is_released_and_the_others_keep_r
             .all(|d| d.shard_id == good.shard_id)
     );
 }
+
+/// Counts calls without records.
+struct CountsEmpty(Arc<AtomicUsize>);
+
+impl RecordProcessor for CountsEmpty {
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        if input.records.is_empty() {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        // Nothing was delivered yet, so this writes nothing and must not fail.
+        checkpointer.checkpoint().await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_batches_are_delivered_when_asked_for() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("quiet", 1).await.unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let calls = calls.clone();
+        builder(&aws, "quiet-app", "quiet", "w1")
+            .await
+            .deliver_empty_batches(true)
+            .build(move |_: &str| CountsEmpty(calls.clone()))
+            .unwrap()
+    };
+    let handle = worker.handle();
+    let task = tokio::spawn(worker.run());
+    let start = std::time::Instant::now();
+    while calls.load(Ordering::SeqCst) < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no empty batches delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+}
