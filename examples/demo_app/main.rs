@@ -1,29 +1,278 @@
-//! The end-to-end demo: web page → producer → stream → consumer → batched files.
+//! The end-to-end demo: generated records → producer → stream → consumer workers → batch files,
+//! as in the seeds' sample app (a web page, Kinesis, and Firehose writing to S3).
 //!
-//! Coming with the producer and consumer milestones. For now it starts the embedded emulators,
-//! creates the demo stream, and says what is coming.
+//! `cargo run --example demo_app -- --records 20000 --headless` runs it once and prints a
+//! summary; without `--headless` … see `--help`.
 
-use kinesis_testkit::LocalAws;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use kinesis_consumer::{Worker, WorkerHandle};
+use kinesis_examples::generator::{Generator, id_of};
+use kinesis_examples::sink::{Output, Sink, SinkConfig, SinkStats, read_local_lines};
+use kinesis_producer::{Producer, UserRecord};
+use kinesis_testkit::{Target, TargetChoice, streams};
+
+/// Which parts run in this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Role {
+    /// Producer and consumer workers.
+    All,
+    /// Only the producer.
+    Producer,
+    /// Only consumer workers.
+    Consumer,
+}
+
+/// Kinesis demo: records → producer → stream → consumer → batch files.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    /// Kinesis endpoint URL (default: `AWS_ENDPOINT_URL_KINESIS`, else the embedded emulator).
+    #[arg(long)]
+    kinesis_endpoint: Option<String>,
+    /// DynamoDB endpoint URL (default: `AWS_ENDPOINT_URL_DYNAMODB`, else the embedded emulator).
+    #[arg(long)]
+    dynamodb_endpoint: Option<String>,
+    /// Use real AWS (default credential chain and region).
+    #[arg(long)]
+    aws: bool,
+    /// Stream name.
+    #[arg(long, default_value = "demo")]
+    stream: String,
+    /// Shards of the stream when it is created.
+    #[arg(long, default_value_t = 4)]
+    shards: u32,
+    /// Application name (and lease table).
+    #[arg(long, default_value = "demo-app")]
+    app_name: String,
+    /// Consumer workers in this process.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Output: a local folder or s3://bucket/prefix.
+    #[arg(long, default_value = "demo-output")]
+    output_dir: String,
+    /// Write a shard's batch file at this many bytes.
+    #[arg(long, default_value_t = 5 * 1024 * 1024)]
+    buffer_size: usize,
+    /// … or when its oldest record is this many seconds old.
+    #[arg(long, default_value_t = 300.0)]
+    buffer_interval: f64,
+    /// Gzip batch files.
+    #[arg(long)]
+    gzip: bool,
+    /// Web page port on 127.0.0.1.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Records to produce (headless mode).
+    #[arg(long, default_value_t = 10_000)]
+    records: u64,
+    /// Approximate size of each record in bytes.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Produce `--records`, wait until the sink has written them all, print a summary, exit.
+    #[arg(long)]
+    headless: bool,
+    /// Which parts run here, to share one stream between processes.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    role: Role,
+}
+
+type Failure = Box<dyn std::error::Error + Send + Sync>;
+
+struct Demo {
+    args: Args,
+    target: Target,
+    stats: Arc<Mutex<SinkStats>>,
+    workers: Vec<(
+        WorkerHandle,
+        tokio::task::JoinHandle<Result<(), kinesis_consumer::ConsumerError>>,
+    )>,
+}
+
+impl Demo {
+    async fn start(args: Args) -> Result<Demo, Failure> {
+        let choice = TargetChoice {
+            aws: args.aws,
+            kinesis_endpoint: args.kinesis_endpoint.clone(),
+            dynamodb_endpoint: args.dynamodb_endpoint.clone(),
+            enforce_limits: true,
+        };
+        let target = Target::resolve(choice).await?;
+        eprintln!("demo_app: using {}", target.description);
+        let kinesis = target.options.kinesis().await;
+        if streams::ensure_stream(&kinesis, &args.stream, args.shards).await? {
+            eprintln!(
+                "demo_app: created stream {:?} with {} shards",
+                args.stream, args.shards
+            );
+        }
+        let mut demo = Demo {
+            args,
+            target,
+            stats: Arc::default(),
+            workers: Vec::new(),
+        };
+        if demo.args.role != Role::Producer {
+            for _ in 0..demo.args.workers {
+                demo.start_worker().await?;
+            }
+        }
+        Ok(demo)
+    }
+
+    async fn start_worker(&mut self) -> Result<(), Failure> {
+        let config = SinkConfig {
+            output: Output::parse(&self.args.output_dir)?,
+            buffer_bytes: self.args.buffer_size,
+            buffer_interval: Duration::from_secs_f64(self.args.buffer_interval),
+            gzip: self.args.gzip,
+        };
+        let sdk = self.target.options.sdk_config().await;
+        let worker = Worker::builder(self.args.app_name.as_str(), self.args.stream.as_str())
+            .kinesis_client(self.target.options.kinesis_client(&sdk))
+            .dynamodb_client(self.target.options.dynamodb_client(&sdk))
+            .deliver_empty_batches(true)
+            .idle_time_between_reads(Duration::from_millis(200))
+            .build(Sink::factory(config, self.stats.clone()))?;
+        eprintln!(
+            "demo_app: worker {} writing to {}",
+            worker.worker_id(),
+            self.args.output_dir
+        );
+        let handle = worker.handle();
+        self.workers.push((handle, tokio::spawn(worker.run())));
+        Ok(())
+    }
+
+    async fn produce(&self, count: u64, size: usize) -> Result<(Generator, u64), Failure> {
+        let producer = Producer::builder(self.args.stream.as_str())
+            .client(self.target.options.kinesis().await)
+            .build()?;
+        let generator = Generator::new(size);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let waiter = tokio::spawn(async move {
+            let mut failed = 0u64;
+            while let Some(put) = rx.recv().await {
+                let put: kinesis_producer::PutFuture = put;
+                if let Err(e) = put.await {
+                    failed += 1;
+                    eprintln!("demo_app: a record was not put: {e}");
+                }
+            }
+            failed
+        });
+        for n in 0..count {
+            let (key, line) = generator.record(n);
+            let _ = tx.send(producer.send(UserRecord::new(key, line)).await?);
+        }
+        drop(tx);
+        let failed = waiter.await?;
+        producer.shutdown().await;
+        Ok((generator, failed))
+    }
+
+    async fn stop_workers(&mut self) -> Result<(), Failure> {
+        for (handle, task) in self.workers.drain(..) {
+            handle.shutdown().await;
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+async fn headless(args: Args) -> Result<bool, Failure> {
+    let (records, size) = (args.records, args.record_size);
+    let mut demo = Demo::start(args).await?;
+    let start = Instant::now();
+    let (generator, failed) = if demo.args.role != Role::Consumer {
+        demo.produce(records, size).await?
+    } else {
+        (Generator::new(size), 0)
+    };
+    eprintln!(
+        "demo_app: produced {} records ({failed} failed) in {:.1} s",
+        records - failed,
+        start.elapsed().as_secs_f64()
+    );
+    if demo.args.role == Role::Producer {
+        return Ok(failed == 0);
+    }
+    // Wait (bounded) until the sinks hold every record, then shut down so they write them.
+    let bound = Duration::from_secs(120) + Duration::from_millis(records);
+    while demo
+        .stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .received
+        < records
+    {
+        if start.elapsed() > bound {
+            eprintln!("demo_app: gave up waiting after {bound:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    demo.stop_workers().await?;
+    let seconds = start.elapsed().as_secs_f64();
+
+    let Output::Local(root) = Output::parse(&demo.args.output_dir)? else {
+        let stats = demo.stats.lock().unwrap_or_else(|e| e.into_inner());
+        println!(
+            "produced {records}, written {}, files {}, seconds {seconds:.1}",
+            stats.written,
+            stats.files.len()
+        );
+        return Ok(stats.written >= records);
+    };
+    let mut seen = std::collections::HashSet::new();
+    for line in read_local_lines(&root)? {
+        if let Some(id) = id_of(&line)
+            && id.starts_with(generator.run())
+        {
+            seen.insert(id.to_owned());
+        }
+    }
+    let files = demo
+        .stats
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .files
+        .len();
+    let missing = records.saturating_sub(seen.len() as u64);
+    println!(
+        "produced {records}, delivered {}, missing {missing}, files {files}, seconds {seconds:.1}, records/s {:.0}",
+        seen.len(),
+        seen.len() as f64 / seconds
+    );
+    if missing > 0 {
+        eprintln!(
+            "demo_app: {missing} records are not in any file under {}",
+            root.display()
+        );
+    }
+    Ok(missing == 0 && failed == 0)
+}
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let aws = match LocalAws::start().await {
-        Ok(aws) => aws,
-        Err(e) => {
-            eprintln!("demo_app: could not start the embedded emulators: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let result = if args.headless {
+        headless(args).await
+    } else {
+        Err("the web page arrives with the next milestone; run with --headless".into())
     };
-    if let Err(e) = aws.create_stream("demo", 4).await {
-        eprintln!("demo_app: could not create the demo stream: {e}");
-        return std::process::ExitCode::FAILURE;
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("demo_app: {e}");
+            std::process::ExitCode::FAILURE
+        }
     }
-    println!(
-        "Embedded Kinesis at {} (stream \"demo\", 4 shards)",
-        aws.kinesis_endpoint()
-    );
-    println!("Embedded DynamoDB at {}", aws.dynamodb_endpoint());
-    println!("The demo's web page, producer and consumer arrive with the next milestones.");
-    aws.shutdown().await;
-    std::process::ExitCode::SUCCESS
 }
