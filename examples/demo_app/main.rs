@@ -1,9 +1,13 @@
 //! The end-to-end demo: generated records → producer → stream → consumer workers → batch files,
 //! as in the seeds' sample app (a web page, Kinesis, and Firehose writing to S3).
 //!
-//! `cargo run --example demo_app -- --records 20000 --headless` runs it once and prints a
-//! summary; without `--headless` … see `--help`.
+//! `cargo run --example demo_app` serves the page on http://127.0.0.1:8080;
+//! `cargo run --example demo_app -- --records 20000 --headless` runs the flow once and prints a
+//! summary. `--help` lists every flag.
 
+mod web;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,18 +85,41 @@ struct Args {
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
+/// Producer-side counts for the page and the summary.
+#[derive(Debug, Default)]
+struct Counters {
+    produced: AtomicU64,
+    acknowledged: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// A consumer worker this process runs.
+struct Slot {
+    id: String,
+    handle: WorkerHandle,
+    task: Option<tokio::task::JoinHandle<Result<(), kinesis_consumer::ConsumerError>>>,
+}
+
+impl Slot {
+    fn running(&self) -> bool {
+        self.task.as_ref().is_some_and(|t| !t.is_finished())
+    }
+}
+
 struct Demo {
     args: Args,
-    target: Target,
+    /// Keeps the embedded emulators (if chosen) running as long as the demo.
+    _target: Target,
+    kinesis: aws_sdk_kinesis::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    producer: Producer,
     stats: Arc<Mutex<SinkStats>>,
-    workers: Vec<(
-        WorkerHandle,
-        tokio::task::JoinHandle<Result<(), kinesis_consumer::ConsumerError>>,
-    )>,
+    workers: tokio::sync::Mutex<Vec<Slot>>,
+    counters: Counters,
 }
 
 impl Demo {
-    async fn start(args: Args) -> Result<Demo, Failure> {
+    async fn start(args: Args) -> Result<Arc<Demo>, Failure> {
         let choice = TargetChoice {
             aws: args.aws,
             kinesis_endpoint: args.kinesis_endpoint.clone(),
@@ -101,19 +128,28 @@ impl Demo {
         };
         let target = Target::resolve(choice).await?;
         eprintln!("demo_app: using {}", target.description);
-        let kinesis = target.options.kinesis().await;
+        let sdk = target.options.sdk_config().await;
+        let kinesis = target.options.kinesis_client(&sdk);
+        let dynamodb = target.options.dynamodb_client(&sdk);
         if streams::ensure_stream(&kinesis, &args.stream, args.shards).await? {
             eprintln!(
                 "demo_app: created stream {:?} with {} shards",
                 args.stream, args.shards
             );
         }
-        let mut demo = Demo {
+        let producer = Producer::builder(args.stream.as_str())
+            .client(kinesis.clone())
+            .build()?;
+        let demo = Arc::new(Demo {
             args,
-            target,
+            _target: target,
+            kinesis,
+            dynamodb,
+            producer,
             stats: Arc::default(),
-            workers: Vec::new(),
-        };
+            workers: tokio::sync::Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        });
         if demo.args.role != Role::Producer {
             for _ in 0..demo.args.workers {
                 demo.start_worker().await?;
@@ -122,78 +158,125 @@ impl Demo {
         Ok(demo)
     }
 
-    async fn start_worker(&mut self) -> Result<(), Failure> {
+    async fn start_worker(&self) -> Result<String, Failure> {
         let config = SinkConfig {
             output: Output::parse(&self.args.output_dir)?,
             buffer_bytes: self.args.buffer_size,
             buffer_interval: Duration::from_secs_f64(self.args.buffer_interval),
             gzip: self.args.gzip,
         };
-        let sdk = self.target.options.sdk_config().await;
         let worker = Worker::builder(self.args.app_name.as_str(), self.args.stream.as_str())
-            .kinesis_client(self.target.options.kinesis_client(&sdk))
-            .dynamodb_client(self.target.options.dynamodb_client(&sdk))
+            .kinesis_client(self.kinesis.clone())
+            .dynamodb_client(self.dynamodb.clone())
             .deliver_empty_batches(true)
             .idle_time_between_reads(Duration::from_millis(200))
             .build(Sink::factory(config, self.stats.clone()))?;
-        eprintln!(
-            "demo_app: worker {} writing to {}",
-            worker.worker_id(),
-            self.args.output_dir
-        );
+        let id = worker.worker_id().to_owned();
+        eprintln!("demo_app: worker {id} writing to {}", self.args.output_dir);
         let handle = worker.handle();
-        self.workers.push((handle, tokio::spawn(worker.run())));
+        self.workers.lock().await.push(Slot {
+            id: id.clone(),
+            handle,
+            task: Some(tokio::spawn(worker.run())),
+        });
+        Ok(id)
+    }
+
+    /// Stops a running worker gracefully (its leases are handed over at once).
+    async fn stop_worker(&self, index: usize) -> Option<String> {
+        let (id, handle, task) = {
+            let mut workers = self.workers.lock().await;
+            let slot = workers.get_mut(index).filter(|s| s.running())?;
+            (slot.id.clone(), slot.handle.clone(), slot.task.take())
+        };
+        handle.shutdown().await;
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Some(id)
+    }
+
+    async fn stop_workers(&self) -> Result<(), Failure> {
+        let slots: Vec<Slot> = self.workers.lock().await.drain(..).collect();
+        for mut slot in slots {
+            slot.handle.shutdown().await;
+            if let Some(task) = slot.task.take() {
+                task.await??;
+            }
+        }
         Ok(())
     }
 
-    async fn produce(&self, count: u64, size: usize) -> Result<(Generator, u64), Failure> {
-        let producer = Producer::builder(self.args.stream.as_str())
-            .client(self.target.options.kinesis().await)
-            .build()?;
+    async fn produce(&self, count: u64, size: usize) -> Generator {
         let generator = Generator::new(size);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let waiter = tokio::spawn(async move {
-            let mut failed = 0u64;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<kinesis_producer::PutFuture>();
+        let waiter = async {
             while let Some(put) = rx.recv().await {
-                let put: kinesis_producer::PutFuture = put;
-                if let Err(e) = put.await {
-                    failed += 1;
-                    eprintln!("demo_app: a record was not put: {e}");
+                match put.await {
+                    Ok(_) => self.counters.acknowledged.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("demo_app: a record was not put: {e}");
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        };
+        let sender = async {
+            for n in 0..count {
+                let (key, line) = generator.record(n);
+                match self.producer.send(UserRecord::new(key, line)).await {
+                    Ok(put) => {
+                        self.counters.produced.fetch_add(1, Ordering::Relaxed);
+                        let _ = tx.send(put);
+                    }
+                    Err(e) => {
+                        eprintln!("demo_app: {e}");
+                        self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
-            failed
-        });
-        for n in 0..count {
-            let (key, line) = generator.record(n);
-            let _ = tx.send(producer.send(UserRecord::new(key, line)).await?);
-        }
-        drop(tx);
-        let failed = waiter.await?;
-        producer.shutdown().await;
-        Ok((generator, failed))
+            drop(tx);
+        };
+        tokio::join!(sender, waiter);
+        generator
     }
 
-    async fn stop_workers(&mut self) -> Result<(), Failure> {
-        for (handle, task) in self.workers.drain(..) {
-            handle.shutdown().await;
-            task.await??;
-        }
-        Ok(())
+    fn producer_stats(&self) -> kinesis_producer::ProducerStats {
+        self.producer.stats()
+    }
+
+    async fn leases(&self) -> Vec<kinesis_consumer::Lease> {
+        let Ok(out) = self
+            .dynamodb
+            .scan()
+            .table_name(&self.args.app_name)
+            .consistent_read(true)
+            .send()
+            .await
+        else {
+            return Vec::new();
+        };
+        out.items()
+            .iter()
+            .filter_map(|i| kinesis_consumer::Lease::from_item(i).ok())
+            .collect()
     }
 }
 
 async fn headless(args: Args) -> Result<bool, Failure> {
     let (records, size) = (args.records, args.record_size);
-    let mut demo = Demo::start(args).await?;
+    let demo = Demo::start(args).await?;
     let start = Instant::now();
-    let (generator, failed) = if demo.args.role != Role::Consumer {
-        demo.produce(records, size).await?
+    let generator = if demo.args.role != Role::Consumer {
+        demo.produce(records, size).await
     } else {
-        (Generator::new(size), 0)
+        Generator::new(size)
     };
+    demo.producer.shutdown().await;
+    let failed = demo.counters.failed.load(Ordering::Relaxed);
     eprintln!(
         "demo_app: produced {} records ({failed} failed) in {:.1} s",
-        records - failed,
+        demo.counters.acknowledged.load(Ordering::Relaxed),
         start.elapsed().as_secs_f64()
     );
     if demo.args.role == Role::Producer {
@@ -255,6 +338,31 @@ async fn headless(args: Args) -> Result<bool, Failure> {
     Ok(missing == 0 && failed == 0)
 }
 
+async fn serve(args: Args) -> Result<bool, Failure> {
+    let port = args.port;
+    let demo = Demo::start(args).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    let addr = listener.local_addr()?;
+    println!("demo_app: open http://{addr}");
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    axum::serve(listener, web::router(demo.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    eprintln!("demo_app: shutting down (flushing the producer, checkpointing, releasing leases)");
+    demo.producer.shutdown().await;
+    demo.stop_workers().await?;
+    Ok(true)
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -265,7 +373,7 @@ async fn main() -> std::process::ExitCode {
     let result = if args.headless {
         headless(args).await
     } else {
-        Err("the web page arrives with the next milestone; run with --headless".into())
+        serve(args).await
     };
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,

@@ -195,6 +195,8 @@ pub struct SinkStats {
     pub written: u64,
     /// Files written, newest last.
     pub files: Vec<WrittenFile>,
+    /// Records received per shard.
+    pub per_shard: std::collections::BTreeMap<String, u64>,
 }
 
 /// A sink for one shard. Make one per shard with [`Sink::factory`].
@@ -293,10 +295,12 @@ impl RecordProcessor for Sink {
             self.records += 1;
             self.last_sequence.clone_from(&record.sequence_number);
         }
-        self.stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .received += input.records.len() as u64;
+        {
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats.received += input.records.len() as u64;
+            *stats.per_shard.entry(input.shard_id.clone()).or_default() +=
+                input.records.len() as u64;
+        }
         if self.due() {
             // Only what is in a durable file is checkpointed.
             self.flush().await?;

@@ -256,3 +256,114 @@ async fn a_crash_between_file_write_and_checkpoint_loses_nothing() {
     );
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// A minimal HTTP/1.1 client for the demo's API: (status, body).
+fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    // Bodies of JSON answers may come chunked: keep the JSON object only.
+    let body = match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b))
+            if body
+                .trim_start()
+                .starts_with(|c: char| c.is_ascii_hexdigit())
+                && a < b =>
+        {
+            body[a..=b].to_owned()
+        }
+        _ => body,
+    };
+    (status, body)
+}
+
+/// Kills the demo when the test ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_web_api_produces_splits_and_moves_workers() {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().unwrap();
+    let demo = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("demo_app");
+    let out = temp_dir("web");
+    let mut child = Child(
+        std::process::Command::new(&demo)
+            .args(["--port", "0", "--buffer-interval", "1", "--output-dir"])
+            .arg(&out)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let addr = line
+        .strip_prefix("demo_app: open http://")
+        .expect(&line)
+        .to_owned();
+
+    let (status, page) = http(&addr, "GET", "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("<form id=\"produce\">"));
+    assert_eq!(http(&addr, "POST", "/api/produce?count=0").0, 400);
+    assert_eq!(
+        http(&addr, "POST", "/api/produce?count=2000&size=100").0,
+        202
+    );
+    let status_json = |addr: &str| {
+        serde_json::from_str::<serde_json::Value>(&http(addr, "GET", "/api/status").1).unwrap()
+    };
+    let start = Instant::now();
+    loop {
+        let s = status_json(&addr);
+        if s["acknowledged"] == 2000 && s["written"] == 2000 {
+            assert_eq!(s["shards"].as_array().unwrap().len(), 4);
+            assert!(s["files_total"].as_u64().unwrap() >= 1);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "status {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(http(&addr, "POST", "/api/split").0, 200);
+    assert_eq!(status_json(&addr)["shards"].as_array().unwrap().len(), 6);
+    assert_eq!(http(&addr, "POST", "/api/workers/start").0, 200);
+    assert_eq!(http(&addr, "POST", "/api/workers/stop?index=0").0, 200);
+    let workers = status_json(&addr)["workers"].clone();
+    assert_eq!(workers[0]["running"], false);
+    assert_eq!(workers[1]["running"], true);
+    assert_eq!(http(&addr, "POST", "/api/workers/stop?index=0").0, 404);
+    drop(child);
+    std::fs::remove_dir_all(&out).ok();
+}
