@@ -21,6 +21,20 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The demo binary, which `cargo test` builds next to the test binaries.
+fn demo_exe() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let demo = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("demo_app");
+    assert!(demo.exists(), "{} not built", demo.display());
+    demo
+}
+
 fn ids_in(dir: &std::path::Path, run: &str) -> (HashSet<String>, usize) {
     let lines = read_local_lines(dir).unwrap();
     let total = lines.len();
@@ -35,16 +49,7 @@ fn ids_in(dir: &std::path::Path, run: &str) -> (HashSet<String>, usize) {
 
 #[test]
 fn headless_demo_writes_every_record_to_files() {
-    // `cargo test` builds the examples next to the test binaries.
-    let exe = std::env::current_exe().unwrap();
-    let demo = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("demo_app");
-    assert!(demo.exists(), "{} not built", demo.display());
+    let demo = demo_exe();
     let out = temp_dir("headless");
     let output = std::process::Command::new(&demo)
         .args(["--headless", "--records", "20000", "--gzip", "--output-dir"])
@@ -75,14 +80,7 @@ fn headless_demo_writes_every_record_to_files() {
 
 #[test]
 fn bad_flags_give_one_clear_line() {
-    let exe = std::env::current_exe().unwrap();
-    let demo = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("demo_app");
+    let demo = demo_exe();
     let output = std::process::Command::new(&demo)
         .args(["--records", "lots"])
         .output()
@@ -305,14 +303,7 @@ impl Drop for Child {
 #[test]
 fn the_web_api_produces_splits_and_moves_workers() {
     use std::io::BufRead;
-    let exe = std::env::current_exe().unwrap();
-    let demo = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("demo_app");
+    let demo = demo_exe();
     let out = temp_dir("web");
     let mut child = Child(
         std::process::Command::new(&demo)

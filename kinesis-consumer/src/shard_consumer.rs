@@ -208,15 +208,10 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             let records = to_records(&batch, range, &mut skip);
             if let Some(last) = records.last() {
                 checkpointer.delivered((last.sequence_number.clone(), last.sub_sequence_number));
-                let input = ProcessRecordsInput {
-                    shard_id: shard_id.clone(),
-                    records,
-                    millis_behind_latest: batch.millis_behind_latest,
-                };
-                if let Some(exit) = self.deliver(&mut processor, &mut checkpointer, input).await {
-                    return exit;
-                }
-            } else if self.config.deliver_empty_batches && !batch.shard_end {
+            }
+            let deliver =
+                !records.is_empty() || (self.config.deliver_empty_batches && !batch.shard_end);
+            if deliver {
                 let input = ProcessRecordsInput {
                     shard_id: shard_id.clone(),
                     records,
