@@ -283,20 +283,30 @@ async fn headless(args: Args) -> Result<bool, Failure> {
         return Ok(failed == 0);
     }
     // Wait (bounded) until the sinks hold every record, then shut down so they write them.
+    // The bar shows only on a terminal.
+    let bar = indicatif::ProgressBar::new(records).with_message("records consumed");
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} ({per_sec})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     let bound = Duration::from_secs(120) + Duration::from_millis(records);
-    while demo
-        .stats
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .received
-        < records
-    {
+    loop {
+        let received = demo
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .received;
+        bar.set_position(received.min(records));
+        if received >= records {
+            break;
+        }
         if start.elapsed() > bound {
             eprintln!("demo_app: gave up waiting after {bound:?}");
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    bar.finish_and_clear();
     demo.stop_workers().await?;
     let seconds = start.elapsed().as_secs_f64();
 
