@@ -42,6 +42,7 @@ async fn status(State(demo): State<Arc<Demo>>) -> Response {
         .await
         .unwrap_or_default();
     let leases = demo.leases().await;
+    let throttles = demo.producer.throttles_by_shard();
     let workers: Vec<_> = demo
         .workers
         .lock()
@@ -61,6 +62,8 @@ async fn status(State(demo): State<Arc<Demo>>) -> Response {
                 "owner": lease.and_then(|l| l.owner.clone()),
                 "checkpoint": lease.map(|l| l.checkpoint.to_string()).unwrap_or_else(|| "—".into()),
                 "consumed": stats.per_shard.get(s.shard_id()).copied().unwrap_or(0),
+                "lag_ms": stats.lag_ms.get(s.shard_id()).copied(),
+                "throttles": throttles.get(s.shard_id()).copied().unwrap_or(0),
             })
         })
         .collect();

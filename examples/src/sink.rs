@@ -197,6 +197,8 @@ pub struct SinkStats {
     pub files: Vec<WrittenFile>,
     /// Records received per shard.
     pub per_shard: std::collections::BTreeMap<String, u64>,
+    /// Latest `millis_behind_latest` per shard, as Kinesis reports it.
+    pub lag_ms: std::collections::BTreeMap<String, i64>,
 }
 
 /// A sink for one shard. Make one per shard with [`Sink::factory`].
@@ -300,6 +302,9 @@ impl RecordProcessor for Sink {
             stats.received += input.records.len() as u64;
             *stats.per_shard.entry(input.shard_id.clone()).or_default() +=
                 input.records.len() as u64;
+            if let Some(lag) = input.millis_behind_latest {
+                stats.lag_ms.insert(input.shard_id.clone(), lag);
+            }
         }
         if self.due() {
             // Only what is in a durable file is checkpointed.

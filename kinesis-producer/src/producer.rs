@@ -310,6 +310,16 @@ impl Producer {
         self.inner.stats.snapshot()
     }
 
+    /// Throttled entries or requests so far, by shard.
+    pub fn throttles_by_shard(&self) -> std::collections::BTreeMap<String, u64> {
+        self.inner
+            .stats
+            .throttles_by_shard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Records sent but not yet resolved.
     pub fn outstanding_records(&self) -> usize {
         self.inner.config.max_outstanding_records - self.inner.records.available_permits()

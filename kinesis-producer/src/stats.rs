@@ -56,6 +56,8 @@ pub struct ProducerStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    /// Throttled entries or requests per shard.
+    pub throttles_by_shard: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     pub user_records_sent: AtomicU64,
     pub user_records_put: AtomicU64,
     pub user_records_failed: AtomicU64,

@@ -336,6 +336,13 @@ impl Engine {
 
     fn throttled(&mut self, shard_id: &str, now: Instant) {
         self.metrics.throttle(shard_id);
+        *self
+            .stats
+            .throttles_by_shard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(shard_id.to_owned())
+            .or_default() += 1;
         if let Some(shard) = self.shards.get_mut(shard_id) {
             shard.limiter.on_throttle(now);
             tracing::debug!(
