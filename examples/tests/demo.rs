@@ -358,3 +358,42 @@ fn the_web_api_produces_splits_and_moves_workers() {
     drop(child);
     std::fs::remove_dir_all(&out).ok();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_and_consumer_roles_share_one_stream_from_separate_processes() {
+    let aws = LocalAws::start().await.unwrap();
+    let out = temp_dir("roles");
+    let run = |role: &str| {
+        std::process::Command::new(demo_exe())
+            .args([
+                "--headless",
+                "--records",
+                "3000",
+                "--role",
+                role,
+                "--kinesis-endpoint",
+            ])
+            .arg(aws.kinesis_endpoint())
+            .arg("--dynamodb-endpoint")
+            .arg(aws.dynamodb_endpoint())
+            .arg("--output-dir")
+            .arg(&out)
+            .output()
+            .unwrap()
+    };
+    let produced = run("producer");
+    assert!(
+        produced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    let consumed = run("consumer");
+    let stdout = String::from_utf8_lossy(&consumed.stdout);
+    assert!(
+        consumed.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&consumed.stderr)
+    );
+    assert!(stdout.contains("delivered 3000, missing 0"), "{stdout}");
+    std::fs::remove_dir_all(&out).ok();
+}
