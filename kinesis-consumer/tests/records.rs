@@ -275,24 +275,7 @@ async fn a_kcl_written_lease_table_is_taken_over_with_its_checkpoints() {
         seqs.push(out.sequence_number().to_owned());
     }
     let ddb = aws.dynamodb_client().await;
-    ddb.create_table()
-        .table_name("legacy-app")
-        .key_schema(
-            aws_sdk_dynamodb::types::KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            aws_sdk_dynamodb::types::AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .send()
+    kinesis_testkit::tables::create_lease_table(&ddb, "legacy-app")
         .await
         .unwrap();
     // Items as KCL 2.x writes them, attribute by attribute.

@@ -23,6 +23,7 @@ mod fault;
 mod front;
 mod local;
 pub mod streams;
+pub mod tables;
 mod target;
 
 pub use fault::{FaultAction, FaultRule, FaultStats, Faults, Service};

@@ -1,33 +1,12 @@
 //! The DynamoDB operations the lease table needs, through the real SDK over HTTP, against
 //! the embedded dynoxide (behind the testkit's fault front).
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType, TableStatus,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TableStatus};
 use kinesis_common::ServiceError;
 use kinesis_testkit::LocalAws;
 
 async fn lease_table(client: &aws_sdk_dynamodb::Client, name: &str) {
-    client
-        .create_table()
-        .table_name(name)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
+    kinesis_testkit::tables::create_lease_table(client, name)
         .await
         .unwrap();
     let described = client

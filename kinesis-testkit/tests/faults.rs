@@ -2,10 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use kinesis_common::{ErrorKind, ServiceError};
@@ -197,25 +194,7 @@ async fn latency_delays_matching_requests_only() {
 async fn dynamodb_faults_throttle_fail_and_drop() {
     let aws = LocalAws::start().await.unwrap();
     let client = aws.client_options().without_sdk_retries().dynamodb().await;
-    client
-        .create_table()
-        .table_name("leases")
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
+    kinesis_testkit::tables::create_lease_table(&client, "leases")
         .await
         .unwrap();
     let faults = aws.dynamodb_faults();
