@@ -216,8 +216,6 @@ struct Held {
     counter: u64,
     renewed: Instant,
     signal: watch::Sender<Signal>,
-    /// Whether a consumer task runs for it.
-    running: bool,
 }
 
 impl Worker<()> {
@@ -513,7 +511,6 @@ impl<F: ProcessorFactory> Running<F> {
                 counter: lease.counter,
                 renewed: Instant::now(),
                 signal: signal_tx,
-                running: true,
             },
         );
     }
@@ -553,11 +550,8 @@ impl<F: ProcessorFactory> Running<F> {
             Exit::LeaseLost => {
                 self.held.remove(&shard);
             }
-            Exit::Shutdown => {
-                if let Some(held) = self.held.get_mut(&shard) {
-                    held.running = false;
-                }
-            }
+            // Still held: graceful shutdown releases it once every consumer has ended.
+            Exit::Shutdown => {}
         }
     }
 
