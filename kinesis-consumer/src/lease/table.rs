@@ -232,20 +232,38 @@ impl LeaseTable {
         }))
     }
 
-    /// Gives a lease up so another worker can take it at once. Returns whether it was ours.
-    pub(crate) async fn release(&self, shard_id: &str, owner: &str) -> Result<bool, ServiceError> {
-        let result = self
+    /// An update of a lease fenced by ownership: applied only while `owner` holds it.
+    /// Returns whether it was applied.
+    async fn update_owned(
+        &self,
+        shard_id: &str,
+        owner: &str,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, ServiceError> {
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.name)
             .key(LEASE_KEY, s(shard_id))
-            .update_expression("REMOVE leaseOwner SET leaseCounter = leaseCounter + :one")
+            .update_expression(expression)
             .condition_expression("leaseOwner = :owner")
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":one", n(1))
-            .send()
-            .await;
-        Ok(conditional("UpdateItem", result)?.is_some())
+            .expression_attribute_values(":owner", s(owner));
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        Ok(conditional("UpdateItem", request.send().await)?.is_some())
+    }
+
+    /// Gives a lease up so another worker can take it at once. Returns whether it was ours.
+    pub(crate) async fn release(&self, shard_id: &str, owner: &str) -> Result<bool, ServiceError> {
+        self.update_owned(
+            shard_id,
+            owner,
+            "REMOVE leaseOwner SET leaseCounter = leaseCounter + :one",
+            vec![(":one", n(1))],
+        )
+        .await
     }
 
     /// Writes a checkpoint, fenced by ownership. Returns whether the lease was still ours.
@@ -256,23 +274,18 @@ impl LeaseTable {
         checkpoint: &Checkpoint,
         sub_sequence: u64,
     ) -> Result<bool, ServiceError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(LEASE_KEY, s(shard_id))
-            .update_expression(
-                "SET checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero \
-                 REMOVE pendingCheckpoint, pendingCheckpointSubSequenceNumber",
-            )
-            .condition_expression("leaseOwner = :owner")
-            .expression_attribute_values(":checkpoint", s(checkpoint.as_str()))
-            .expression_attribute_values(":sub", n(sub_sequence))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        Ok(conditional("UpdateItem", result)?.is_some())
+        self.update_owned(
+            shard_id,
+            owner,
+            "SET checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero \
+             REMOVE pendingCheckpoint, pendingCheckpointSubSequenceNumber",
+            vec![
+                (":checkpoint", s(checkpoint.as_str())),
+                (":sub", n(sub_sequence)),
+                (":zero", n(0)),
+            ],
+        )
+        .await
     }
 
     /// Writes a pending checkpoint (first phase of a two-phase checkpoint).
@@ -283,21 +296,13 @@ impl LeaseTable {
         sequence: &str,
         sub_sequence: u64,
     ) -> Result<bool, ServiceError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.name)
-            .key(LEASE_KEY, s(shard_id))
-            .update_expression(
-                "SET pendingCheckpoint = :seq, pendingCheckpointSubSequenceNumber = :sub",
-            )
-            .condition_expression("leaseOwner = :owner")
-            .expression_attribute_values(":seq", s(sequence))
-            .expression_attribute_values(":sub", n(sub_sequence))
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        Ok(conditional("UpdateItem", result)?.is_some())
+        self.update_owned(
+            shard_id,
+            owner,
+            "SET pendingCheckpoint = :seq, pendingCheckpointSubSequenceNumber = :sub",
+            vec![(":seq", s(sequence)), (":sub", n(sub_sequence))],
+        )
+        .await
     }
 
     /// Records a finished shard's children on its lease (for tools and cleanup).
