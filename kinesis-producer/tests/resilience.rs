@@ -129,9 +129,9 @@ async fn injected_faults_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_and_merge_during_a_run_lose_nothing() {
     let aws = LocalAws::start().await.unwrap();
-    aws.create_stream("reshard", 2).await.unwrap();
+    aws.create_stream("producer-reshard", 2).await.unwrap();
     let client = aws.kinesis_client().await;
-    let producer = Producer::builder("reshard")
+    let producer = Producer::builder("producer-reshard")
         .client(client.clone())
         .max_buffered_time(Duration::from_millis(20))
         .build()
@@ -156,18 +156,18 @@ async fn split_and_merge_during_a_run_lose_nothing() {
         })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let shards = kinesis_testkit::streams::open_shards(&client, "reshard")
+    let shards = kinesis_testkit::streams::open_shards(&client, "producer-reshard")
         .await
         .unwrap();
-    aws.split_shard("reshard", &shards[0].shard_id)
+    aws.split_shard("producer-reshard", &shards[0].shard_id)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let shards = kinesis_testkit::streams::open_shards(&client, "reshard")
+    let shards = kinesis_testkit::streams::open_shards(&client, "producer-reshard")
         .await
         .unwrap();
     // Merge the two adjacent shards that came from the split.
-    aws.merge_shards("reshard", &shards[0].shard_id, &shards[1].shard_id)
+    aws.merge_shards("producer-reshard", &shards[0].shard_id, &shards[1].shard_id)
         .await
         .unwrap();
     let failed = sender.await.unwrap();
@@ -175,7 +175,7 @@ async fn split_and_merge_during_a_run_lose_nothing() {
     assert_eq!(failed, 0);
     eprintln!("{:?}", producer.stats());
 
-    let (records, ranges) = read_stream(&client, "reshard").await;
+    let (records, ranges) = read_stream(&client, "producer-reshard").await;
     let counts = counts(&records);
     assert_eq!(counts.len(), 30_000, "every record is readable");
     // Records re-sent after landing on the wrong shard may also sit in the wrong shard's

@@ -27,7 +27,10 @@ pub mod tables;
 mod target;
 
 pub use fault::{FaultAction, FaultRule, FaultStats, Faults, Service};
-pub use local::{LocalAws, LocalAwsBuilder, TestkitError};
+pub use local::{
+    DYNAMODB_UPSTREAM_ENV, KINESIS_UPSTREAM_ENV, KinesisEmulator, LocalAws, LocalAwsBuilder,
+    TestkitError,
+};
 pub use target::{Target, TargetChoice};
 
 /// The README's Rust snippets, compiled and run as doctests.

@@ -13,6 +13,15 @@
 //! The emulators run on a thread of their own with their own runtime, so a test that pauses
 //! tokio's clock or runs on a current-thread runtime does not slow or freeze them. Dropping the
 //! handle (or [`LocalAws::shutdown`]) stops them.
+//!
+//! # Independent emulators
+//!
+//! With [`LocalAwsBuilder::kinesis_upstream`] / [`LocalAwsBuilder::dynamodb_upstream`], or the
+//! environment variables [`KINESIS_UPSTREAM_ENV`] and [`DYNAMODB_UPSTREAM_ENV`], the fronts
+//! forward to emulators already running elsewhere on loopback (kinesis-mock, DynamoDB Local)
+//! instead of starting the embedded ones. Fault rules still apply, so every test of the
+//! producer and consumer runs unchanged against either pair; [`LocalAws::kinesis_emulator`]
+//! tells a test which one it talks to where their behaviour differs.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -24,6 +33,21 @@ use tokio::sync::{oneshot, watch};
 
 use crate::fault::{Faults, Service};
 use crate::front::{Front, Upstream};
+
+/// Environment variable naming a Kinesis emulator to forward to (`http://127.0.0.1:4568`).
+pub const KINESIS_UPSTREAM_ENV: &str = "KINESIS_TESTKIT_KINESIS_UPSTREAM";
+/// Environment variable naming a DynamoDB emulator to forward to (`http://127.0.0.1:8001`).
+pub const DYNAMODB_UPSTREAM_ENV: &str = "KINESIS_TESTKIT_DYNAMODB_UPSTREAM";
+
+/// Which Kinesis emulator answers behind the front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KinesisEmulator {
+    /// The embedded ferrokinesis.
+    Ferrokinesis,
+    /// An emulator running elsewhere (in CI: kinesis-mock).
+    External,
+}
 
 /// Largest request body the Kinesis front accepts: a full 5 MiB PutRecords in JSON with base64
 /// data is about 6.7 MiB.
@@ -41,6 +65,16 @@ pub enum TestkitError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// An upstream address is not an `http://host:port` URL on a reachable host.
+    #[error("{what} upstream {value:?} is not an http://host:port address: {reason}")]
+    Upstream {
+        /// Which service.
+        what: &'static str,
+        /// What was given.
+        value: String,
+        /// Why it was refused.
+        reason: String,
     },
     /// The emulator thread or runtime failed.
     #[error("emulator failed to start: {reason}")]
@@ -71,6 +105,8 @@ pub struct LocalAwsBuilder {
     shard_limit: u32,
     subscribe_session: Duration,
     worker_threads: usize,
+    kinesis_upstream: Option<String>,
+    dynamodb_upstream: Option<String>,
 }
 
 impl Default for LocalAwsBuilder {
@@ -83,6 +119,8 @@ impl Default for LocalAwsBuilder {
             shard_limit: 1000,
             subscribe_session: Duration::from_secs(300),
             worker_threads: 2,
+            kinesis_upstream: None,
+            dynamodb_upstream: None,
         }
     }
 }
@@ -130,8 +168,42 @@ impl LocalAwsBuilder {
         self
     }
 
-    /// Starts both emulators and returns once they accept connections.
-    pub async fn start(self) -> Result<LocalAws, TestkitError> {
+    /// Forward Kinesis requests to this emulator (`http://host:port`) instead of starting
+    /// ferrokinesis. Default: the value of [`KINESIS_UPSTREAM_ENV`], if set. The options for
+    /// the embedded emulator (limits, delays, shard limit, session length) then do not apply.
+    pub fn kinesis_upstream(mut self, url: impl Into<String>) -> Self {
+        self.kinesis_upstream = Some(url.into());
+        self
+    }
+
+    /// Forward DynamoDB requests to this emulator (`http://host:port`) instead of starting
+    /// dynoxide. Default: the value of [`DYNAMODB_UPSTREAM_ENV`], if set.
+    pub fn dynamodb_upstream(mut self, url: impl Into<String>) -> Self {
+        self.dynamodb_upstream = Some(url.into());
+        self
+    }
+
+    /// Starts both emulators (or fronts for the upstreams) and returns once they accept
+    /// connections.
+    pub async fn start(mut self) -> Result<LocalAws, TestkitError> {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        self.kinesis_upstream = self
+            .kinesis_upstream
+            .take()
+            .or_else(|| from_env(KINESIS_UPSTREAM_ENV));
+        self.dynamodb_upstream = self
+            .dynamodb_upstream
+            .take()
+            .or_else(|| from_env(DYNAMODB_UPSTREAM_ENV));
+        let kinesis_upstream = upstream_addr("Kinesis", self.kinesis_upstream.as_deref()).await?;
+        let dynamodb_upstream =
+            upstream_addr("DynamoDB", self.dynamodb_upstream.as_deref()).await?;
+        let kinesis_emulator = if kinesis_upstream.is_some() {
+            KinesisEmulator::External
+        } else {
+            KinesisEmulator::Ferrokinesis
+        };
+        let limits_enforced = self.enforce_limits && kinesis_upstream.is_none();
         let (ready_tx, ready_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, done_rx) = oneshot::channel();
@@ -157,7 +229,8 @@ impl LocalAwsBuilder {
                     }
                 };
                 runtime.block_on(async move {
-                    match bind_all(&options, faults, stop_rx.clone()).await {
+                    let upstreams = (kinesis_upstream, dynamodb_upstream);
+                    match bind_all(&options, faults, upstreams, stop_rx.clone()).await {
                         Ok(addrs) => {
                             let _ = ready_tx.send(Ok(addrs));
                             let mut stop_rx = stop_rx;
@@ -179,10 +252,12 @@ impl LocalAwsBuilder {
         let (kinesis_addr, dynamodb_addr) = ready_rx.await.map_err(|_| TestkitError::Start {
             reason: "emulator thread ended before it was ready".into(),
         })??;
-        tracing::debug!(%kinesis_addr, %dynamodb_addr, "embedded emulators listening");
+        tracing::debug!(%kinesis_addr, %dynamodb_addr, ?kinesis_emulator, "emulators listening");
         Ok(LocalAws {
             kinesis_addr,
             dynamodb_addr,
+            kinesis_emulator,
+            limits_enforced,
             kinesis_faults,
             dynamodb_faults,
             stop: stop_tx,
@@ -198,11 +273,62 @@ async fn bind(port: u16) -> Result<TcpListener, TestkitError> {
         .map_err(|source| TestkitError::Bind { addr, source })
 }
 
+/// Resolves an `http://host:port` upstream to one socket address.
+async fn upstream_addr(
+    what: &'static str,
+    url: Option<&str>,
+) -> Result<Option<SocketAddr>, TestkitError> {
+    let Some(url) = url else { return Ok(None) };
+    let refuse = |reason: &str| TestkitError::Upstream {
+        what,
+        value: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let authority = url
+        .strip_prefix("http://")
+        .ok_or_else(|| refuse("only plain http is forwarded"))?
+        .trim_end_matches('/');
+    let mut addrs = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| refuse(&e.to_string()))?;
+    addrs
+        .next()
+        .map(Some)
+        .ok_or_else(|| refuse("the host has no address"))
+}
+
 async fn bind_all(
     options: &LocalAwsBuilder,
     (kinesis_faults, dynamodb_faults): (Faults, Faults),
+    (kinesis_upstream, dynamodb_upstream): (Option<SocketAddr>, Option<SocketAddr>),
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, SocketAddr), TestkitError> {
+    let kinesis_listener = bind(options.kinesis_port).await?;
+    let dynamodb_listener = bind(options.dynamodb_port).await?;
+    let kinesis_addr = local_addr(&kinesis_listener)?;
+    let dynamodb_addr = local_addr(&dynamodb_listener)?;
+    let kinesis_upstream = match kinesis_upstream {
+        Some(addr) => Upstream::proxy(addr),
+        None => Upstream::Router(ferrokinesis_router(options)),
+    };
+    let dynamodb_upstream = match dynamodb_upstream {
+        Some(addr) => Upstream::proxy(addr),
+        None => Upstream::proxy(start_dynoxide(stop.clone()).await?),
+    };
+    let kinesis_front = Front {
+        faults: kinesis_faults,
+        upstream: kinesis_upstream,
+    };
+    tokio::spawn(kinesis_front.serve(kinesis_listener, stop.clone()));
+    let dynamodb_front = Front {
+        faults: dynamodb_faults,
+        upstream: dynamodb_upstream,
+    };
+    tokio::spawn(dynamodb_front.serve(dynamodb_listener, stop));
+    Ok((kinesis_addr, dynamodb_addr))
+}
+
+fn ferrokinesis_router(options: &LocalAwsBuilder) -> axum::Router {
     let delay_ms = options.stream_delay.as_millis() as u64;
     let store_options = ferrokinesis::store::StoreOptions {
         create_stream_ms: delay_ms,
@@ -214,39 +340,27 @@ async fn bind_all(
         ..Default::default()
     };
     let (router, _store) = ferrokinesis::create_app(store_options);
-    let router = router.layer(DefaultBodyLimit::max(KINESIS_BODY_LIMIT));
+    router.layer(DefaultBodyLimit::max(KINESIS_BODY_LIMIT))
+}
 
-    let kinesis_listener = bind(options.kinesis_port).await?;
-    let dynamodb_listener = bind(options.dynamodb_port).await?;
+/// Starts dynoxide on a loopback port of its own; returns that port's address.
+async fn start_dynoxide(mut stop: watch::Receiver<bool>) -> Result<SocketAddr, TestkitError> {
     let dynoxide_listener = bind(0).await?;
-    let kinesis_addr = local_addr(&kinesis_listener)?;
-    let dynamodb_addr = local_addr(&dynamodb_listener)?;
     let dynoxide_addr = local_addr(&dynoxide_listener)?;
 
     let db = dynoxide::Database::memory().map_err(|e| TestkitError::Start {
         reason: format!("dynoxide: {e}"),
     })?;
-    let mut dynoxide_stop = stop.clone();
     tokio::spawn(async move {
         let shutdown = async move {
-            let _ = dynoxide_stop.wait_for(|s| *s).await;
+            let _ = stop.wait_for(|s| *s).await;
         };
         if let Err(e) = dynoxide::server::serve_with_shutdown(dynoxide_listener, db, shutdown).await
         {
             tracing::error!(error = %e, "dynoxide stopped");
         }
     });
-    let kinesis_front = Front {
-        faults: kinesis_faults,
-        upstream: Upstream::Router(router),
-    };
-    tokio::spawn(kinesis_front.serve(kinesis_listener, stop.clone()));
-    let dynamodb_front = Front {
-        faults: dynamodb_faults,
-        upstream: Upstream::proxy(dynoxide_addr),
-    };
-    tokio::spawn(dynamodb_front.serve(dynamodb_listener, stop));
-    Ok((kinesis_addr, dynamodb_addr))
+    Ok(dynoxide_addr)
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, TestkitError> {
@@ -268,6 +382,8 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, TestkitError> {
 pub struct LocalAws {
     kinesis_addr: SocketAddr,
     dynamodb_addr: SocketAddr,
+    kinesis_emulator: KinesisEmulator,
+    limits_enforced: bool,
     kinesis_faults: Faults,
     dynamodb_faults: Faults,
     stop: watch::Sender<bool>,
@@ -308,6 +424,17 @@ impl LocalAws {
     /// A DynamoDB client for this emulator with the SDK's default retries.
     pub async fn dynamodb_client(&self) -> aws_sdk_dynamodb::Client {
         self.client_options().dynamodb().await
+    }
+
+    /// Which Kinesis emulator answers: the embedded ferrokinesis or an external one.
+    pub fn kinesis_emulator(&self) -> KinesisEmulator {
+        self.kinesis_emulator
+    }
+
+    /// Whether shard write limits are enforced: asked for, and ferrokinesis answers (an
+    /// external emulator decides for itself; kinesis-mock never throttles).
+    pub fn limits_enforced(&self) -> bool {
+        self.limits_enforced
     }
 
     /// Fault rules in front of Kinesis.

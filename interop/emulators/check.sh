@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs the producer and consumer integration suites, and the testkit's pins of the Kinesis and
+# DynamoDB APIs, against an independently written emulator pair instead of the embedded one:
+#   Kinesis:  kinesis-mock (npm kinesis-local, Scala.js on Node)
+#   DynamoDB: AWS's DynamoDB Local (the jar inside npm amplify-dynamodb-simulator, on Java 17)
+# The tests' fronts (fault injection included) forward to them through
+# KINESIS_TESTKIT_KINESIS_UPSTREAM / KINESIS_TESTKIT_DYNAMODB_UPSTREAM.
+# Both servers listen on every interface, so they and the tests run in a private network
+# namespace (unshare -n, as root) where only loopback exists.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+ddb_version=2.9.30
+ddb_dir="$root/target/dynamodb-local-$ddb_version"
+if [ ! -f "$here/node_modules/kinesis-local/main.js" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ ! -f "$ddb_dir/package/emulator/DynamoDBLocal.jar" ]; then
+  mkdir -p "$ddb_dir"
+  (cd "$ddb_dir" && npm pack --silent "amplify-dynamodb-simulator@$ddb_version" >/dev/null \
+    && tar xzf "amplify-dynamodb-simulator-$ddb_version.tgz")
+fi
+command -v java >/dev/null || { echo "java is needed for DynamoDB Local" >&2; exit 1; }
+
+# Build outside the namespace (which has no registry access); run inside it offline.
+suites=(-p kinesis-producer -p kinesis-consumer --tests)
+pins=(-p kinesis-testkit --test kinesis_api --test dynamodb_api)
+cargo test --no-run --quiet "${suites[@]}"
+cargo test --no-run --quiet "${pins[@]}"
+
+export KINESIS_MOCK_MAIN="$here/node_modules/kinesis-local/main.js"
+export DDB_LOCAL_DIR="$ddb_dir/package/emulator"
+exec unshare --net -- bash "$here/isolated.sh" "${suites[*]}" "${pins[*]}"
