@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Interop with the existing ecosystem, run by CI, on the kinesis-testkit emulators:
+#  1. our producer writes; plain boto3 GetRecords reads, the official Python and Node.js
+#     aws-kinesis-agg deaggregate, and all agree with our consumer, record for record;
+#  2. the Python and Node.js libraries aggregate, boto3 puts; our consumer reads them all;
+#  3. a lease table written the way KCL writes it, checkpointed inside aggregates: our worker
+#     resumes from those checkpoints, and every item it writes uses only KCL's names and types.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$root/target/venv-ecosystem"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import aws_kinesis_agg, boto3' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+fi
+[ -f "$here/node_modules/aws-kinesis-agg/index.js" ] \
+  || (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$root" && cargo build --quiet -p kinesis-testkit --bin kinesis-testkit \
+  && cargo build --quiet -p kinesis-examples --example produce --example consume)
+bin="$root/target/debug"
+work="$root/target/interop-ecosystem"
+rm -rf "$work" && mkdir -p "$work"
+py="$venv/bin/python $here/ecosystem.py"
+
+free_port() { "$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+kport=$(free_port); dport=$(free_port)
+"$bin/kinesis-testkit" --kinesis-port "$kport" --dynamodb-port "$dport" >"$work/emulators.log" 2>&1 &
+emulators=$!
+trap 'kill $emulators 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q dynamodb "$work/emulators.log" && break; sleep 0.1; done
+export AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:$kport" AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$dport"
+export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+
+n=5000
+echo "--- 1. our producer -> boto3, python and node aws-kinesis-agg, our consumer"
+"$bin/examples/produce" --stream ours --records $n --size 60 --create-shards 4 >"$work/produce.json"
+"$bin/examples/consume" --stream ours --app-name interop-ours --until-idle 1.5 --print >"$work/ours.txt"
+$py read-ours ours "$work/ours.txt" "$work/raw.json" $n
+node "$here/agg.cjs" deaggregate "$work/raw.json" "$work/node-deaggregated.json"
+$py compare-node "$work/node-deaggregated.json" "$work/ours.txt"
+
+echo "--- 2. python and node aws-kinesis-agg -> boto3 PutRecords -> our consumer"
+node "$here/agg.cjs" aggregate 3000 "$work/node-aggregates.json"
+$py write-theirs theirs "$work/node-aggregates.json" 3000 "$work/theirs-expected.json"
+"$bin/examples/consume" --stream theirs --app-name interop-theirs --until-idle 1.5 --print >"$work/theirs.txt"
+$py compare "$work/theirs.txt" "$work/theirs-expected.json"
+
+echo "--- 3. a KCL-written lease table -> our worker resumes at its checkpoints"
+$py kcl-write kcl-written "$work/raw.json" "$work/kcl-expected.json"
+# Idle long enough for the dead KCL worker's leases to expire (failover time 10 s) and be taken.
+"$bin/examples/consume" --stream ours --app-name kcl-written --until-idle 14 --print >"$work/kcl.txt"
+$py compare "$work/kcl.txt" "$work/kcl-expected.json"
+$py kcl-verify kcl-written
+$py kcl-verify interop-ours
+echo "ecosystem interop: ok"
