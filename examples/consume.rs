@@ -101,7 +101,7 @@ fn initial_position(value: &str) -> Result<InitialPosition, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(kinesis_common::logging::env_filter(""))
         .with_writer(std::io::stderr)
         .init();
     let choice = TargetChoice {

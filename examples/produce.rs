@@ -39,7 +39,7 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     let args = Args::parse();
     // RUST_LOG=kinesis_producer=debug shows throttling and retries on stderr.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(kinesis_common::logging::env_filter(""))
         .with_writer(std::io::stderr)
         .init();
     let choice = TargetChoice {

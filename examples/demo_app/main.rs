@@ -377,7 +377,7 @@ async fn serve(args: Args) -> Result<bool, Failure> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(kinesis_common::logging::env_filter(""))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();

@@ -19,6 +19,7 @@ pub mod backoff;
 pub mod client;
 pub mod error;
 pub mod hash_key;
+pub mod logging;
 pub mod record;
 pub mod shard_map;
 pub mod stream;
