@@ -245,6 +245,18 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                     metrics::counter!("kinesis_consumer_records_processed").increment(count);
                     return None;
                 }
+                // A checkpoint refused because another worker holds the lease now: the
+                // batch must not be delivered here again; the new owner reads it.
+                Ok(Err(e))
+                    if matches!(
+                        e.downcast_ref::<crate::CheckpointError>(),
+                        Some(crate::CheckpointError::LeaseLost { .. })
+                    ) =>
+                {
+                    tracing::info!("checkpoint refused: the lease was taken by another worker");
+                    processor.lease_lost().await;
+                    return Some(Exit::LeaseLost);
+                }
                 Ok(Err(e)) => format!("process_records failed: {e}"),
                 Err(_) => {
                     // A panicking processor may be in any state: start over with a new one.

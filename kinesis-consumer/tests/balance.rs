@@ -6,6 +6,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use kinesis_testkit::LocalAws;
 use support::{Log, builder, leases, produce, spawn_worker};
 
@@ -210,4 +211,51 @@ async fn a_graceful_shutdown_hands_leases_over_within_two_seconds() {
     h2.shutdown().await;
     t2.await.unwrap().unwrap();
     assert_exclusive(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_refused_for_a_taken_lease_ends_the_shard_without_redelivery() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("taken", 1).await.unwrap();
+    let log = Log::default();
+    let (handle, task) =
+        spawn_worker(builder(&aws, "taken-app", "taken", "w1").await, "w1", &log).await;
+    produce(&aws, "taken", 10, "before").await;
+    log.wait_for(10, Duration::from_secs(20)).await;
+
+    // Another worker takes the lease behind w1's back, as a steal or an expiry would.
+    let shard = leases(&aws, "taken-app").await.into_keys().next().unwrap();
+    aws.dynamodb_client()
+        .await
+        .update_item()
+        .table_name("taken-app")
+        .key("leaseKey", AttributeValue::S(shard.clone()))
+        .update_expression("SET leaseOwner = :owner ADD leaseCounter :one")
+        .expression_attribute_values(":owner", AttributeValue::S("thief".into()))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    produce(&aws, "taken", 5, "after").await;
+
+    // w1 may see the new batch once (and its checkpoint is refused), never twice, and is told
+    // the lease is lost; the new owner reads the batch from the checkpoint.
+    let start = Instant::now();
+    while !log.events_for(&shard).contains(&("w1".to_owned(), "lost")) {
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            log.events_for(&shard)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for d in log.deliveries.lock().unwrap().iter() {
+        *counts
+            .entry(String::from_utf8_lossy(&d.data).into_owned())
+            .or_default() += 1;
+    }
+    assert!(counts.values().all(|&c| c == 1), "{counts:?}");
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
 }
