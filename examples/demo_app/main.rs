@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use kinesis_consumer::{Worker, WorkerHandle};
+use kinesis_examples::audit::AuditLog;
 use kinesis_examples::generator::{Generator, id_of};
 use kinesis_examples::sink::{Output, Sink, SinkConfig, SinkStats, read_local_lines};
 use kinesis_producer::{Producer, UserRecord};
@@ -78,6 +79,10 @@ struct Args {
     /// Produce `--records`, wait until the sink has written them all, print a summary, exit.
     #[arg(long)]
     headless: bool,
+    /// Append one JSON line per record-processor event (start, batch, checkpoint, end) to
+    /// this file, for auditing delivery (the chaos test reads it).
+    #[arg(long)]
+    audit_log: Option<std::path::PathBuf>,
     /// Which parts run here, to share one stream between processes.
     #[arg(long, value_enum, default_value_t = Role::All)]
     role: Role,
@@ -164,6 +169,10 @@ impl Demo {
             buffer_bytes: self.args.buffer_size,
             buffer_interval: Duration::from_secs_f64(self.args.buffer_interval),
             gzip: self.args.gzip,
+            audit: match &self.args.audit_log {
+                Some(path) => Some(AuditLog::open(path)?),
+                None => None,
+            },
         };
         let worker = Worker::builder(self.args.app_name.as_str(), self.args.stream.as_str())
             .kinesis_client(self.kinesis.clone())

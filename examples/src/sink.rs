@@ -18,10 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kinesis_consumer::{
-    CheckpointError, Checkpointer, ProcessRecordsInput, ProcessorError, RecordProcessor,
-    ShardEndCheckpointer, ShardEnded,
+    CheckpointError, Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorError,
+    RecordProcessor, ShardEndCheckpointer, ShardEnded,
 };
 use object_store::ObjectStore;
+use serde_json::json;
+
+use crate::audit::AuditLog;
 
 /// Where batch files go.
 #[derive(Debug, Clone)]
@@ -184,6 +187,8 @@ pub struct SinkConfig {
     pub buffer_interval: Duration,
     /// Gzip each file (`.jsonl.gz`).
     pub gzip: bool,
+    /// Where to append an audit line per processor event, if anywhere.
+    pub audit: Option<AuditLog>,
 }
 
 /// What all sinks of a process wrote, for the demo's page and summary.
@@ -210,6 +215,7 @@ pub struct Sink {
     records: usize,
     first: Option<(String, Instant)>,
     last_sequence: String,
+    last_sub_sequence: u64,
 }
 
 impl Sink {
@@ -227,7 +233,24 @@ impl Sink {
             records: 0,
             first: None,
             last_sequence: String::new(),
+            last_sub_sequence: 0,
         }
+    }
+
+    fn audit(&self, event: &str, fields: serde_json::Value) {
+        if let Some(audit) = &self.config.audit {
+            audit.event(event, &self.shard_id, fields);
+        }
+    }
+
+    /// Checkpoints at the last record handed to the sink, and audits it.
+    async fn checkpoint(&self, checkpointer: &mut Checkpointer) -> Result<(), CheckpointError> {
+        checkpointer.checkpoint().await?;
+        self.audit(
+            "checkpoint",
+            json!({"seq": self.last_sequence, "sub": self.last_sub_sequence}),
+        );
+        Ok(())
     }
 
     fn due(&self) -> bool {
@@ -283,11 +306,29 @@ impl Sink {
 }
 
 impl RecordProcessor for Sink {
+    async fn initialize(&mut self, input: InitializeInput) {
+        self.audit("init", json!({"from": input.checkpoint.as_str()}));
+    }
+
     async fn process_records(
         &mut self,
         input: ProcessRecordsInput,
         checkpointer: &mut Checkpointer,
     ) -> Result<(), ProcessorError> {
+        if self.config.audit.is_some() && !input.records.is_empty() {
+            let records: Vec<_> = input
+                .records
+                .iter()
+                .map(|r| {
+                    json!([
+                        r.sequence_number,
+                        r.sub_sequence_number,
+                        String::from_utf8_lossy(&r.data)
+                    ])
+                })
+                .collect();
+            self.audit("batch", json!({ "records": records }));
+        }
         for record in &input.records {
             if self.first.is_none() {
                 self.first = Some((record.sequence_number.clone(), Instant::now()));
@@ -296,6 +337,7 @@ impl RecordProcessor for Sink {
             self.buffer.push(b'\n');
             self.records += 1;
             self.last_sequence.clone_from(&record.sequence_number);
+            self.last_sub_sequence = record.sub_sequence_number;
         }
         {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -309,7 +351,7 @@ impl RecordProcessor for Sink {
         if self.due() {
             // Only what is in a durable file is checkpointed.
             self.flush().await?;
-            checkpointer.checkpoint().await?;
+            self.checkpoint(checkpointer).await?;
         }
         Ok(())
     }
@@ -327,10 +369,13 @@ impl RecordProcessor for Sink {
                 reason: "the last batch could not be written",
             });
         }
-        checkpointer.checkpoint().await
+        let ended = checkpointer.checkpoint().await?;
+        self.audit("end", json!({}));
+        Ok(ended)
     }
 
     async fn lease_lost(&mut self) {
+        self.audit("lost", json!({}));
         // Another worker will read these records again from the last checkpoint.
         self.buffer.clear();
         self.records = 0;
@@ -340,7 +385,7 @@ impl RecordProcessor for Sink {
     async fn shutdown_requested(&mut self, checkpointer: &mut Checkpointer) {
         match self.flush().await {
             Ok(_) => {
-                if let Err(e) = checkpointer.checkpoint().await {
+                if let Err(e) = self.checkpoint(checkpointer).await {
                     tracing::warn!(error = %e, "checkpoint at shutdown failed");
                 }
             }
@@ -348,6 +393,7 @@ impl RecordProcessor for Sink {
                 tracing::error!(error = %e, "could not write the last batch; it will be read again")
             }
         }
+        self.audit("shutdown", json!({}));
     }
 }
 

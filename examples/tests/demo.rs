@@ -150,6 +150,7 @@ async fn a_crash_between_file_write_and_checkpoint_loses_nothing() {
         buffer_bytes: 10_000,
         buffer_interval: Duration::from_secs(1),
         gzip: false,
+        audit: None,
     };
     let kinesis = aws.kinesis_client().await;
     let dynamodb = aws.client_options().without_sdk_retries().dynamodb().await;

@@ -1,8 +1,10 @@
 //! `kinesis-testkit`: the embedded Kinesis and DynamoDB emulators on fixed loopback ports, for
 //! the AWS CLI, boto3, or any process that should share them. Runs until Ctrl-C.
 
+use std::time::Duration;
+
 use clap::Parser;
-use kinesis_testkit::LocalAws;
+use kinesis_testkit::{FaultRule, LocalAws};
 
 /// Serve Kinesis and DynamoDB emulators on 127.0.0.1 until Ctrl-C.
 #[derive(Debug, Parser)]
@@ -20,6 +22,10 @@ struct Args {
     /// Milliseconds streams stay CREATING/UPDATING before ACTIVE.
     #[arg(long, default_value_t = 0)]
     stream_delay_ms: u64,
+    /// Fail this fraction of PutRecords requests (throttled, 500, dropped connection, or 20%
+    /// of their entries refused), for soak tests of the producer.
+    #[arg(long, default_value_t = 0.0)]
+    put_fault_probability: f64,
 }
 
 #[tokio::main]
@@ -43,15 +49,29 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    let p = args.put_fault_probability / 4.0;
+    if p > 0.0 {
+        aws.kinesis_faults()
+            .add(FaultRule::throttle().on("PutRecords").probability(p))
+            .add(FaultRule::internal_error().on("PutRecords").probability(p))
+            .add(FaultRule::drop_connection().on("PutRecords").probability(p))
+            .add(FaultRule::fail_entries(0.2).on("PutRecords").probability(p))
+            .add(
+                FaultRule::latency(Duration::from_millis(300))
+                    .on("PutRecords")
+                    .probability(p),
+            );
+    }
     println!("kinesis  {}", aws.kinesis_endpoint());
     println!("dynamodb {}", aws.dynamodb_endpoint());
     println!(
-        "shard write limits: {}",
+        "shard write limits: {}, PutRecords faults: {:.1}%",
         if args.enforce_limits {
             "enforced"
         } else {
             "off"
-        }
+        },
+        args.put_fault_probability * 100.0
     );
     println!("export AWS_ENDPOINT_URL_KINESIS={}", aws.kinesis_endpoint());
     println!(
@@ -60,7 +80,17 @@ async fn main() -> std::process::ExitCode {
     );
     println!("export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
     println!("Ctrl-C stops it.");
-    let _ = tokio::signal::ctrl_c().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+    if p > 0.0 {
+        eprintln!(
+            "kinesis-testkit: injected {:?}",
+            aws.kinesis_faults().stats()
+        );
+    }
     aws.shutdown().await;
     std::process::ExitCode::SUCCESS
 }
