@@ -20,7 +20,11 @@ pub(super) struct ShardState {
     aggregator: Option<Aggregator>,
     /// Tickets in the open aggregate, in order.
     pending: Vec<Ticket>,
+    /// Earliest `send` among them: where the closed aggregate goes in the ready queue.
     pending_oldest: Option<Instant>,
+    /// When the first of them joined the aggregate: when it must close. A retried record
+    /// joins late though it was sent long ago, and must not cut the aggregate short.
+    pending_since: Option<Instant>,
     /// Closed aggregates and plain records, oldest first.
     pub ready: VecDeque<Entry>,
     pub limiter: ShardLimiter,
@@ -36,13 +40,14 @@ impl ShardState {
             aggregator,
             pending: Vec::new(),
             pending_oldest: None,
+            pending_since: None,
             ready: VecDeque::new(),
             limiter: ShardLimiter::new(cfg.shard_bytes_per_sec(), cfg.shard_records_per_sec(), now),
         }
     }
 
     /// Adds a ticket to the open aggregate, closing it first if the ticket does not fit.
-    fn add(&mut self, ticket: Ticket) {
+    fn add(&mut self, ticket: Ticket, now: Instant) {
         let Some(aggregator) = self.aggregator.as_mut() else {
             self.push_plain(ticket);
             return;
@@ -64,11 +69,12 @@ impl ShardState {
             self.pending_oldest
                 .map_or(ticket.arrival, |o| o.min(ticket.arrival)),
         );
+        self.pending_since.get_or_insert(now);
         self.pending.push(ticket);
     }
 
     fn push_plain(&mut self, ticket: Ticket) {
-        self.ready.push_back(Entry {
+        self.enqueue(Entry {
             shard_id: self.range.shard_id.clone(),
             record: ticket.record.clone().into(),
             oldest: ticket.arrival,
@@ -77,27 +83,36 @@ impl ShardState {
         });
     }
 
+    /// Adds an entry to the ready queue, which is kept oldest first: new records go to the
+    /// back, and an entry holding a retried record (sent long ago) goes ahead of newer ones,
+    /// instead of waiting behind the whole backlog and running out of time to live.
+    fn enqueue(&mut self, entry: Entry) {
+        let at = self.ready.partition_point(|e| e.oldest <= entry.oldest);
+        self.ready.insert(at, entry);
+    }
+
     /// Moves the open aggregate, if any, to the ready queue.
     pub fn close_aggregate(&mut self) {
         let Some(aggregator) = self.aggregator.as_mut() else {
             return;
         };
         if let Some(record) = aggregator.finish() {
-            let tickets = std::mem::take(&mut self.pending);
-            self.ready.push_back(Entry {
+            self.pending_since = None;
+            let entry = Entry {
                 shard_id: self.range.shard_id.clone(),
                 record,
                 oldest: self.pending_oldest.take().unwrap_or_else(Instant::now),
-                tickets,
+                tickets: std::mem::take(&mut self.pending),
                 claim: None,
-            });
+            };
+            self.enqueue(entry);
         }
     }
 
     /// Whether the open aggregate must close now.
     pub fn pending_due(&self, now: Instant, max_buffered: Duration, flushing: bool) -> bool {
-        self.pending_oldest
-            .is_some_and(|oldest| flushing || oldest + max_buffered <= now)
+        self.pending_since
+            .is_some_and(|since| flushing || since + max_buffered <= now)
     }
 
     /// When the ready queue should go out: once its oldest entry is due (at once when
@@ -133,8 +148,8 @@ impl ShardState {
         room: bool,
     ) -> Option<Instant> {
         let mut due: Option<Instant> = self
-            .pending_oldest
-            .map(|oldest| if flushing { now } else { oldest + max_buffered });
+            .pending_since
+            .map(|since| if flushing { now } else { since + max_buffered });
         if room && let Some(at) = self.sendable_at(now, max_buffered, flushing, false) {
             due = Some(due.map_or(at, |d| d.min(at)));
         }
@@ -147,6 +162,7 @@ impl ShardState {
             aggregator.clear();
         }
         self.pending_oldest = None;
+        self.pending_since = None;
         let mut out = std::mem::take(&mut self.pending);
         for entry in self.ready.drain(..) {
             out.extend(entry.tickets);
@@ -186,7 +202,7 @@ impl Engine {
                     .or_insert_with(|| ShardState::new(range.clone(), &self.cfg, now))
             }
         };
-        shard.add(ticket);
+        shard.add(ticket, now);
     }
 
     /// Fails parked tickets whose TTL ran out while no shard map could be loaded.
@@ -227,5 +243,60 @@ impl Engine {
         }
         crate::stats::add(&self.stats.retries, retried);
         self.metrics.retries.increment(retried);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kinesis_common::HashKey;
+    use kinesis_common::UserRecord;
+    use tokio::sync::{Semaphore, oneshot};
+
+    use super::*;
+
+    fn ticket(data: &str, arrival: Instant) -> Ticket {
+        let permits = Arc::new(Semaphore::new(10));
+        let (tx, _rx) = oneshot::channel();
+        Ticket::new(
+            UserRecord::new("k", data.to_owned()),
+            HashKey(0),
+            arrival,
+            arrival + Duration::from_secs(30),
+            tx,
+            (
+                permits.clone().try_acquire_owned().unwrap(),
+                permits.try_acquire_owned().unwrap(),
+            ),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_record_goes_ahead_of_the_backlog_without_cutting_an_aggregate_short() {
+        let cfg = Config::default();
+        let start = Instant::now();
+        let range = ShardRange {
+            shard_id: "shardId-0".into(),
+            starting_hash_key: HashKey(0),
+            ending_hash_key: HashKey(u128::MAX),
+        };
+        let mut shard = ShardState::new(range, &cfg, start);
+        let later = start + Duration::from_secs(10);
+        for i in 0..3 {
+            shard.add(ticket(&format!("new-{i}"), later), later);
+            shard.close_aggregate();
+        }
+        // Sent at the start, failed, and back after a backoff: it joins a fresh aggregate.
+        shard.add(ticket("retried", start), later);
+        assert!(!shard.pending_due(later, cfg.max_buffered_time, false));
+        shard.close_aggregate();
+        let order: Vec<_> = shard
+            .ready
+            .iter()
+            .map(|e| e.tickets[0].record.data.clone())
+            .collect();
+        assert_eq!(order[0], "retried".as_bytes());
+        assert_eq!(order.len(), 4);
     }
 }
