@@ -47,6 +47,7 @@ struct Seen {
     records: u64,
     distinct: HashSet<(String, u64)>,
     shards: HashSet<String>,
+    first: Option<Instant>,
     last: Option<Instant>,
 }
 
@@ -65,6 +66,9 @@ impl RecordProcessor for Counter {
             let mut seen = self.seen.lock().unwrap();
             seen.shards.insert(input.shard_id.clone());
             seen.last = Some(Instant::now());
+            if !input.records.is_empty() && seen.first.is_none() {
+                seen.first = seen.last;
+            }
             for r in &input.records {
                 seen.records += 1;
                 seen.distinct
@@ -152,6 +156,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         serde_json::json!({
             "records": seen.records, "distinct": seen.distinct.len(), "shards": seen.shards.len(),
             "seconds": start.elapsed().as_secs_f64(),
+            "first_record_s": seen.first.map(|f| f.duration_since(start).as_secs_f64()),
         })
     );
     Ok(())

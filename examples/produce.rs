@@ -94,7 +94,8 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
             "mb_per_s_per_shard": s.bytes_put as f64 / mib / seconds / shards as f64,
             "user_mb_per_s": s.user_bytes_put as f64 / mib / seconds,
             "kinesis_records": s.kinesis_records_put, "put_payload_units": s.put_payload_units,
-            "requests": s.requests, "throttled_requests": s.throttled_requests, "retries": s.retries,
+            "requests": s.requests, "throttled_requests": s.throttled_requests,
+            "throttled_entries": s.throttled_entries, "retries": s.retries,
         })
     );
     Ok(if failed == 0 {

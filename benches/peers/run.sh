@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark against the peers (aiokpl, boto3, aws-kinesis-agg, kcl-rs).
+#   benches/peers/run.sh                 full size, release build (the README's figures)
+#   benches/peers/run.sh --small         small size on the debug build (what CI runs)
+# Installs the peers into a virtualenv under target/; extra arguments go to run.py.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+venv="$root/target/venv-peers"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import aiokpl, kcl_rs, aws_kinesis_agg, boto3' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
+fi
+[ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
+command -v pgrep >/dev/null || apt-get install -y -qq procps >/dev/null
+
+if [ "${1:-}" = "--small" ]; then
+  shift
+  (cd "$root" && cargo build --quiet -p kinesis-testkit --bin kinesis-testkit \
+    && cargo build --quiet -p kinesis-examples --example produce --example consume \
+    && cargo build --quiet -p kinesis-benches --bin codec_rate)
+  exec "$venv/bin/python" "$here/run.py" "$root/target/debug" --records 5000 --big-records 200 \
+    --consumer-records 2000 --codec-records 20000 --bound 120 --skip-peer-failover "$@"
+fi
+(cd "$root" && cargo build --quiet --release -p kinesis-testkit --bin kinesis-testkit \
+  && cargo build --quiet --release -p kinesis-examples --example produce --example consume \
+  && cargo build --quiet --release -p kinesis-benches --bin codec_rate)
+exec "$venv/bin/python" "$here/run.py" "$root/target/release" "$@"
