@@ -30,7 +30,9 @@ fn main() {
         if aggregator.try_add(record, key).is_err() {
             let out = aggregator.finish().expect("a full aggregator has records");
             (aggregates, bytes) = (aggregates + 1, bytes + out.data.len());
-            aggregator.try_add(record, key).expect("an empty aggregator takes it");
+            aggregator
+                .try_add(record, key)
+                .expect("an empty aggregator takes it");
         }
     }
     if let Some(out) = aggregator.finish() {
