@@ -6,11 +6,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-venv="$root/target/venv-peers"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import aiokpl, kcl_rs, aws_kinesis_agg, boto3' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-fi
+source "$root/interop/venv.sh"
+ensure_venv peers "$here/requirements.txt" "aiokpl, kcl_rs, aws_kinesis_agg, boto3"
+venv="$VENV"
 [ -x /usr/bin/time ] || apt-get install -y -qq time >/dev/null
 command -v pgrep >/dev/null || apt-get install -y -qq procps >/dev/null
 

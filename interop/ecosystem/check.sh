@@ -8,11 +8,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-venv="$root/target/venv-ecosystem"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import aws_kinesis_agg, boto3' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-fi
+source "$root/interop/venv.sh"
+ensure_venv ecosystem "$here/requirements.txt" "aws_kinesis_agg, boto3"
+venv="$VENV"
 [ -f "$here/node_modules/aws-kinesis-agg/index.js" ] \
   || (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 (cd "$root" && cargo build --quiet -p kinesis-testkit --bin kinesis-testkit \

@@ -5,11 +5,9 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-venv="$root/target/venv-s3"
-if [ ! -x "$venv/bin/moto_server" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/requirements.txt"
-fi
+source "$root/interop/venv.sh"
+ensure_venv s3 "$here/requirements.txt" "moto, boto3"
+venv="$VENV"
 demo="$root/target/debug/examples/demo_app"
 [ -x "$demo" ] || (cd "$root" && cargo build --quiet --example demo_app)
 
