@@ -15,6 +15,23 @@ pub enum InitialPosition {
     AtTimestamp(SystemTime),
 }
 
+/// How shard consumers get their records.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RetrievalMode {
+    /// GetRecords, at most 5 calls and 2 MiB per second per shard, shared by every polling
+    /// application of the stream (the default, as KCL).
+    #[default]
+    Polling,
+    /// Enhanced fan-out: SubscribeToShard through the registered stream consumer of this name
+    /// (registered at start if missing), with 2 MiB/s per shard of its own and records pushed
+    /// as they arrive.
+    FanOut {
+        /// The stream consumer's name; every worker of the application uses the same one.
+        consumer_name: String,
+    },
+}
+
 /// A configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -56,6 +73,8 @@ pub(crate) struct Config {
     pub deliver_empty_batches: bool,
     pub processor_backoff: Backoff,
     pub processor_max_attempts: u32,
+    pub retrieval_mode: RetrievalMode,
+    pub deregister_consumer_on_shutdown: bool,
 }
 
 impl Config {
@@ -77,6 +96,8 @@ impl Config {
             deliver_empty_batches: false,
             processor_backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             processor_max_attempts: 10,
+            retrieval_mode: RetrievalMode::Polling,
+            deregister_consumer_on_shutdown: false,
         }
     }
 
@@ -111,6 +132,11 @@ impl Config {
             || self.max_prefetch_batches == 0
         {
             return invalid("max_leases_per_worker", "counts must be at least 1");
+        }
+        if let RetrievalMode::FanOut { consumer_name } = &self.retrieval_mode
+            && (consumer_name.is_empty() || consumer_name.len() > 128)
+        {
+            return invalid("fan_out", "consumer names have 1 to 128 characters");
         }
         if self.processor_max_attempts == 0 {
             return invalid("processor_max_attempts", "must be at least 1");

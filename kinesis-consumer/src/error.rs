@@ -15,6 +15,15 @@ pub enum ConsumerError {
         #[source]
         source: ServiceError,
     },
+    /// The enhanced fan-out consumer could not be registered or described.
+    #[error("stream consumer {consumer}: {source}")]
+    StreamConsumer {
+        /// The consumer's name.
+        consumer: String,
+        /// The classified Kinesis error.
+        #[source]
+        source: ServiceError,
+    },
     /// The stream could not be read (missing, or access denied).
     #[error("stream {stream}: {source}")]
     Stream {

@@ -52,7 +52,7 @@ mod worker;
 pub use checkpoint::{
     CheckpointError, Checkpointer, PreparedCheckpoint, ShardEndCheckpointer, ShardEnded,
 };
-pub use config::{ConfigError, InitialPosition};
+pub use config::{ConfigError, InitialPosition, RetrievalMode};
 pub use error::ConsumerError;
 pub use kinesis_common::aggregation::{DeaggregatedRecord, deaggregate};
 pub use lease::{Checkpoint, Lease};

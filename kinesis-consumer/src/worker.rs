@@ -25,12 +25,12 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::checkpoint::ShardContext;
-use crate::config::{Config, ConfigError, InitialPosition};
+use crate::config::{Config, ConfigError, InitialPosition, RetrievalMode};
 use crate::error::ConsumerError;
 use crate::lease::taker::{self, Observed, TakerSettings};
 use crate::lease::{Lease, LeaseTable};
 use crate::processor::ProcessorFactory;
-use crate::retrieval::Fetcher;
+use crate::retrieval::{self, FanOutFetcher, Fetcher, PollingFetcher};
 use crate::shard_consumer::{Exit, ShardConsumer, Signal};
 use crate::shard_sync;
 
@@ -134,6 +134,23 @@ impl WorkerBuilder {
         /// Deliveries of one batch before the lease is released (default 10).
         processor_max_attempts: u32
     );
+    setter!(
+        /// Polling (the default) or enhanced fan-out; see also [`WorkerBuilder::fan_out`].
+        retrieval_mode: RetrievalMode
+    );
+    setter!(
+        /// With fan-out: deregister the stream consumer when this worker shuts down
+        /// gracefully (default false: other workers of the application share it).
+        deregister_consumer_on_shutdown: bool
+    );
+
+    /// Reads with enhanced fan-out through the stream consumer `consumer_name`, registering
+    /// it if it is missing: `retrieval_mode(RetrievalMode::FanOut { consumer_name })`.
+    pub fn fan_out(self, consumer_name: impl Into<String>) -> Self {
+        self.retrieval_mode(RetrievalMode::FanOut {
+            consumer_name: consumer_name.into(),
+        })
+    }
 
     /// Validates the options.
     pub fn build<F: ProcessorFactory>(self, factory: F) -> Result<Worker<F>, ConfigError> {
@@ -266,6 +283,8 @@ struct Running<F: ProcessorFactory> {
     stopping: HashMap<String, (u64, watch::Sender<Signal>)>,
     next_generation: u64,
     sync_wanted: bool,
+    /// The registered stream consumer, in fan-out mode.
+    consumer_arn: Option<String>,
 }
 
 impl<F: ProcessorFactory> Worker<F> {
@@ -308,6 +327,7 @@ impl<F: ProcessorFactory> Worker<F> {
             stopping: HashMap::new(),
             next_generation: 0,
             sync_wanted: false,
+            consumer_arn: None,
         };
         // The first sync must succeed: it tells us the stream exists.
         let w = &state.worker;
@@ -317,6 +337,16 @@ impl<F: ProcessorFactory> Worker<F> {
                 stream: w.stream.to_string(),
                 source,
             })?;
+        if let RetrievalMode::FanOut { consumer_name } = &w.config.retrieval_mode {
+            let arn = retrieval::register_consumer(&w.kinesis, &w.stream, consumer_name)
+                .await
+                .map_err(|source| ConsumerError::StreamConsumer {
+                    consumer: consumer_name.clone(),
+                    source,
+                })?;
+            tracing::info!(consumer = %consumer_name, %arn, "reading with enhanced fan-out");
+            state.consumer_arn = Some(arn);
+        }
         state.take_leases().await;
         state.run_loop().await;
         Ok(())
@@ -482,13 +512,21 @@ impl<F: ProcessorFactory> Running<F> {
         let consumer = ShardConsumer {
             config: w.config.clone(),
             factory: w.factory.clone(),
-            fetcher: Fetcher {
-                kinesis: w.kinesis.clone(),
-                stream: w.stream.clone(),
-                shard_id: shard_id.clone(),
-                max_records: w.config.max_records,
-                idle_time: w.config.idle_time_between_reads,
-                send_empty: w.config.deliver_empty_batches,
+            fetcher: match &self.consumer_arn {
+                Some(arn) => Fetcher::FanOut(FanOutFetcher {
+                    kinesis: w.kinesis.clone(),
+                    consumer_arn: arn.clone(),
+                    shard_id: shard_id.clone(),
+                    send_empty: w.config.deliver_empty_batches,
+                }),
+                None => Fetcher::Polling(PollingFetcher {
+                    kinesis: w.kinesis.clone(),
+                    stream: w.stream.clone(),
+                    shard_id: shard_id.clone(),
+                    max_records: w.config.max_records,
+                    idle_time: w.config.idle_time_between_reads,
+                    send_empty: w.config.deliver_empty_batches,
+                }),
             },
             ctx: Arc::new(ShardContext {
                 shard_id: shard_id.clone(),
@@ -577,5 +615,15 @@ impl<F: ProcessorFactory> Running<F> {
             }
         }
         self.held.clear();
+        if let Some(arn) = &self.consumer_arn
+            && self.worker.config.deregister_consumer_on_shutdown
+        {
+            match retrieval::deregister_consumer(&self.worker.kinesis, arn).await {
+                Ok(()) => tracing::info!(%arn, "stream consumer deregistered"),
+                Err(e) => {
+                    tracing::warn!(%arn, error = %e, "deregistering the stream consumer failed")
+                }
+            }
+        }
     }
 }

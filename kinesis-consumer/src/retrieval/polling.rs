@@ -6,7 +6,7 @@
 //!  fetcher task ──GetRecords (≤ 5/s, ≤ 2 MiB/s)──▶ bounded channel (N batches) ──▶ shard consumer
 //! ```
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
 use kinesis_common::backoff::Backoff;
@@ -15,6 +15,7 @@ use kinesis_common::{ErrorKind, ServiceError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::{Batch, FetchEnd, StartAt};
 use crate::lease::Checkpoint;
 
 /// GetRecords calls per second a shard allows.
@@ -22,24 +23,8 @@ const MIN_CALL_GAP: Duration = Duration::from_millis(200);
 /// Bytes per second a shard serves to all polling consumers together.
 const SHARD_READ_BYTES_PER_SEC: f64 = 2.0 * 1024.0 * 1024.0;
 
-/// One GetRecords result.
-#[derive(Debug)]
-pub(crate) struct Batch {
-    pub records: Vec<aws_sdk_kinesis::types::Record>,
-    pub millis_behind_latest: Option<i64>,
-    /// The shard is closed and this was its last batch.
-    pub shard_end: bool,
-}
-
-/// Where to start reading.
 #[derive(Debug, Clone)]
-pub(crate) struct StartAt {
-    pub checkpoint: Checkpoint,
-    pub timestamp: Option<SystemTime>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Fetcher {
+pub(crate) struct PollingFetcher {
     pub kinesis: aws_sdk_kinesis::Client,
     pub stream: StreamRef,
     pub shard_id: String,
@@ -49,16 +34,7 @@ pub(crate) struct Fetcher {
     pub send_empty: bool,
 }
 
-/// Why the fetcher stopped for good.
-#[derive(Debug)]
-pub(crate) enum FetchEnd {
-    /// The consumer went away.
-    Closed,
-    /// A fatal error (stream gone, access denied), already logged.
-    Fatal,
-}
-
-impl Fetcher {
+impl PollingFetcher {
     async fn iterator(
         &self,
         start: &StartAt,

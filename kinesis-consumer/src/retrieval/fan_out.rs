@@ -1,0 +1,284 @@
+//! Enhanced fan-out retrieval: the stream consumer is registered once per application, and
+//! each shard is read with SubscribeToShard, whose events Kinesis pushes over one long-lived
+//! response (HTTP/2 on AWS) for up to five minutes; then the shard is subscribed again from
+//! the last continuation sequence number.
+//!
+//! Events are taken from the response only as fast as the shard consumer takes batches from
+//! the bounded channel, so a slow processor holds the stream back (the transport's flow
+//! control) instead of filling memory.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::types::{
+    ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
+};
+use kinesis_common::backoff::Backoff;
+use kinesis_common::stream::StreamRef;
+use kinesis_common::{ErrorKind, ServiceError};
+use tokio::sync::mpsc;
+
+use super::{Batch, FetchEnd, StartAt};
+use crate::lease::Checkpoint;
+
+/// How long registration waits for the consumer to become ACTIVE.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+pub(crate) struct FanOutFetcher {
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub consumer_arn: String,
+    pub shard_id: String,
+    /// Pass empty events on too.
+    pub send_empty: bool,
+}
+
+/// Where the next subscription starts.
+#[derive(Debug, Clone)]
+enum Position {
+    /// From where the lease says: the first subscription, and any later one while nothing
+    /// has been read (except from LATEST, which must not jump ahead).
+    Start,
+    /// After this sequence number: the last record delivered, or, before any record, the
+    /// last continuation sequence number.
+    After(String),
+}
+
+impl FanOutFetcher {
+    fn starting_position(
+        &self,
+        start: &StartAt,
+        position: &Position,
+    ) -> Result<StartingPosition, ServiceError> {
+        let builder = StartingPosition::builder();
+        let builder = match (position, &start.checkpoint) {
+            (Position::After(seq), _) => builder
+                .r#type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(seq),
+            // AT, not AFTER: a checkpoint inside an aggregate resumes with the rest of it;
+            // the consumer skips the sub-records already processed.
+            (Position::Start, Checkpoint::Sequence(seq)) => builder
+                .r#type(ShardIteratorType::AtSequenceNumber)
+                .sequence_number(seq),
+            (Position::Start, Checkpoint::Latest) => builder.r#type(ShardIteratorType::Latest),
+            (Position::Start, Checkpoint::AtTimestamp) => builder
+                .r#type(ShardIteratorType::AtTimestamp)
+                .set_timestamp(
+                    start
+                        .timestamp
+                        .map(aws_sdk_kinesis::primitives::DateTime::from),
+                ),
+            (Position::Start, Checkpoint::TrimHorizon | Checkpoint::ShardEnd) => {
+                builder.r#type(ShardIteratorType::TrimHorizon)
+            }
+        };
+        builder.build().map_err(|e| ServiceError {
+            operation: "SubscribeToShard",
+            kind: ErrorKind::Fatal,
+            code: None,
+            http_status: None,
+            message: format!("bad starting position: {e}"),
+            source: None,
+        })
+    }
+
+    fn fatal(&self, error: ServiceError) -> FetchEnd {
+        tracing::error!(shard = %self.shard_id, error = %error, "shard cannot be subscribed to");
+        FetchEnd::Fatal
+    }
+
+    /// Reads the shard into `tx` until it ends, `tx` closes, or a fatal error.
+    pub(crate) async fn run(self, start: StartAt, tx: mpsc::Sender<Batch>) -> FetchEnd {
+        // AWS allows one subscription per shard and consumer at a time, and one call per
+        // second: ResourceInUse (the previous subscription is still open) and LimitExceeded
+        // are waited out, as are transient failures.
+        let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut retries = backoff.start();
+        let mut position = Position::Start;
+        loop {
+            if tx.is_closed() {
+                return FetchEnd::Closed;
+            }
+            let starting = match self.starting_position(&start, &position) {
+                Ok(s) => s,
+                Err(e) => return self.fatal(e),
+            };
+            let subscribed = self
+                .kinesis
+                .subscribe_to_shard()
+                .consumer_arn(&self.consumer_arn)
+                .shard_id(&self.shard_id)
+                .starting_position(starting)
+                .send()
+                .await;
+            let mut events = match subscribed {
+                Ok(out) => out.event_stream,
+                Err(e) => {
+                    let e = ServiceError::from_sdk("SubscribeToShard", e);
+                    let busy = e.has_code("ResourceInUseException")
+                        || e.has_code("LimitExceededException");
+                    if e.kind == ErrorKind::Fatal && !busy {
+                        return self.fatal(e);
+                    }
+                    tracing::debug!(shard = %self.shard_id, error = %e, "SubscribeToShard refused; retrying");
+                    retries.wait().await;
+                    continue;
+                }
+            };
+            tracing::debug!(shard = %self.shard_id, ?position, "subscribed");
+            loop {
+                let event = match events.recv().await {
+                    Ok(Some(SubscribeToShardEventStream::SubscribeToShardEvent(event))) => event,
+                    Ok(Some(_)) => continue,
+                    // The subscription's time is up: subscribe again from where it ended.
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(shard = %self.shard_id, error = %e, "subscription failed; subscribing again");
+                        retries.wait().await;
+                        break;
+                    }
+                };
+                retries.reset();
+                // Required in the model, so the SDK reads a missing one as "".
+                let continuation =
+                    Some(event.continuation_sequence_number).filter(|c| !c.is_empty());
+                let child_shards = event.child_shards.unwrap_or_default();
+                let mut records = event.records;
+                // Never hand on a record at or before the last one delivered: exact on AWS
+                // already, but ferrokinesis re-sends the record named in AFTER_SEQUENCE_NUMBER.
+                if let Position::After(last) = &position {
+                    records.retain(|r| sequence_after(&r.sequence_number, last));
+                }
+                // AWS ends a closed shard with an event that has no continuation and names the
+                // children; some emulators name the children on every event once the shard is
+                // closed, and end with one that has no records.
+                let shard_end =
+                    continuation.is_none() || (!child_shards.is_empty() && records.is_empty());
+                // Resubscribe after the last record delivered. (KCL uses the continuation
+                // number; ferrokinesis's continuation numbers sort before the last record.)
+                // Before any record, the continuation matters only from LATEST, where
+                // starting over would skip records.
+                if let Some(last) = records.last() {
+                    position = Position::After(last.sequence_number.clone());
+                } else if let (Some(c), Position::Start, Checkpoint::Latest) =
+                    (&continuation, &position, &start.checkpoint)
+                {
+                    position = Position::After(c.clone());
+                }
+                let empty = records.is_empty();
+                if !empty || shard_end || self.send_empty {
+                    let batch = Batch {
+                        records,
+                        millis_behind_latest: Some(event.millis_behind_latest),
+                        shard_end,
+                    };
+                    // Waits while the channel is full: the event stream is read no faster
+                    // than the processor takes batches.
+                    if tx.send(batch).await.is_err() {
+                        return FetchEnd::Closed;
+                    }
+                }
+                if shard_end {
+                    return FetchEnd::Closed;
+                }
+            }
+        }
+    }
+}
+
+/// Whether sequence number `a` comes after `b` (decimal strings of up to 128 bits and more).
+fn sequence_after(a: &str, b: &str) -> bool {
+    (a.len(), a) > (b.len(), b)
+}
+
+/// Registers the stream consumer `name` if it is not registered yet, waits until it is
+/// ACTIVE, and returns its ARN.
+pub(crate) async fn register_consumer(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &StreamRef,
+    name: &str,
+) -> Result<String, ServiceError> {
+    let stream_arn = match stream {
+        StreamRef::Arn(arn) => arn.clone(),
+        StreamRef::Name(stream_name) => kinesis
+            .describe_stream_summary()
+            .stream_name(stream_name)
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk("DescribeStreamSummary", e))?
+            .stream_description_summary
+            .map(|s| s.stream_arn)
+            .unwrap_or_default(),
+    };
+    let registered = kinesis
+        .register_stream_consumer()
+        .stream_arn(&stream_arn)
+        .consumer_name(name)
+        .send()
+        .await;
+    match registered {
+        Ok(out) => {
+            if let Some(c) = out.consumer {
+                tracing::info!(consumer = name, arn = %c.consumer_arn, "stream consumer registered");
+            }
+        }
+        Err(e) => {
+            let e = ServiceError::from_sdk("RegisterStreamConsumer", e);
+            // Another worker of the application registered it already.
+            if !e.has_code("ResourceInUseException") {
+                return Err(e);
+            }
+        }
+    }
+    let started = tokio::time::Instant::now();
+    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    let mut retries = backoff.start();
+    loop {
+        let described = kinesis
+            .describe_stream_consumer()
+            .stream_arn(&stream_arn)
+            .consumer_name(name)
+            .send()
+            .await;
+        match described {
+            Ok(out) => {
+                if let Some(d) = out.consumer_description
+                    && d.consumer_status == ConsumerStatus::Active
+                {
+                    return Ok(d.consumer_arn);
+                }
+            }
+            Err(e) => {
+                let e = ServiceError::from_sdk("DescribeStreamConsumer", e);
+                if e.kind == ErrorKind::Fatal && !e.has_code("ResourceNotFoundException") {
+                    return Err(e);
+                }
+            }
+        }
+        if started.elapsed() > REGISTRATION_TIMEOUT {
+            return Err(ServiceError {
+                operation: "DescribeStreamConsumer",
+                kind: ErrorKind::Transient,
+                code: None,
+                http_status: None,
+                message: format!("consumer {name} not ACTIVE after {REGISTRATION_TIMEOUT:?}"),
+                source: None,
+            });
+        }
+        retries.wait().await;
+    }
+}
+
+/// Deregisters the stream consumer (on shutdown, when asked: other instances of the
+/// application may still use it).
+pub(crate) async fn deregister_consumer(
+    kinesis: &aws_sdk_kinesis::Client,
+    consumer_arn: &str,
+) -> Result<(), ServiceError> {
+    kinesis
+        .deregister_stream_consumer()
+        .consumer_arn(consumer_arn)
+        .send()
+        .await
+        .map_err(|e| ServiceError::from_sdk("DeregisterStreamConsumer", e))?;
+    Ok(())
+}
