@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example consume -- --stream NAME --app-name APP [--kinesis-endpoint URL]
 //! [--dynamodb-endpoint URL] [--initial-position trim-horizon|latest|at-timestamp:RFC3339]
-//! [--until-idle SECONDS] [--aws] [--print]`
+//! [--until-idle SECONDS] [--fan-out CONSUMER] [--aws] [--print]`
 //!
 //! With `--until-idle S` it shuts down gracefully once no record arrived for S seconds and
 //! prints one JSON line; otherwise it runs until Ctrl-C or SIGTERM. Several copies with the
@@ -40,6 +40,9 @@ struct Args {
     /// Print each record.
     #[arg(long)]
     print: bool,
+    /// Read with enhanced fan-out through this stream consumer (registered if missing).
+    #[arg(long)]
+    fan_out: Option<String>,
 }
 
 #[derive(Default)]
@@ -125,11 +128,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             print,
         }
     };
-    let worker = Worker::builder(args.app_name.as_str(), args.stream.as_str())
+    let mut builder = Worker::builder(args.app_name.as_str(), args.stream.as_str())
         .kinesis_client(target.options.kinesis_client(&config))
         .dynamodb_client(target.options.dynamodb_client(&config))
-        .initial_position(initial_position(&args.initial_position)?)
-        .build(factory)?;
+        .initial_position(initial_position(&args.initial_position)?);
+    if let Some(consumer) = args.fan_out {
+        builder = builder.fan_out(consumer);
+    }
+    let worker = builder.build(factory)?;
     let handle = worker.handle();
     let start = Instant::now();
     let run = tokio::spawn(worker.run());

@@ -79,6 +79,10 @@ struct Args {
     /// Produce `--records`, wait until the sink has written them all, print a summary, exit.
     #[arg(long)]
     headless: bool,
+    /// Read with enhanced fan-out through this stream consumer (registered if missing)
+    /// instead of polling.
+    #[arg(long)]
+    fan_out: Option<String>,
     /// Append one JSON line per record-processor event (start, batch, checkpoint, end) to
     /// this file, for auditing delivery (the chaos test reads it).
     #[arg(long)]
@@ -174,12 +178,15 @@ impl Demo {
                 None => None,
             },
         };
-        let worker = Worker::builder(self.args.app_name.as_str(), self.args.stream.as_str())
+        let mut builder = Worker::builder(self.args.app_name.as_str(), self.args.stream.as_str())
             .kinesis_client(self.kinesis.clone())
             .dynamodb_client(self.dynamodb.clone())
             .deliver_empty_batches(true)
-            .idle_time_between_reads(Duration::from_millis(200))
-            .build(Sink::factory(config, self.stats.clone()))?;
+            .idle_time_between_reads(Duration::from_millis(200));
+        if let Some(consumer) = &self.args.fan_out {
+            builder = builder.fan_out(consumer.clone());
+        }
+        let worker = builder.build(Sink::factory(config, self.stats.clone()))?;
         let id = worker.worker_id().to_owned();
         eprintln!("demo_app: worker {id} writing to {}", self.args.output_dir);
         let handle = worker.handle();

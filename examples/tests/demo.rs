@@ -48,6 +48,24 @@ fn ids_in(dir: &std::path::Path, run: &str) -> (HashSet<String>, usize) {
 }
 
 #[test]
+fn headless_demo_with_enhanced_fan_out_writes_every_record() {
+    let out = temp_dir("fan-out");
+    let output = std::process::Command::new(demo_exe())
+        .args(["--headless", "--records", "5000", "--fan-out", "demo-efo"])
+        .arg("--output-dir")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("produced 5000, delivered 5000, missing 0"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
 fn headless_demo_writes_every_record_to_files() {
     let demo = demo_exe();
     let out = temp_dir("headless");
