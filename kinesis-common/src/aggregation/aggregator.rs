@@ -10,6 +10,9 @@ use super::{FRAMING_LEN, MAGIC};
 use crate::hash_key::HashKey;
 use crate::record::{DEFAULT_MAX_RECORD_BYTES, KinesisRecord, UserRecord};
 
+/// The key tables' hasher: much faster than SipHash on short keys, seeded per process.
+type KeyHasher = foldhash::fast::RandomState;
+
 /// KPL's default aggregate size limit, 51,200 bytes.
 pub const DEFAULT_MAX_AGGREGATE_BYTES: usize = 51_200;
 
@@ -45,6 +48,32 @@ pub enum AggregationError {
     },
 }
 
+/// A key's place in its table.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    /// Already in the table at this index.
+    Known(u64),
+    /// Would be added at this index.
+    New(u64),
+}
+
+impl Slot {
+    fn index(self) -> u64 {
+        match self {
+            Slot::Known(i) | Slot::New(i) => i,
+        }
+    }
+}
+
+/// What adding a record takes: its keys' slots and the resulting sizes.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    partition_key: Slot,
+    explicit_hash_key: Option<Slot>,
+    body_len: usize,
+    size: usize,
+}
+
 #[derive(Debug, Clone)]
 struct Entry {
     partition_key_index: u64,
@@ -66,9 +95,9 @@ struct Entry {
 pub struct Aggregator {
     limit: usize,
     partition_keys: Vec<String>,
-    partition_key_index: HashMap<String, u64>,
+    partition_key_index: HashMap<String, u64, KeyHasher>,
     explicit_hash_keys: Vec<String>,
-    explicit_hash_key_index: HashMap<String, u64>,
+    explicit_hash_key_index: HashMap<String, u64, KeyHasher>,
     entries: Vec<Entry>,
     /// Length of the protobuf body as it stands.
     body_len: usize,
@@ -116,9 +145,9 @@ impl Aggregator {
         Aggregator {
             limit,
             partition_keys: Vec::new(),
-            partition_key_index: HashMap::new(),
+            partition_key_index: HashMap::default(),
             explicit_hash_keys: Vec::new(),
-            explicit_hash_key_index: HashMap::new(),
+            explicit_hash_key_index: HashMap::default(),
             entries: Vec::new(),
             body_len: 0,
             first_hash_key: HashKey::MIN,
@@ -151,30 +180,45 @@ impl Aggregator {
 
     /// Size the aggregate would have, as a multi-record aggregate, with `record` added.
     pub fn size_with(&self, record: &UserRecord) -> usize {
+        self.plan(record).size
+    }
+
+    /// Where `record`'s keys go in the tables (known index or a new one) and the size the
+    /// aggregate would have with it: one lookup per key, shared by the size check and the add.
+    fn plan(&self, record: &UserRecord) -> Plan {
         let mut body = self.body_len;
-        let pk_index = match self.partition_key_index.get(&record.partition_key) {
-            Some(&i) => i,
+        let partition_key = match self.partition_key_index.get(&record.partition_key) {
+            Some(&i) => Slot::Known(i),
             None => {
                 body += table_entry_len(record.partition_key.len());
-                self.partition_keys.len() as u64
+                Slot::New(self.partition_keys.len() as u64)
             }
         };
-        let ehk_index = record.explicit_hash_key.as_ref().map(|ehk| {
+        let explicit_hash_key = record.explicit_hash_key.as_ref().map(|ehk| {
             match self.explicit_hash_key_index.get(ehk) {
-                Some(&i) => i,
+                Some(&i) => Slot::Known(i),
                 None => {
                     body += table_entry_len(ehk.len());
-                    self.explicit_hash_keys.len() as u64
+                    Slot::New(self.explicit_hash_keys.len() as u64)
                 }
             }
         });
-        let record_len = record_body_len(pk_index, ehk_index, record.data.len());
+        let record_len = record_body_len(
+            partition_key.index(),
+            explicit_hash_key.map(Slot::index),
+            record.data.len(),
+        );
         body += 1 + encoded_len_varint(record_len as u64) + record_len;
         let aggregate_partition_key = self
             .partition_keys
             .first()
             .map_or(record.partition_key.len(), String::len);
-        FRAMING_LEN + body + aggregate_partition_key
+        Plan {
+            partition_key,
+            explicit_hash_key,
+            body_len: body,
+            size: FRAMING_LEN + body + aggregate_partition_key,
+        }
     }
 
     /// Adds a validated user record whose effective hash key is `hash_key`.
@@ -186,47 +230,28 @@ impl Aggregator {
         record: &UserRecord,
         hash_key: HashKey,
     ) -> Result<(), AggregationError> {
-        if !self.entries.is_empty() {
-            let size = self.size_with(record);
-            if size > self.limit {
-                return Err(AggregationError::AggregateFull {
-                    size,
-                    limit: self.limit,
-                });
-            }
-        } else {
+        let plan = self.plan(record);
+        if self.entries.is_empty() {
             self.first_hash_key = hash_key;
+        } else if plan.size > self.limit {
+            return Err(AggregationError::AggregateFull {
+                size: plan.size,
+                limit: self.limit,
+            });
         }
-
-        let partition_key_index = match self.partition_key_index.get(&record.partition_key) {
-            Some(&i) => i,
-            None => {
-                let i = self.partition_keys.len() as u64;
-                self.body_len += table_entry_len(record.partition_key.len());
-                self.partition_keys.push(record.partition_key.clone());
-                self.partition_key_index
-                    .insert(record.partition_key.clone(), i);
-                i
-            }
-        };
-        let explicit_hash_key_index = record.explicit_hash_key.as_ref().map(|ehk| {
-            match self.explicit_hash_key_index.get(ehk) {
-                Some(&i) => i,
-                None => {
-                    let i = self.explicit_hash_keys.len() as u64;
-                    self.body_len += table_entry_len(ehk.len());
-                    self.explicit_hash_keys.push(ehk.clone());
-                    self.explicit_hash_key_index.insert(ehk.clone(), i);
-                    i
-                }
-            }
-        });
-        let record_len = record_body_len(
-            partition_key_index,
-            explicit_hash_key_index,
-            record.data.len(),
-        );
-        self.body_len += 1 + encoded_len_varint(record_len as u64) + record_len;
+        if let Slot::New(i) = plan.partition_key {
+            self.partition_keys.push(record.partition_key.clone());
+            self.partition_key_index
+                .insert(record.partition_key.clone(), i);
+        }
+        if let (Some(Slot::New(i)), Some(ehk)) = (plan.explicit_hash_key, &record.explicit_hash_key)
+        {
+            self.explicit_hash_keys.push(ehk.clone());
+            self.explicit_hash_key_index.insert(ehk.clone(), i);
+        }
+        self.body_len = plan.body_len;
+        let partition_key_index = plan.partition_key.index();
+        let explicit_hash_key_index = plan.explicit_hash_key.map(Slot::index);
         self.entries.push(Entry {
             partition_key_index,
             explicit_hash_key_index,
