@@ -516,6 +516,7 @@ impl<F: ProcessorFactory> Running<F> {
                 Some(arn) => Fetcher::FanOut(FanOutFetcher {
                     kinesis: w.kinesis.clone(),
                     consumer_arn: arn.clone(),
+                    stream: w.stream.clone(),
                     shard_id: shard_id.clone(),
                     send_empty: w.config.deliver_empty_batches,
                 }),

@@ -20,6 +20,11 @@ use tokio::sync::mpsc;
 use super::{Batch, FetchEnd, StartAt};
 use crate::lease::Checkpoint;
 
+/// After this long with only empty events, ask ListShards whether the shard is closed: an
+/// endpoint that does not end a closed shard's subscription (kinesis-mock) is caught up to
+/// the shard's end when it sends nothing.
+const CLOSED_CHECK_AFTER: Duration = Duration::from_secs(5);
+
 /// How long registration waits for the consumer to become ACTIVE.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -27,6 +32,7 @@ const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(120);
 pub(crate) struct FanOutFetcher {
     pub kinesis: aws_sdk_kinesis::Client,
     pub consumer_arn: String,
+    pub stream: StreamRef,
     pub shard_id: String,
     /// Pass empty events on too.
     pub send_empty: bool,
@@ -81,6 +87,22 @@ impl FanOutFetcher {
         })
     }
 
+    /// Whether ListShards shows this shard closed (errors count as open: checked again later).
+    async fn is_closed(&self) -> bool {
+        match kinesis_common::shard_map::list_shards(&self.kinesis, &self.stream, false).await {
+            Ok(shards) => shards.iter().any(|s| {
+                s.shard_id() == self.shard_id
+                    && s.sequence_number_range()
+                        .and_then(|r| r.ending_sequence_number())
+                        .is_some()
+            }),
+            Err(e) => {
+                tracing::debug!(shard = %self.shard_id, error = %e, "ListShards failed");
+                false
+            }
+        }
+    }
+
     fn fatal(&self, error: ServiceError) -> FetchEnd {
         tracing::error!(shard = %self.shard_id, error = %error, "shard cannot be subscribed to");
         FetchEnd::Fatal
@@ -94,6 +116,7 @@ impl FanOutFetcher {
         let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut retries = backoff.start();
         let mut position = Position::Start;
+        let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
             if tx.is_closed() {
                 return FetchEnd::Closed;
@@ -151,8 +174,18 @@ impl FanOutFetcher {
                 // AWS ends a closed shard with an event that has no continuation and names the
                 // children; some emulators name the children on every event once the shard is
                 // closed, and end with one that has no records.
-                let shard_end =
+                let mut shard_end =
                     continuation.is_none() || (!child_shards.is_empty() && records.is_empty());
+                if records.is_empty() && !shard_end {
+                    let now = tokio::time::Instant::now();
+                    let since = *idle_since.get_or_insert(now);
+                    if now.duration_since(since) >= CLOSED_CHECK_AFTER {
+                        idle_since = Some(now);
+                        shard_end = self.is_closed().await;
+                    }
+                } else {
+                    idle_since = None;
+                }
                 // Resubscribe after the last record delivered. (KCL uses the continuation
                 // number; ferrokinesis's continuation numbers sort before the last record.)
                 // Before any record, the continuation matters only from LATEST, where
