@@ -27,8 +27,9 @@ pub(crate) enum Signal {
 /// How a shard consumer ended.
 #[derive(Debug)]
 pub(crate) enum Exit {
-    /// The shard is read to its end and `SHARD_END` is checkpointed.
-    ShardEnded,
+    /// The shard is read to its end and `SHARD_END` is checkpointed; its children, when the
+    /// endpoint named them.
+    ShardEnded(Vec<aws_sdk_kinesis::types::ChildShard>),
     /// The lease is gone; the processor was told.
     LeaseLost,
     /// Shut down on request; the processor was told and may have checkpointed.
@@ -222,7 +223,7 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                 }
             }
             if batch.shard_end {
-                return self.end_shard(&mut processor).await;
+                return self.end_shard(&mut processor, batch.child_shards).await;
             }
         }
     }
@@ -294,12 +295,16 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
     }
 
     /// Hands the processor the shard's end until it checkpoints it.
-    async fn end_shard(&mut self, processor: &mut F::Processor) -> Exit {
+    async fn end_shard(
+        &mut self,
+        processor: &mut F::Processor,
+        children: Vec<aws_sdk_kinesis::types::ChildShard>,
+    ) -> Exit {
         let mut retries = self.config.processor_backoff.start();
         loop {
             let checkpointer = ShardEndCheckpointer::new(Checkpointer::new(self.ctx.clone(), None));
             match processor.shard_ended(checkpointer).await {
-                Ok(_) => return Exit::ShardEnded,
+                Ok(_) => return Exit::ShardEnded(children),
                 Err(crate::CheckpointError::LeaseLost { .. }) => {
                     processor.lease_lost().await;
                     return Exit::LeaseLost;

@@ -72,6 +72,42 @@ fn has_leased_descendant(
     false
 }
 
+/// Creates leases for the children a closed shard's last read named (its `ChildShards`), so
+/// they start without a ListShards call. A child waits for those of its parents that have
+/// leases, as in [`sync`].
+pub(crate) async fn create_children(
+    table: &LeaseTable,
+    children: &[aws_sdk_kinesis::types::ChildShard],
+) -> Result<Vec<String>, ServiceError> {
+    let leased: HashSet<String> = table
+        .list()
+        .await?
+        .into_iter()
+        .map(|l| l.shard_id)
+        .collect();
+    let mut created = Vec::new();
+    for child in children {
+        if leased.contains(&child.shard_id) {
+            continue;
+        }
+        let mut lease = Lease::new(child.shard_id.clone(), Checkpoint::TrimHorizon);
+        lease.parent_shard_ids = child
+            .parent_shards
+            .iter()
+            .filter(|p| leased.contains(*p))
+            .cloned()
+            .collect();
+        if let Some(range) = &child.hash_key_range {
+            lease.starting_hash_key = Some(range.starting_hash_key.clone());
+            lease.ending_hash_key = Some(range.ending_hash_key.clone());
+        }
+        if table.create_if_absent(&lease).await? {
+            created.push(child.shard_id.clone());
+        }
+    }
+    Ok(created)
+}
+
 /// What one sync did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct SyncOutcome {

@@ -572,13 +572,27 @@ impl<F: ProcessorFactory> Running<F> {
         }
         let me = self.worker.config.worker_id.clone();
         match exit {
-            Exit::ShardEnded => {
+            Exit::ShardEnded(children) => {
                 tracing::info!(shard = %shard, "shard finished");
                 if self.held.remove(&shard).is_some() {
                     let _ = self.worker.table.release(&shard, &me).await;
                 }
-                // Its children can start now: create their leases without waiting.
-                self.sync_wanted = true;
+                // Its children can start now: create their leases without waiting, from the
+                // children the endpoint named, else from ListShards.
+                let created = !children.is_empty()
+                    && match shard_sync::create_children(&self.worker.table, &children).await {
+                        Ok(created) => {
+                            tracing::debug!(?created, "leases of the children created");
+                            true
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "creating the children's leases failed");
+                            false
+                        }
+                    };
+                if !created {
+                    self.sync_wanted = true;
+                }
             }
             Exit::GaveUp(reason) => {
                 tracing::error!(shard = %shard, %reason, "giving the lease up");

@@ -302,3 +302,85 @@ async fn a_slow_processor_holds_the_subscription_back_and_loses_nothing() {
     sorted.dedup();
     assert_eq!(sorted.len(), 600);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_named_at_the_end_of_a_subscription_start_without_list_shards() {
+    use aws_sdk_kinesis::primitives::Blob;
+    use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+    use kinesis_testkit::FaultRule;
+
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("named-children", 1).await.unwrap();
+    let kinesis = aws.kinesis_client().await;
+    let log = Log::default();
+    let b = builder(&aws, "named-children-app", "named-children", "w1")
+        .await
+        .fan_out("c");
+    let (handle, task) = spawn_worker(b, "w1", &log).await;
+    let start = Instant::now();
+    while log.events.lock().unwrap().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the worker never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // From here on ListShards fails: children can only come from the subscription's last
+    // event. The test itself puts and splits without it.
+    aws.kinesis_faults()
+        .add(FaultRule::internal_error().on("ListShards"));
+    let put = |tag: &'static str| {
+        let kinesis = kinesis.clone();
+        async move {
+            let entries: Vec<_> = (0..50)
+                .map(|i| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(format!("k{i}"))
+                        .data(Blob::new(format!("{tag}-{i}")))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            kinesis
+                .put_records()
+                .stream_name("named-children")
+                .set_records(Some(entries))
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put("before").await;
+    log.wait_for(50, Duration::from_secs(20)).await;
+    let parent = log.events.lock().unwrap()[0].1.clone();
+    kinesis
+        .split_shard()
+        .stream_name("named-children")
+        .shard_to_split(&parent)
+        .new_starting_hash_key((1u128 << 127).to_string())
+        .send()
+        .await
+        .unwrap();
+    kinesis_testkit::streams::wait_for_active(&kinesis, "named-children")
+        .await
+        .unwrap();
+    put("after").await;
+    log.wait_for(100, Duration::from_secs(20)).await;
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+    let children: Vec<_> = log
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.1 != parent && e.2 == "init")
+        .map(|e| e.1.clone())
+        .collect();
+    assert!(!children.is_empty(), "no child shard started");
+    // Not even tried: the children came from the event, not from a ListShards fallback.
+    assert_eq!(
+        aws.kinesis_faults().stats().errors,
+        0,
+        "ListShards was called"
+    );
+}

@@ -74,9 +74,9 @@ struct Plan {
     size: usize,
 }
 
+/// The first record, kept whole: alone, it goes out as the plain record it was.
 #[derive(Debug, Clone)]
-struct Entry {
-    partition_key_index: u64,
+struct First {
     explicit_hash_key_index: Option<u64>,
     data: Bytes,
 }
@@ -98,7 +98,12 @@ pub struct Aggregator {
     partition_key_index: HashMap<String, u64, KeyHasher>,
     explicit_hash_keys: Vec<String>,
     explicit_hash_key_index: HashMap<String, u64, KeyHasher>,
-    entries: Vec<Entry>,
+    /// The `records` field of every record added, encoded as it was added (the tables go
+    /// before them, so they are joined at the end).
+    records: BytesMut,
+    /// How many records.
+    count: usize,
+    first: Option<First>,
     /// Length of the protobuf body as it stands.
     body_len: usize,
     /// Hash key of the first record, sent as the aggregate's explicit hash key.
@@ -148,7 +153,9 @@ impl Aggregator {
             partition_key_index: HashMap::default(),
             explicit_hash_keys: Vec::new(),
             explicit_hash_key_index: HashMap::default(),
-            entries: Vec::new(),
+            records: BytesMut::new(),
+            count: 0,
+            first: None,
             body_len: 0,
             first_hash_key: HashKey::MIN,
         }
@@ -161,19 +168,19 @@ impl Aggregator {
 
     /// User records collected so far.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.count
     }
 
     /// Whether no record has been added since the last [`Aggregator::finish`].
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.count == 0
     }
 
     /// Size of the record [`Aggregator::finish`] would emit now (data + partition key), or 0.
     pub fn size(&self) -> usize {
-        match self.entries.len() {
+        match self.count {
             0 => 0,
-            1 => self.entries[0].data.len() + self.partition_keys[0].len(),
+            1 => self.first.as_ref().map_or(0, |f| f.data.len()) + self.partition_keys[0].len(),
             _ => FRAMING_LEN + self.body_len + self.partition_keys[0].len(),
         }
     }
@@ -231,7 +238,7 @@ impl Aggregator {
         hash_key: HashKey,
     ) -> Result<(), AggregationError> {
         let plan = self.plan(record);
-        if self.entries.is_empty() {
+        if self.count == 0 {
             self.first_hash_key = hash_key;
         } else if plan.size > self.limit {
             return Err(AggregationError::AggregateFull {
@@ -252,11 +259,31 @@ impl Aggregator {
         self.body_len = plan.body_len;
         let partition_key_index = plan.partition_key.index();
         let explicit_hash_key_index = plan.explicit_hash_key.map(Slot::index);
-        self.entries.push(Entry {
+        if self.count == 0 {
+            self.first = Some(First {
+                explicit_hash_key_index,
+                data: record.data.clone(),
+            });
+        }
+        let len = record_body_len(
             partition_key_index,
             explicit_hash_key_index,
-            data: record.data.clone(),
-        });
+            record.data.len(),
+        );
+        let out = &mut self.records;
+        out.reserve(len + 1 + encoded_len_varint(len as u64));
+        out.put_u8(KEY_RECORDS);
+        encode_varint(len as u64, out);
+        out.put_u8(KEY_RECORD_PARTITION_KEY_INDEX);
+        encode_varint(partition_key_index, out);
+        if let Some(i) = explicit_hash_key_index {
+            out.put_u8(KEY_RECORD_EXPLICIT_HASH_KEY_INDEX);
+            encode_varint(i, out);
+        }
+        out.put_u8(KEY_RECORD_DATA);
+        encode_varint(record.data.len() as u64, out);
+        out.put_slice(&record.data);
+        self.count += 1;
         Ok(())
     }
 
@@ -266,18 +293,15 @@ impl Aggregator {
     /// keyed by the first record's partition key, with the first record's hash key as its
     /// explicit hash key so that it lands on the shard all of them map to.
     pub fn finish(&mut self) -> Option<KinesisRecord> {
-        let record = match self.entries.len() {
-            0 => None,
-            1 => {
-                let entry = &self.entries[0];
-                Some(KinesisRecord {
-                    partition_key: self.partition_keys[0].clone(),
-                    explicit_hash_key: entry
-                        .explicit_hash_key_index
-                        .map(|i| self.explicit_hash_keys[i as usize].clone()),
-                    data: entry.data.clone(),
-                })
-            }
+        let record = match (self.count, &self.first) {
+            (0, _) | (_, None) => None,
+            (1, Some(first)) => Some(KinesisRecord {
+                partition_key: self.partition_keys[0].clone(),
+                explicit_hash_key: first
+                    .explicit_hash_key_index
+                    .map(|i| self.explicit_hash_keys[i as usize].clone()),
+                data: first.data.clone(),
+            }),
             _ => Some(KinesisRecord {
                 partition_key: self.partition_keys[0].clone(),
                 explicit_hash_key: Some(self.first_hash_key.to_string()),
@@ -294,7 +318,9 @@ impl Aggregator {
         self.partition_key_index.clear();
         self.explicit_hash_keys.clear();
         self.explicit_hash_key_index.clear();
-        self.entries.clear();
+        self.records.clear();
+        self.count = 0;
+        self.first = None;
         self.body_len = 0;
         self.first_hash_key = HashKey::MIN;
     }
@@ -313,24 +339,7 @@ impl Aggregator {
             encode_varint(key.len() as u64, &mut out);
             out.put_slice(key.as_bytes());
         }
-        for entry in &self.entries {
-            let len = record_body_len(
-                entry.partition_key_index,
-                entry.explicit_hash_key_index,
-                entry.data.len(),
-            );
-            out.put_u8(KEY_RECORDS);
-            encode_varint(len as u64, &mut out);
-            out.put_u8(KEY_RECORD_PARTITION_KEY_INDEX);
-            encode_varint(entry.partition_key_index, &mut out);
-            if let Some(i) = entry.explicit_hash_key_index {
-                out.put_u8(KEY_RECORD_EXPLICIT_HASH_KEY_INDEX);
-                encode_varint(i, &mut out);
-            }
-            out.put_u8(KEY_RECORD_DATA);
-            encode_varint(entry.data.len() as u64, &mut out);
-            out.put_slice(&entry.data);
-        }
+        out.put_slice(&self.records);
         debug_assert_eq!(out.len(), MAGIC.len() + self.body_len);
         let checksum = Md5::digest(&out[MAGIC.len()..]);
         out.put_slice(&checksum);

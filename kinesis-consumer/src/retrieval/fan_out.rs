@@ -203,6 +203,7 @@ impl FanOutFetcher {
                         records,
                         millis_behind_latest: Some(event.millis_behind_latest),
                         shard_end,
+                        child_shards: if shard_end { child_shards } else { Vec::new() },
                     };
                     // Waits while the channel is full: the event stream is read no faster
                     // than the processor takes batches.

@@ -26,6 +26,9 @@ pub(crate) struct Batch {
     pub millis_behind_latest: Option<i64>,
     /// The shard is closed and this was its last batch.
     pub shard_end: bool,
+    /// With the last batch, the children the endpoint named (AWS does; some emulators do
+    /// not, and then the worker finds them with ListShards).
+    pub child_shards: Vec<aws_sdk_kinesis::types::ChildShard>,
 }
 
 /// Where to start reading.

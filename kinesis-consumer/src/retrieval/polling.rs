@@ -97,6 +97,7 @@ impl PollingFetcher {
                             records: Vec::new(),
                             millis_behind_latest: None,
                             shard_end: true,
+                            child_shards: Vec::new(),
                         };
                         let _ = tx.send(end).await;
                         return FetchEnd::Closed;
@@ -162,6 +163,7 @@ impl PollingFetcher {
                     millis_behind_latest: out.millis_behind_latest,
                     records: out.records,
                     shard_end,
+                    child_shards: out.child_shards.unwrap_or_default(),
                 };
                 if tx.send(batch).await.is_err() {
                     return FetchEnd::Closed;
