@@ -82,7 +82,7 @@ async fn trace_logs_carry_no_credentials_or_payloads() {
 
     // The logs are really at TRACE, from our crates and the SDK's: the check is not vacuous.
     let lines = logs.lines().count();
-    assert!(lines > 200, "only {lines} log lines");
+    assert!(lines > 50, "only {lines} log lines");
     for target in ["kinesis_producer", "kinesis_consumer", "hyper_util"] {
         assert!(logs.contains(target), "nothing logged by {target}");
     }
