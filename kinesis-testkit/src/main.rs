@@ -65,14 +65,19 @@ async fn main() -> std::process::ExitCode {
     println!("kinesis  {}", aws.kinesis_endpoint());
     println!("dynamodb {}", aws.dynamodb_endpoint());
     println!(
-        "shard write limits: {}, PutRecords faults: {:.1}%",
+        "shard write limits: {}",
         if args.enforce_limits {
             "enforced"
         } else {
             "off"
-        },
-        args.put_fault_probability * 100.0
+        }
     );
+    if p > 0.0 {
+        println!(
+            "PutRecords faults: {:.1}%",
+            args.put_fault_probability * 100.0
+        );
+    }
     println!("export AWS_ENDPOINT_URL_KINESIS={}", aws.kinesis_endpoint());
     println!(
         "export AWS_ENDPOINT_URL_DYNAMODB={}",
