@@ -75,6 +75,9 @@ async fn injected_faults_lose_nothing() {
     aws.create_stream("faulty", 3).await.unwrap();
     let client = aws.kinesis_client().await;
     let faults = aws.kinesis_faults();
+    // The first two PutRecords calls have every entry refused, so partial failures happen
+    // in every run however few requests the producer needs; then faults at random.
+    faults.add(FaultRule::fail_entries(1.0).on("PutRecords").times(2));
     faults.add(FaultRule::throttle().on("PutRecords").probability(0.1));
     faults.add(FaultRule::fail_entries(0.2).probability(0.5));
     faults.add(
@@ -108,11 +111,7 @@ async fn injected_faults_lose_nothing() {
     let stats = producer.stats();
     let fault_stats = faults.stats();
     eprintln!("{stats:?}\n{fault_stats:?}");
-    assert!(
-        fault_stats.throttled + fault_stats.errors + fault_stats.dropped > 0,
-        "{fault_stats:?}"
-    );
-    assert!(fault_stats.failed_entries > 0);
+    assert!(fault_stats.failed_entries > 0, "{fault_stats:?}");
     assert!(stats.retries > 0, "{stats:?}");
 
     let (records, ranges) = read_stream(&client, "faulty").await;
