@@ -384,3 +384,35 @@ async fn children_named_at_the_end_of_a_subscription_start_without_list_shards()
         "ListShards was called"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_subscriptions_are_waited_out() {
+    use kinesis_testkit::FaultRule;
+
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("refused", 1).await.unwrap();
+    produce(&aws, "refused", 100, "rec").await;
+    // A subscription still open elsewhere, then more than one call a second: both refused
+    // a few times before the worker gets through.
+    aws.kinesis_faults()
+        .add(
+            FaultRule::error(400, "ResourceInUseException")
+                .on("SubscribeToShard")
+                .times(3),
+        )
+        .add(
+            FaultRule::error(400, "LimitExceededException")
+                .on("SubscribeToShard")
+                .times(3),
+        );
+    let log = Log::default();
+    let b = builder(&aws, "refused-app", "refused", "w1")
+        .await
+        .fan_out("c");
+    let (handle, task) = spawn_worker(b, "w1", &log).await;
+    log.wait_for(100, Duration::from_secs(30)).await;
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+    assert_eq!(aws.kinesis_faults().stats().errors, 6);
+    assert!(counts(&log).values().all(|&c| c == 1));
+}
