@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use kinesis_consumer::{
     Checkpointer, ConsumerError, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker,
 };
-use kinesis_testkit::LocalAws;
+use kinesis_testkit::{KinesisEmulator, LocalAws};
 use support::{Log, builder, produce, spawn_worker};
 
 /// Each payload's delivery count.
@@ -326,9 +326,14 @@ async fn children_named_at_the_end_of_a_subscription_start_without_list_shards()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // From here on ListShards fails: children can only come from the subscription's last
-    // event. The test itself puts and splits without it.
-    aws.kinesis_faults()
-        .add(FaultRule::internal_error().on("ListShards"));
+    // event. The test itself puts and splits without it. kinesis-mock names no children (it
+    // keeps a closed shard's subscription open), so there the worker must find them with
+    // ListShards, which then keeps working.
+    let names_children = aws.kinesis_emulator() == KinesisEmulator::Ferrokinesis;
+    if names_children {
+        aws.kinesis_faults()
+            .add(FaultRule::internal_error().on("ListShards"));
+    }
     let put = |tag: &'static str| {
         let kinesis = kinesis.clone();
         async move {
@@ -378,11 +383,13 @@ async fn children_named_at_the_end_of_a_subscription_start_without_list_shards()
         .collect();
     assert!(!children.is_empty(), "no child shard started");
     // Not even tried: the children came from the event, not from a ListShards fallback.
-    assert_eq!(
-        aws.kinesis_faults().stats().errors,
-        0,
-        "ListShards was called"
-    );
+    if names_children {
+        assert_eq!(
+            aws.kinesis_faults().stats().errors,
+            0,
+            "ListShards was called"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
