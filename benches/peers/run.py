@@ -201,14 +201,14 @@ def trickle(emulator, stream, stop):
         time.sleep(0.1)
 
 
-def consumers(bin_dir, records, size, shards, bound, peer_failover):
+def consumers(bin_dir, records, size, shards, bound, peer_failover, names):
     rows = []
     emulator = Emulator(bin_dir, False)
     try:
         emulator.create("consume-src", shards)
         subprocess.run([os.path.join(bin_dir, "examples", "produce"), "--stream", "consume-src", "--records", str(records),
                         "--size", str(size)], env=emulator.env, check=True, capture_output=True)
-        for name in ["ours", "kcl-rs 0.1.4"]:
+        for name in names:
             app = "read-" + name.split()[0]
             worker = Worker(consumer_command(name, bin_dir, "consume-src", app), emulator.env)
             deadline = time.monotonic() + bound
@@ -291,6 +291,7 @@ def main():
     p.add_argument("--codec-records", type=int, default=200_000)
     p.add_argument("--bound", type=float, default=240.0, help="seconds to wait for any one consumer phase")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--no-kcl", action="store_true", help="consumers: ours only (kcl-rs takes minutes)")
     p.add_argument("--skip-peer-failover", action="store_true", help="do not time kcl-rs's failover (it takes minutes)")
     a = p.parse_args()
 
@@ -313,7 +314,8 @@ def main():
     print(f"| ours | {fmt(ours['records_per_s'], 0)} |\n| aws-kinesis-agg (Python) | {fmt(theirs['records_per_s'], 0)} |")
     print(f"\nours / aws-kinesis-agg: {ours['records_per_s'] / theirs['records_per_s']:.0f}×")
 
-    crows = consumers(a.bin_dir, a.consumer_records, 100, 4, a.bound, not a.skip_peer_failover)
+    names = ["ours"] if a.no_kcl else ["ours", "kcl-rs 0.1.4"]
+    crows = consumers(a.bin_dir, a.consumer_records, 100, 4, a.bound, not a.skip_peer_failover, names)
     print("\nConsumers (polling; 4 shards; failover: two workers, one killed with SIGKILL)\n")
     print("| consumer | records | missing at stop | start → first record s | records/s | CPU s / 100k | peak RSS MiB | kill -9 → shards delivering again s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
