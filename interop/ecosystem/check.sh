@@ -31,7 +31,9 @@ export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1 
 
 n=5000
 echo "--- 1. our producer -> boto3, python and node aws-kinesis-agg, our consumer"
-"$bin/examples/produce" --stream ours --records $n --size 60 --create-shards 4 >"$work/produce.json"
+"$bin/examples/produce" --stream ours --records $((n - 1)) --size 60 --create-shards 4 >"$work/produce.json"
+# A lone record goes out plain, as KPL sends an aggregate of one: every reader must take both forms.
+"$bin/examples/produce" --stream ours --records 1 --size 60 >"$work/produce-one.json"
 "$bin/examples/consume" --stream ours --app-name interop-ours --until-idle 1.5 --print >"$work/ours.txt"
 $py read-ours ours "$work/ours.txt" "$work/raw.json" $n
 node "$here/agg.cjs" deaggregate "$work/raw.json" "$work/node-deaggregated.json"

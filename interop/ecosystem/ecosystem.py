@@ -81,6 +81,12 @@ def fail(message):
     sys.exit(1)
 
 
+def user_data(k):
+    """A deaggregated record's data as text. The library hands back the user records of an
+    aggregate base64-encoded, but a plain (unaggregated) Boto3 record unchanged, as raw bytes."""
+    return (base64.b64decode(k["data"]) if k.get("aggregated") else k["data"]).decode()
+
+
 def read_ours(stream, consumer_out, raw_out, n):
     raw = read_raw(kinesis(), stream)
     aggregated = sum(1 for r in raw if r["raw"]["Data"].startswith(MAGIC))
@@ -88,7 +94,7 @@ def read_ours(stream, consumer_out, raw_out, n):
     for r in raw:
         for u in iter_deaggregate_records([dict(r["raw"])], data_format="Boto3"):
             k = u["kinesis"]
-            users[(r["shard_id"], k["partitionKey"], base64.b64decode(k["data"]).decode())] += 1
+            users[(r["shard_id"], k["partitionKey"], user_data(k))] += 1
     print(
         f"boto3 GetRecords: {len(raw)} Kinesis records ({aggregated} aggregated); "
         f"python aws-kinesis-agg: {sum(users.values())} user records"
@@ -97,6 +103,8 @@ def read_ours(stream, consumer_out, raw_out, n):
         fail(f"python deaggregated {sum(users.values())} records ({len(users)} distinct), wanted {n}")
     if aggregated == 0:
         fail("our producer aggregated nothing")
+    if aggregated == len(raw):
+        fail("no plain record: the lone record should have gone out unaggregated")
     ours = consumer_lines(consumer_out)
     if ours != users:
         fail(f"our consumer and the python library disagree: {len(ours - users)} / {len(users - ours)} differ")
@@ -217,7 +225,7 @@ def kcl_write(table, raw_path, expected_out):
             for j, u in enumerate(batch):
                 if i > middle or (i == middle and j > sub):
                     k = u["kinesis"]
-                    expected.append((k["partitionKey"], base64.b64decode(k["data"]).decode()))
+                    expected.append((k["partitionKey"], user_data(k)))
         item = {
             "leaseKey": {"S": shard},
             "leaseCounter": {"N": "42"},
