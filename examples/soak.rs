@@ -85,11 +85,14 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
             )
         })?;
     let stdout = emulator.stdout.take().ok_or("no emulator stdout")?;
-    let kinesis_url = BufReader::new(stdout)
-        .lines()
+    let mut lines = BufReader::new(stdout).lines();
+    let kinesis_url = lines
+        .by_ref()
         .map_while(Result::ok)
         .find_map(|l| l.strip_prefix("kinesis  ").map(str::to_owned))
         .ok_or("the emulator did not print its endpoint")?;
+    // Keep reading what else it prints, so it never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
     let options = ClientOptions::local(kinesis_url.clone(), kinesis_url);
     let client = options.kinesis().await;
     streams::create_stream(&client, "soak", args.shards).await?;

@@ -9,6 +9,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${FUZZ_SECONDS:-30}"
 cargo fuzz --version >/dev/null 2>&1 || cargo install --quiet --locked cargo-fuzz
+# cargo fuzz builds the whole dependency graph (the AWS SDK included) again, instrumented, in
+# its own target folder. At opt-level 1 without debug info that takes half the time of the
+# release profile, and a bounded run finds as much: coverage, not speed, guides libFuzzer.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-1}"
+export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}"
 for target in deaggregate lease_item; do
   corpus="$root/target/fuzz-corpus/$target"
   mkdir -p "$corpus"

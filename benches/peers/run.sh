@@ -15,10 +15,9 @@ command -v pgrep >/dev/null || apt-get install -y -qq procps >/dev/null
 
 if [ "${1:-}" = "--small" ]; then
   shift
-  (cd "$root" && cargo build --quiet -p kinesis-testkit --bin kinesis-testkit \
-    && cargo build --quiet -p kinesis-examples --example produce --example consume \
-    && cargo build --quiet -p kinesis-benches --bin codec_rate)
-  exec "$venv/bin/python" "$here/run.py" "$root/target/debug" --records 5000 --big-records 200 \
+  source "$root/interop/workspace.sh"
+  build_workspace
+  exec "$venv/bin/python" "$here/run.py" "$BIN" --records 5000 --big-records 200 \
     --consumer-records 2000 --codec-records 20000 --bound 120 --no-kcl "$@"
 fi
 (cd "$root" && cargo build --quiet --release -p kinesis-testkit --bin kinesis-testkit \

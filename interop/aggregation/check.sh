@@ -3,7 +3,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 out="$root/target/our_aggregates.json"
-(cd "$root" && cargo run --quiet -p kinesis-common --example write_aggregates -- \
-  kinesis-common/tests/fixtures/agg_vectors.json "$out")
+source "$root/interop/workspace.sh"
+build_workspace
+(cd "$root" && "$BIN/examples/write_aggregates" kinesis-common/tests/fixtures/agg_vectors.json "$out")
 cd "$here"
 "$PY" verify_ours.py "$out"

@@ -13,7 +13,8 @@ if ! command -v chromium > /dev/null; then
 fi
 (cd "$here" && npm ci --no-audit --no-fund --silent)
 demo="$root/target/debug/examples/demo_app"
-[ -x "$demo" ] || (cd "$root" && cargo build --quiet --example demo_app)
+source "$root/interop/workspace.sh"
+build_workspace
 
 out="$root/target/browser-demo-output"
 rm -rf "$out"

@@ -13,9 +13,9 @@ ensure_venv ecosystem "$here/requirements.txt" "aws_kinesis_agg, boto3"
 venv="$VENV"
 [ -f "$here/node_modules/aws-kinesis-agg/index.js" ] \
   || (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-(cd "$root" && cargo build --quiet -p kinesis-testkit --bin kinesis-testkit \
-  && cargo build --quiet -p kinesis-examples --example produce --example consume)
-bin="$root/target/debug"
+source "$root/interop/workspace.sh"
+build_workspace
+bin="$BIN"
 work="$root/target/interop-ecosystem"
 rm -rf "$work" && mkdir -p "$work"
 py="$venv/bin/python $here/ecosystem.py"

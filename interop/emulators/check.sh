@@ -24,12 +24,14 @@ if [ ! -f "$ddb_dir/package/emulator/DynamoDBLocal.jar" ]; then
 fi
 command -v java >/dev/null || { echo "java is needed for DynamoDB Local" >&2; exit 1; }
 
-# Build outside the namespace (which has no registry access); run inside it offline.
-suites=(-p kinesis-producer -p kinesis-consumer --tests)
-pins=(-p kinesis-testkit --test kinesis_api --test dynamodb_api)
-cargo test --no-run --quiet "${suites[@]}"
-cargo test --no-run --quiet "${pins[@]}"
+# Build outside the namespace (which has no registry access), with the workspace's features so
+# CI's build is reused; run the test executables inside it.
+source "$root/interop/workspace.sh"
+executables="$root/target/independent-emulators.tests"
+test_executables 'kinesis-producer:*' 'kinesis-consumer:*' kinesis-testkit:kinesis_api \
+  kinesis-testkit:dynamodb_api >"$executables"
+[ "$(wc -l <"$executables")" -ge 4 ] || { echo "test executables missing: $(cat "$executables")" >&2; exit 1; }
 
 export KINESIS_MOCK_MAIN="$here/node_modules/kinesis-local/main.js"
 export DDB_LOCAL_DIR="$ddb_dir/package/emulator"
-exec unshare --net -- bash "$here/isolated.sh" "${suites[*]}" "${pins[*]}"
+exec unshare --net -- bash "$here/isolated.sh" "$executables"

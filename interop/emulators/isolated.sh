@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Inside a private network namespace: start kinesis-mock and DynamoDB Local on loopback, run
-# the given cargo test argument lists against them, stop them. Called by check.sh.
+# the test executables listed in the given file ("PACKAGE_DIR EXECUTABLE" lines) against them,
+# each from its package's folder as cargo test would, stop them. Called by check.sh.
 set -euo pipefail
 ip link set lo up
 logs="${CARGO_TARGET_DIR:-target}/independent-emulators"
@@ -36,7 +37,10 @@ echo "kinesis-mock on :$kinesis_port, DynamoDB Local on :$dynamodb_port (private
 
 export KINESIS_TESTKIT_KINESIS_UPSTREAM="http://127.0.0.1:$kinesis_port"
 export KINESIS_TESTKIT_DYNAMODB_UPSTREAM="http://127.0.0.1:$dynamodb_port"
-for args in "$@"; do
-  # shellcheck disable=SC2086 # each argument is one word list
-  cargo test --offline $args
-done
+status=0
+while read -r dir executable; do
+  test_name="$(basename "$executable")"
+  echo "--- $(basename "$dir"): ${test_name%-*}"
+  (cd "$dir" && "$executable" </dev/null) || status=1
+done <"$1"
+exit $status

@@ -9,7 +9,8 @@ source "$root/interop/venv.sh"
 ensure_venv s3 "$here/requirements.txt" "moto, boto3"
 venv="$VENV"
 demo="$root/target/debug/examples/demo_app"
-[ -x "$demo" ] || (cd "$root" && cargo build --quiet --example demo_app)
+source "$root/interop/workspace.sh"
+build_workspace
 
 port=$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$root/target/moto.log" 2>&1 &

@@ -1,6 +1,7 @@
 //! `kinesis-testkit`: the embedded Kinesis and DynamoDB emulators on fixed loopback ports, for
 //! the AWS CLI, boto3, or any process that should share them. Runs until Ctrl-C.
 
+use std::io::Write as _;
 use std::time::Duration;
 
 use clap::Parser;
@@ -62,29 +63,36 @@ async fn main() -> std::process::ExitCode {
                     .probability(p),
             );
     }
-    println!("kinesis  {}", aws.kinesis_endpoint());
-    println!("dynamodb {}", aws.dynamodb_endpoint());
-    println!(
-        "shard write limits: {}",
-        if args.enforce_limits {
-            "enforced"
-        } else {
-            "off"
-        }
+    let limits = if args.enforce_limits {
+        "enforced"
+    } else {
+        "off"
+    };
+    let mut banner = format!(
+        "kinesis  {k}\ndynamodb {d}\nshard write limits: {limits}\n",
+        k = aws.kinesis_endpoint(),
+        d = aws.dynamodb_endpoint()
     );
     if p > 0.0 {
-        println!(
-            "PutRecords faults: {:.1}%",
+        banner += &format!(
+            "PutRecords faults: {:.1}%\n",
             args.put_fault_probability * 100.0
         );
     }
-    println!("export AWS_ENDPOINT_URL_KINESIS={}", aws.kinesis_endpoint());
-    println!(
-        "export AWS_ENDPOINT_URL_DYNAMODB={}",
-        aws.dynamodb_endpoint()
+    banner += &format!(
+        "export AWS_ENDPOINT_URL_KINESIS={k}\nexport AWS_ENDPOINT_URL_DYNAMODB={d}\n\
+         export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local\n\
+         Ctrl-C stops it.\n",
+        k = aws.kinesis_endpoint(),
+        d = aws.dynamodb_endpoint()
     );
-    println!("export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local");
-    println!("Ctrl-C stops it.");
+    // One write, and its failure ignored: a parent that read the endpoint and closed the pipe
+    // must not bring the emulator down (println! panics on a broken pipe).
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -137,3 +137,42 @@ async fn the_binary_serves_both_emulators_for_other_processes() {
     let tables = options.dynamodb().await.list_tables().send().await.unwrap();
     assert!(tables.table_names().is_empty());
 }
+
+#[tokio::test]
+async fn the_binary_keeps_serving_after_its_reader_closes_stdout() {
+    // The soak once read the endpoint, closed the pipe, and lost the emulator to a panic in
+    // println! on the next line.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (kinesis_port, dynamodb_port) = (free(), free());
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_kinesis-testkit"))
+            .args(["--kinesis-port", &kinesis_port.to_string()])
+            .args(["--dynamodb-port", &dynamodb_port.to_string()])
+            .args(["--put-fault-probability", "0.1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    drop(child.0.stdout.take());
+    let address = format!("127.0.0.1:{kinesis_port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(std::time::Instant::now() < deadline, "never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // It prints its banner right after it listens: give that time to meet the closed pipe.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(child.0.try_wait().unwrap().is_none(), "the emulator exited");
+    let endpoint = format!("http://{address}");
+    let options = kinesis_common::client::ClientOptions::local(endpoint.clone(), endpoint);
+    kinesis_testkit::streams::create_stream(&options.kinesis().await, "after-close", 1)
+        .await
+        .unwrap();
+}
