@@ -4,16 +4,19 @@
 # is missing. Builds on stable Rust without a sanitizer (our code has no unsafe; libFuzzer's
 # coverage instrumentation needs none). A crash fails the run and leaves the input under
 # fuzz/artifacts/TARGET/.
+#   fuzz/run.sh --build-only   installs cargo-fuzz and builds the targets, nothing more (CI
+#                              starts this early, in the background, at the lowest priority)
+# The instrumented build is a second copy of the whole dependency graph (the AWS SDK included),
+# so it has its own target folder and never contends with the workspace's build.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${FUZZ_SECONDS:-30}"
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/target/fuzz-build}"
 cargo fuzz --version >/dev/null 2>&1 || cargo install --quiet --locked cargo-fuzz
-# cargo fuzz builds the whole dependency graph (the AWS SDK included) again, instrumented, in
-# its own target folder. At opt-level 1 without debug info that takes half the time of the
-# release profile, and a bounded run finds as much: coverage, not speed, guides libFuzzer.
-export CARGO_PROFILE_RELEASE_OPT_LEVEL="${CARGO_PROFILE_RELEASE_OPT_LEVEL:-1}"
-export CARGO_PROFILE_RELEASE_DEBUG="${CARGO_PROFILE_RELEASE_DEBUG:-false}"
+if [ "${1:-}" = "--build-only" ]; then
+  exec cargo fuzz build --sanitizer none
+fi
 for target in deaggregate lease_item; do
   corpus="$root/target/fuzz-corpus/$target"
   mkdir -p "$corpus"
