@@ -4,6 +4,7 @@
 //! lease gets [`CheckpointError::LeaseLost`] and cannot overwrite the new owner's progress.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kinesis_common::ServiceError;
 
@@ -50,6 +51,27 @@ pub(crate) struct ShardContext {
     pub shard_id: String,
     pub owner: String,
     pub table: LeaseTable,
+    /// Set when a write was refused because another worker holds the lease: the shard
+    /// consumer reads it after every processor call, whatever the processor returned.
+    pub lost: AtomicBool,
+}
+
+impl ShardContext {
+    pub(crate) fn new(shard_id: String, owner: String, table: LeaseTable) -> Self {
+        ShardContext {
+            shard_id,
+            owner,
+            table,
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    fn refused(&self) -> CheckpointError {
+        self.lost.store(true, Ordering::Relaxed);
+        CheckpointError::LeaseLost {
+            shard_id: self.shard_id.clone(),
+        }
+    }
 }
 
 /// A position in a shard: sequence number, then sub-sequence number.
@@ -88,6 +110,11 @@ impl Checkpointer {
     /// The shard this checkpointer writes for.
     pub fn shard_id(&self) -> &str {
         &self.ctx.shard_id
+    }
+
+    /// Whether a checkpoint was refused because another worker holds the lease now.
+    pub fn lease_lost(&self) -> bool {
+        self.ctx.lost.load(Ordering::Relaxed)
     }
 
     /// The last record delivered to the processor: sequence and sub-sequence number.
@@ -169,9 +196,7 @@ impl Checkpointer {
             .await
             .map_err(|source| CheckpointError::Service { source })?;
         if !written {
-            return Err(CheckpointError::LeaseLost {
-                shard_id: ctx.shard_id.clone(),
-            });
+            return Err(ctx.refused());
         }
         Ok(PreparedCheckpoint {
             checkpointer: self,
@@ -191,9 +216,7 @@ impl Checkpointer {
             tracing::debug!(shard = %ctx.shard_id, checkpoint = %checkpoint, sub, "checkpointed");
             Ok(())
         } else {
-            Err(CheckpointError::LeaseLost {
-                shard_id: ctx.shard_id.clone(),
-            })
+            Err(ctx.refused())
         }
     }
 }

@@ -75,6 +75,10 @@ pub(crate) struct Config {
     pub processor_max_attempts: u32,
     pub retrieval_mode: RetrievalMode,
     pub deregister_consumer_on_shutdown: bool,
+    pub max_renewal_concurrency: usize,
+    pub lease_deadline_margin: Duration,
+    pub dynamodb_call_timeout: Duration,
+    pub kinesis_call_timeout: Duration,
 }
 
 impl Config {
@@ -88,7 +92,7 @@ impl Config {
             renewal_interval: Duration::from_millis(3333),
             taking_interval: Duration::from_secs(1),
             max_leases_per_worker: usize::MAX,
-            max_leases_to_steal: 1,
+            max_leases_to_steal: usize::MAX,
             shard_sync_interval: Duration::from_secs(60),
             max_records: 10_000,
             idle_time_between_reads: Duration::from_millis(500),
@@ -98,6 +102,10 @@ impl Config {
             processor_max_attempts: 10,
             retrieval_mode: RetrievalMode::Polling,
             deregister_consumer_on_shutdown: false,
+            max_renewal_concurrency: 20,
+            lease_deadline_margin: Duration::from_secs(1),
+            dynamodb_call_timeout: Duration::from_secs(3),
+            kinesis_call_timeout: Duration::from_secs(10),
         }
     }
 
@@ -120,6 +128,18 @@ impl Config {
                 "renewal_interval",
                 "must be positive and shorter than failover_time",
             );
+        }
+        if self.lease_deadline_margin + self.renewal_interval >= self.failover_time {
+            return invalid(
+                "lease_deadline_margin",
+                "must be shorter than failover_time minus renewal_interval",
+            );
+        }
+        if self.dynamodb_call_timeout.is_zero() || self.kinesis_call_timeout.is_zero() {
+            return invalid("dynamodb_call_timeout", "call timeouts must be positive");
+        }
+        if self.max_renewal_concurrency == 0 {
+            return invalid("max_renewal_concurrency", "must be at least 1");
         }
         if self.taking_interval.is_zero() || self.shard_sync_interval.is_zero() {
             return invalid("taking_interval", "intervals must be positive");

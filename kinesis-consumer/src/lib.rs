@@ -40,6 +40,7 @@
 
 mod checkpoint;
 mod config;
+mod coordinator;
 mod error;
 pub mod lease;
 mod processor;
@@ -55,7 +56,7 @@ pub use checkpoint::{
 pub use config::{ConfigError, InitialPosition, RetrievalMode};
 pub use error::ConsumerError;
 pub use kinesis_common::aggregation::{DeaggregatedRecord, deaggregate};
-pub use lease::{Checkpoint, Lease};
+pub use lease::{Checkpoint, Lease, LeaseTableCapacity};
 pub use processor::{InitializeInput, ProcessorError, ProcessorFactory, RecordProcessor};
 pub use record::{ProcessRecordsInput, Record};
 pub use worker::{NeverProcessor, Worker, WorkerBuilder, WorkerHandle};

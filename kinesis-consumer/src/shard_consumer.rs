@@ -1,5 +1,11 @@
 //! One shard's processing loop: fetch, deaggregate, deliver with retries, checkpoint,
 //! and end in exactly one of shard end, lease lost or shutdown.
+//!
+//! No batch is handed to the processor once the lease's local [`Deadline`] has passed (the
+//! renewer could not renew it in time, so another worker may take it): the consumer stops
+//! and the processor gets `lease_lost`, whether or not DynamoDB ever answers. A batch
+//! already being processed at that moment runs to its end (user code is not cancelled); its
+//! checkpoint is refused if the lease has moved.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +17,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint::{Checkpointer, ShardContext, ShardEndCheckpointer};
 use crate::config::{Config, InitialPosition};
+use crate::lease::renewer::Deadline;
 use crate::lease::{Checkpoint, Lease};
 use crate::processor::{InitializeInput, ProcessorFactory, RecordProcessor};
 use crate::record::{ProcessRecordsInput, Record};
@@ -45,7 +52,9 @@ pub(crate) struct ShardConsumer<F: ProcessorFactory> {
     pub ctx: Arc<ShardContext>,
     pub lease: Lease,
     pub signal: watch::Receiver<Signal>,
-    /// Wait before starting: after stealing a lease, until its old owner must have noticed.
+    /// The lease's local deadline, kept up by the renewer.
+    pub deadline: Deadline,
+    /// Wait before starting: after stealing a lease, until its old owner must have stopped.
     pub start_delay: Duration,
 }
 
@@ -149,6 +158,7 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             let signal = tokio::select! {
                 _ = tokio::time::sleep(self.start_delay) => Signal::Run,
                 signal = Self::next_signal(&mut self.signal) => signal,
+                _ = self.deadline.expired() => Signal::LeaseLost,
             };
             match signal {
                 Signal::Run => {}
@@ -188,7 +198,9 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             let (batch, signal) = tokio::select! {
                 biased;
                 signal = Self::next_signal(&mut self.signal) => (None, signal),
+                _ = self.deadline.expired() => (None, Signal::LeaseLost),
                 batch = rx.recv() => match batch {
+                    Some(batch) if self.deadline.passed() => (Some(batch), Signal::LeaseLost),
                     Some(batch) => (Some(batch), self.signalled()),
                     // The fetcher stopped without a shard end: it hit a fatal error.
                     None => return Exit::GaveUp(format!("shard {shard_id} cannot be read")),
@@ -241,22 +253,19 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             let call = std::panic::AssertUnwindSafe(
                 processor.process_records(input.clone(), checkpointer),
             );
-            let failure = match call.catch_unwind().await {
+            let outcome = call.catch_unwind().await;
+            // A checkpoint refused because another worker holds the lease now, whatever the
+            // processor made of it: the batch must not be delivered here again; the new
+            // owner reads it.
+            if checkpointer.lease_lost() {
+                tracing::info!("checkpoint refused: the lease was taken by another worker");
+                processor.lease_lost().await;
+                return Some(Exit::LeaseLost);
+            }
+            let failure = match outcome {
                 Ok(Ok(())) => {
                     metrics::counter!("kinesis_consumer_records_processed").increment(count);
                     return None;
-                }
-                // A checkpoint refused because another worker holds the lease now: the
-                // batch must not be delivered here again; the new owner reads it.
-                Ok(Err(e))
-                    if matches!(
-                        e.downcast_ref::<crate::CheckpointError>(),
-                        Some(crate::CheckpointError::LeaseLost { .. })
-                    ) =>
-                {
-                    tracing::info!("checkpoint refused: the lease was taken by another worker");
-                    processor.lease_lost().await;
-                    return Some(Exit::LeaseLost);
                 }
                 Ok(Err(e)) => format!("process_records failed: {e}"),
                 Err(_) => {
@@ -278,6 +287,12 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             let signal = tokio::select! {
                 _ = tokio::time::sleep(delay) => self.signalled(),
                 signal = Self::next_signal(&mut self.signal) => signal,
+                _ = self.deadline.expired() => Signal::LeaseLost,
+            };
+            let signal = if self.deadline.passed() {
+                Signal::LeaseLost
+            } else {
+                signal
             };
             match signal {
                 Signal::LeaseLost => {

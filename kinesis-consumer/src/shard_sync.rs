@@ -73,30 +73,34 @@ fn has_leased_descendant(
 }
 
 /// Creates leases for the children a closed shard's last read named (its `ChildShards`), so
-/// they start without a ListShards call. A child waits for those of its parents that have
-/// leases, as in [`sync`].
+/// they start without a ListShards call or a table scan: `finished` has a lease (it was just
+/// read to its end); any other parent (a merge's) is looked up with one consistent GetItem,
+/// and each child is created with one conditional write. A child waits for those of its
+/// parents that have leases, as in [`sync`].
 pub(crate) async fn create_children(
     table: &LeaseTable,
+    finished: &str,
     children: &[aws_sdk_kinesis::types::ChildShard],
 ) -> Result<Vec<String>, ServiceError> {
-    let leased: HashSet<String> = table
-        .list()
-        .await?
-        .into_iter()
-        .map(|l| l.shard_id)
-        .collect();
+    let mut leased: HashMap<String, bool> = HashMap::from([(finished.to_owned(), true)]);
     let mut created = Vec::new();
     for child in children {
-        if leased.contains(&child.shard_id) {
-            continue;
+        let mut parents = Vec::new();
+        for parent in &child.parent_shards {
+            let has_lease = match leased.get(parent) {
+                Some(known) => *known,
+                None => {
+                    let found = table.get(parent).await?.is_some();
+                    leased.insert(parent.clone(), found);
+                    found
+                }
+            };
+            if has_lease {
+                parents.push(parent.clone());
+            }
         }
         let mut lease = Lease::new(child.shard_id.clone(), Checkpoint::TrimHorizon);
-        lease.parent_shard_ids = child
-            .parent_shards
-            .iter()
-            .filter(|p| leased.contains(*p))
-            .cloned()
-            .collect();
+        lease.parent_shard_ids = parents;
         if let Some(range) = &child.hash_key_range {
             lease.starting_hash_key = Some(range.starting_hash_key.clone());
             lease.ending_hash_key = Some(range.ending_hash_key.clone());

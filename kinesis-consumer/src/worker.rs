@@ -1,38 +1,57 @@
-//! The worker: lease renewal, taking and balancing, shard sync, and one consumer task per
-//! held shard.
+//! The worker's public face: its builder, its handle, and [`Worker::run`], which checks the
+//! table and the stream and then hands over to the [`crate::coordinator`].
 //!
 //! ```text
-//!            ┌────────── renew every failover/3 ──────────┐
-//!  Worker ───┼────────── scan + take every taking interval ┼──▶ lease table (DynamoDB)
-//!            └────────── shard sync (start, interval, end) ┘
-//!     │ spawns / signals
-//!     ▼
-//!  ShardConsumer per held lease ── fetch ── deaggregate ── RecordProcessor ── checkpoint
+//!  WorkerBuilder ──build──▶ Worker ──run──▶ Coordinator (taking, shard sync, consumers)
+//!                                              └── Renewer task (lease renewals, deadlines)
 //! ```
 //!
-//! Everything the worker spawns lives in a `JoinSet` owned by [`Worker::run`]: dropping that
-//! future (a crash, as far as other workers can tell) stops all of it without releasing
-//! leases, and they expire after the failover time. A graceful shutdown lets each processor
-//! checkpoint, then releases every lease at once so others take over within a taking interval.
+//! The clients a worker is given are used with a timeout on every call
+//! (`dynamodb_call_timeout`, `kinesis_call_timeout`), so no call can hang the worker.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_config::timeout::TimeoutConfig;
 use kinesis_common::stream::StreamRef;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::checkpoint::ShardContext;
 use crate::config::{Config, ConfigError, InitialPosition, RetrievalMode};
+use crate::coordinator::{Coordinator, Parts};
 use crate::error::ConsumerError;
-use crate::lease::taker::{self, Observed, TakerSettings};
-use crate::lease::{Lease, LeaseTable};
+use crate::lease::{LeaseTable, LeaseTableCapacity};
 use crate::processor::ProcessorFactory;
-use crate::retrieval::{self, FanOutFetcher, Fetcher, PollingFetcher};
-use crate::shard_consumer::{Exit, ShardConsumer, Signal};
+use crate::retrieval;
 use crate::shard_sync;
+
+/// The client's timeouts, with every call bounded by `timeout` (attempts and retries).
+fn bounded(existing: Option<&TimeoutConfig>, timeout: Duration) -> TimeoutConfig {
+    let bounded = TimeoutConfig::builder()
+        .operation_timeout(timeout)
+        .operation_attempt_timeout(timeout);
+    match existing {
+        Some(existing) => bounded.take_unset_from(existing.to_builder()).build(),
+        None => bounded.build(),
+    }
+}
+
+fn dynamodb_with_timeout(
+    client: aws_sdk_dynamodb::Client,
+    timeout: Duration,
+) -> aws_sdk_dynamodb::Client {
+    let config = client.config();
+    let timeouts = bounded(config.timeout_config(), timeout);
+    aws_sdk_dynamodb::Client::from_conf(config.to_builder().timeout_config(timeouts).build())
+}
+
+fn kinesis_with_timeout(
+    client: aws_sdk_kinesis::Client,
+    timeout: Duration,
+) -> aws_sdk_kinesis::Client {
+    let config = client.config();
+    let timeouts = bounded(config.timeout_config(), timeout);
+    aws_sdk_kinesis::Client::from_conf(config.to_builder().timeout_config(timeouts).build())
+}
 
 /// Builds a [`Worker`]. See the crate docs for every option and its default.
 #[derive(Debug)]
@@ -101,8 +120,31 @@ impl WorkerBuilder {
         max_leases_per_worker: usize
     );
     setter!(
-        /// Most leases stolen from another worker per taking round (default 1).
+        /// Most leases stolen from other workers per taking round (default: as many as
+        /// balance needs; KCL's default is 1, which takes minutes at thousands of shards).
+        /// Only a worker above the balance target is stolen from, and only down to it.
         max_leases_to_steal: usize
+    );
+    setter!(
+        /// Lease renewals in flight at once (default 20, as KCL's `maxLeaseRenewalThreads`).
+        /// A worker takes no more leases than it can renew in half a renewal interval at the
+        /// renewal latency it measures.
+        max_renewal_concurrency: usize
+    );
+    setter!(
+        /// How long before another worker could take a lease this worker stops processing
+        /// it when renewals do not succeed (default 1 s): a held lease's deadline is the
+        /// time its last successful renewal was sent + failover time − this margin.
+        lease_deadline_margin: Duration
+    );
+    setter!(
+        /// Timeout of every DynamoDB call, retries included (default 3 s).
+        dynamodb_call_timeout: Duration
+    );
+    setter!(
+        /// Timeout of every Kinesis call, retries included (default 10 s; a fan-out
+        /// subscription's events are not bounded by it, only the call that opens it).
+        kinesis_call_timeout: Duration
     );
     setter!(
         /// How often shards are listed to create leases for new ones (default 60 s).
@@ -163,29 +205,34 @@ impl WorkerBuilder {
             client: "DynamoDB",
             method: "dynamodb_client",
         })?;
+        let dynamodb = dynamodb_with_timeout(dynamodb, self.config.dynamodb_call_timeout);
+        let kinesis = kinesis_with_timeout(kinesis, self.config.kinesis_call_timeout);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
+        let table = LeaseTable::new(dynamodb, self.config.lease_table_name.clone());
         Ok(Worker {
-            table: LeaseTable::new(dynamodb, self.config.lease_table_name.clone()),
+            handle: WorkerHandle {
+                shutdown: Arc::new(shutdown_tx),
+                done: done_rx,
+                table: table.clone(),
+            },
+            table,
             config: Arc::new(self.config),
             stream: self.stream,
             kinesis,
             factory: Arc::new(factory),
             shutdown_rx,
-            handle: WorkerHandle {
-                shutdown: Arc::new(shutdown_tx),
-                done: done_rx,
-            },
             done_tx,
         })
     }
 }
 
-/// Asks a running worker to shut down gracefully. Cheap to clone.
+/// Asks a running worker to shut down gracefully, and reads its figures. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct WorkerHandle {
     shutdown: Arc<watch::Sender<bool>>,
     done: watch::Receiver<bool>,
+    table: LeaseTable,
 }
 
 impl WorkerHandle {
@@ -200,6 +247,12 @@ impl WorkerHandle {
     /// Asks for shutdown without waiting.
     pub fn request_shutdown(&self) {
         let _ = self.shutdown.send(true);
+    }
+
+    /// The DynamoDB capacity units this worker's lease-table calls consumed so far, as
+    /// DynamoDB reported them (the same figures go to the `metrics` facade).
+    pub fn lease_table_capacity(&self) -> LeaseTableCapacity {
+        self.table.meter().total()
     }
 }
 
@@ -224,15 +277,6 @@ impl<F: ProcessorFactory> std::fmt::Debug for Worker<F> {
             .field("lease_table", &self.table.name())
             .finish_non_exhaustive()
     }
-}
-
-/// A lease this worker holds.
-struct Held {
-    /// Which consumer task runs it (a shard may be lost and taken again).
-    generation: u64,
-    counter: u64,
-    renewed: Instant,
-    signal: watch::Sender<Signal>,
 }
 
 impl Worker<()> {
@@ -274,19 +318,6 @@ impl crate::RecordProcessor for NeverProcessor {
     }
 }
 
-struct Running<F: ProcessorFactory> {
-    worker: Worker<F>,
-    held: HashMap<String, Held>,
-    observed: Observed,
-    tasks: JoinSet<(String, u64, Exit)>,
-    /// Consumers told their lease is lost that have not ended yet, with their signal.
-    stopping: HashMap<String, (u64, watch::Sender<Signal>)>,
-    next_generation: u64,
-    sync_wanted: bool,
-    /// The registered stream consumer, in fan-out mode.
-    consumer_arn: Option<String>,
-}
-
 impl<F: ProcessorFactory> Worker<F> {
     /// A handle to shut the worker down from elsewhere.
     pub fn handle(&self) -> WorkerHandle {
@@ -319,18 +350,9 @@ impl<F: ProcessorFactory> Worker<F> {
                 source,
             })?;
         tracing::info!(worker = %self.config.worker_id, table = %self.table.name(), stream = %self.stream, "worker starting");
-        let mut state = Running {
-            worker: self,
-            held: HashMap::new(),
-            observed: Observed::default(),
-            tasks: JoinSet::new(),
-            stopping: HashMap::new(),
-            next_generation: 0,
-            sync_wanted: false,
-            consumer_arn: None,
-        };
+        let mut consumer_arn = None;
         // The first sync must succeed: it tells us the stream exists.
-        let w = &state.worker;
+        let w = &self;
         shard_sync::sync(&w.kinesis, &w.stream, &w.table, w.config.initial_position)
             .await
             .map_err(|source| ConsumerError::Stream {
@@ -345,300 +367,29 @@ impl<F: ProcessorFactory> Worker<F> {
                     source,
                 })?;
             tracing::info!(consumer = %consumer_name, %arn, "reading with enhanced fan-out");
-            state.consumer_arn = Some(arn);
+            consumer_arn = Some(arn);
         }
-        state.take_leases().await;
-        state.run_loop().await;
-        Ok(())
-    }
-}
-
-impl<F: ProcessorFactory> Running<F> {
-    async fn run_loop(&mut self) {
-        let cfg = self.worker.config.clone();
-        let mut renew = tokio::time::interval(cfg.renewal_interval);
-        let mut take = tokio::time::interval(cfg.taking_interval);
-        let mut sync = tokio::time::interval(cfg.shard_sync_interval);
-        for timer in [&mut renew, &mut take, &mut sync] {
-            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            timer.reset();
-        }
-        let mut shutdown = self.worker.shutdown_rx.clone();
-        loop {
-            tokio::select! {
-                _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
-                _ = renew.tick() => self.renew().await,
-                _ = take.tick() => {
-                    self.take_leases().await;
-                    if std::mem::take(&mut self.sync_wanted) {
-                        self.sync().await;
-                    }
-                }
-                _ = sync.tick() => self.sync().await,
-                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
-                    match joined {
-                        Ok((shard, generation, exit)) => self.on_exit(shard, generation, exit).await,
-                        Err(e) => tracing::error!(error = %e, "shard consumer task failed"),
-                    }
-                }
-            }
-        }
-        self.graceful_shutdown().await;
-    }
-
-    async fn sync(&mut self) {
-        let w = &self.worker;
-        match shard_sync::sync(&w.kinesis, &w.stream, &w.table, w.config.initial_position).await {
-            Ok(outcome) if !outcome.created.is_empty() => {
-                tracing::debug!(created = ?outcome.created, "new shards have leases");
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "shard sync failed; will retry"),
-        }
-    }
-
-    /// Renews every held lease; a lease not renewed for the failover time is given up.
-    async fn renew(&mut self) {
-        let now = Instant::now();
-        let me = self.worker.config.worker_id.clone();
-        let failover = self.worker.config.failover_time;
-        let mut lost = Vec::new();
-        for (shard, held) in self.held.iter_mut() {
-            match self.worker.table.renew(shard, &me, held.counter).await {
-                Ok(Some(counter)) => {
-                    held.counter = counter;
-                    held.renewed = Instant::now();
-                }
-                Ok(None) => lost.push(shard.clone()),
-                Err(e) => {
-                    tracing::warn!(shard = %shard, error = %e, "lease renewal failed");
-                    if now.saturating_duration_since(held.renewed) >= failover {
-                        lost.push(shard.clone());
-                    }
-                }
-            }
-        }
-        for shard in lost {
-            self.lose(&shard);
-        }
-    }
-
-    fn lose(&mut self, shard: &str) {
-        if let Some(held) = self.held.remove(shard) {
-            tracing::info!(shard, "lease lost");
-            metrics::counter!("kinesis_consumer_leases_lost").increment(1);
-            let _ = held.signal.send(Signal::LeaseLost);
-            // Until its consumer has ended, the shard is not taken again by this worker.
-            self.stopping
-                .insert(shard.to_owned(), (held.generation, held.signal));
-        }
-    }
-
-    /// Scans the table, notices leases taken from us, and takes what balancing says.
-    async fn take_leases(&mut self) {
-        let cfg = self.worker.config.clone();
-        let leases = match self.worker.table.list().await {
-            Ok(leases) => leases,
-            Err(e) => {
-                tracing::warn!(error = %e, "lease scan failed");
-                return;
-            }
-        };
-        let now = Instant::now();
-        self.observed.update(&leases, now);
-        let me = cfg.worker_id.as_str();
-        // Leases we think we hold but the table says someone else does.
-        let stolen: Vec<String> = leases
-            .iter()
-            .filter(|l| self.held.contains_key(&l.shard_id) && l.owner.as_deref() != Some(me))
-            .map(|l| l.shard_id.clone())
-            .collect();
-        for shard in stolen {
-            self.lose(&shard);
-        }
-        // Leases the table says we hold but we do not run (after a restart with the same id).
-        let settings = TakerSettings {
-            failover: cfg.failover_time,
-            max_leases: cfg.max_leases_per_worker,
-            max_steal: cfg.max_leases_to_steal,
-        };
-        let by_shard: HashMap<&str, &Lease> =
-            leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
-        let mut to_take: Vec<Lease> = leases
-            .iter()
-            .filter(|l| {
-                l.owner.as_deref() == Some(me)
-                    && !self.held.contains_key(&l.shard_id)
-                    && !self.stopping.contains_key(&l.shard_id)
-                    && taker::is_available(l, &by_shard)
-            })
-            .cloned()
-            .collect();
-        to_take.extend(
-            taker::choose(&leases, &self.observed, me, now, settings)
-                .into_iter()
-                .filter(|l| !self.stopping.contains_key(&l.shard_id)),
-        );
-        for seen in to_take {
-            // Stolen from a live worker: give it time to notice and stop before we start, so
-            // the shard is never processed by two workers at once.
-            let stolen = seen.owner.as_deref().is_some_and(|o| o != me)
-                && !self.observed.is_expired(&seen, now, cfg.failover_time);
-            let delay = if stolen {
-                cfg.taking_interval * 2
-            } else {
-                Duration::ZERO
-            };
-            match self.worker.table.take(&seen, me).await {
-                Ok(Some(lease)) => {
-                    tracing::info!(shard = %lease.shard_id, from = ?seen.owner, stolen, "lease taken");
-                    metrics::counter!("kinesis_consumer_leases_taken").increment(1);
-                    self.start(lease, delay);
-                }
-                Ok(None) => {
-                    tracing::debug!(shard = %seen.shard_id, "lease taken by another worker first")
-                }
-                Err(e) => {
-                    tracing::warn!(shard = %seen.shard_id, error = %e, "taking a lease failed")
-                }
-            }
-        }
-    }
-
-    fn start(&mut self, lease: Lease, start_delay: Duration) {
-        let (signal_tx, signal_rx) = watch::channel(Signal::Run);
-        let w = &self.worker;
-        let shard_id = lease.shard_id.clone();
-        let consumer = ShardConsumer {
-            config: w.config.clone(),
-            factory: w.factory.clone(),
-            fetcher: match &self.consumer_arn {
-                Some(arn) => Fetcher::FanOut(FanOutFetcher {
-                    kinesis: w.kinesis.clone(),
-                    consumer_arn: arn.clone(),
-                    stream: w.stream.clone(),
-                    shard_id: shard_id.clone(),
-                    send_empty: w.config.deliver_empty_batches,
-                }),
-                None => Fetcher::Polling(PollingFetcher {
-                    kinesis: w.kinesis.clone(),
-                    stream: w.stream.clone(),
-                    shard_id: shard_id.clone(),
-                    max_records: w.config.max_records,
-                    idle_time: w.config.idle_time_between_reads,
-                    send_empty: w.config.deliver_empty_batches,
-                }),
-            },
-            ctx: Arc::new(ShardContext {
-                shard_id: shard_id.clone(),
-                owner: w.config.worker_id.clone(),
-                table: w.table.clone(),
-            }),
-            lease: lease.clone(),
-            signal: signal_rx,
-            start_delay,
-        };
-        let id = shard_id.clone();
-        let generation = self.next_generation;
-        self.next_generation += 1;
-        self.tasks
-            .spawn(async move { (id, generation, consumer.run().await) });
-        self.held.insert(
-            shard_id,
-            Held {
-                generation,
-                counter: lease.counter,
-                renewed: Instant::now(),
-                signal: signal_tx,
-            },
-        );
-    }
-
-    async fn on_exit(&mut self, shard: String, generation: u64, exit: Exit) {
-        if self
-            .stopping
-            .get(&shard)
-            .is_some_and(|(g, _)| *g == generation)
+        let kinesis = self.kinesis.clone();
+        let deregister = self.config.deregister_consumer_on_shutdown;
+        let coordinator = Coordinator::new(Parts {
+            config: self.config,
+            stream: self.stream,
+            kinesis: self.kinesis,
+            table: self.table,
+            factory: self.factory,
+            consumer_arn: consumer_arn.clone(),
+        });
+        coordinator.run(self.shutdown_rx).await;
+        if let Some(arn) = &consumer_arn
+            && deregister
         {
-            self.stopping.remove(&shard);
-            return;
-        }
-        if self
-            .held
-            .get(&shard)
-            .is_none_or(|h| h.generation != generation)
-        {
-            return; // an older consumer of a shard held again since
-        }
-        let me = self.worker.config.worker_id.clone();
-        match exit {
-            Exit::ShardEnded(children) => {
-                tracing::info!(shard = %shard, "shard finished");
-                if self.held.remove(&shard).is_some() {
-                    let _ = self.worker.table.release(&shard, &me).await;
-                }
-                // Its children can start now: create their leases without waiting, from the
-                // children the endpoint named, else from ListShards.
-                let created = !children.is_empty()
-                    && match shard_sync::create_children(&self.worker.table, &children).await {
-                        Ok(created) => {
-                            tracing::debug!(?created, "leases of the children created");
-                            true
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "creating the children's leases failed");
-                            false
-                        }
-                    };
-                if !created {
-                    self.sync_wanted = true;
-                }
-            }
-            Exit::GaveUp(reason) => {
-                tracing::error!(shard = %shard, %reason, "giving the lease up");
-                if self.held.remove(&shard).is_some() {
-                    let _ = self.worker.table.release(&shard, &me).await;
-                }
-            }
-            Exit::LeaseLost => {
-                self.held.remove(&shard);
-            }
-            // Still held: graceful shutdown releases it once every consumer has ended.
-            Exit::Shutdown => {}
-        }
-    }
-
-    /// Tells every consumer to shut down, waits for them, then releases every lease.
-    async fn graceful_shutdown(&mut self) {
-        tracing::info!(leases = self.held.len(), "worker shutting down");
-        for held in self.held.values() {
-            let _ = held.signal.send(Signal::Shutdown);
-        }
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Ok((shard, generation, exit)) = joined {
-                self.on_exit(shard, generation, exit).await;
-            }
-        }
-        let me = self.worker.config.worker_id.clone();
-        for shard in self.held.keys() {
-            match self.worker.table.release(shard, &me).await {
-                Ok(true) => tracing::debug!(shard = %shard, "lease released"),
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(shard = %shard, error = %e, "releasing a lease failed; it will expire")
-                }
-            }
-        }
-        self.held.clear();
-        if let Some(arn) = &self.consumer_arn
-            && self.worker.config.deregister_consumer_on_shutdown
-        {
-            match retrieval::deregister_consumer(&self.worker.kinesis, arn).await {
+            match retrieval::deregister_consumer(&kinesis, arn).await {
                 Ok(()) => tracing::info!(%arn, "stream consumer deregistered"),
                 Err(e) => {
                     tracing::warn!(%arn, error = %e, "deregistering the stream consumer failed")
                 }
             }
         }
+        Ok(())
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use kinesis_testkit::LocalAws;
-use support::{Log, builder, leases, produce, spawn_worker};
+use support::{Log, assert_exclusive, builder, leases, produce, spawn_worker};
 
 /// Owners of the table's leases: worker → count.
 async fn owners(aws: &LocalAws, table: &str) -> HashMap<String, usize> {
@@ -33,45 +33,6 @@ async fn wait_for_owners(aws: &LocalAws, table: &str, want: &[(&str, usize)], bo
             "owners {got:?} after {bound:?}, wanted {want:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Asserts no shard was processed by two workers at once, from lifecycle events.
-fn assert_exclusive(log: &Log) {
-    let events = log.events.lock().unwrap().clone();
-    let mut by_shard: HashMap<String, Vec<(String, &'static str, Instant)>> = HashMap::new();
-    for (worker, shard, what, at) in events {
-        by_shard.entry(shard).or_default().push((worker, what, at));
-    }
-    for (shard, events) in by_shard {
-        let mut intervals: Vec<(String, Instant, Instant)> = Vec::new();
-        let mut open: HashMap<String, Instant> = HashMap::new();
-        for (worker, what, at) in &events {
-            match *what {
-                "init" => {
-                    open.insert(worker.clone(), *at);
-                }
-                _ => {
-                    if let Some(start) = open.remove(worker) {
-                        intervals.push((worker.clone(), start, *at));
-                    }
-                }
-            }
-        }
-        let far = Instant::now() + Duration::from_secs(3600);
-        intervals.extend(open.into_iter().map(|(w, s)| (w, s, far)));
-        for (i, a) in intervals.iter().enumerate() {
-            for b in intervals.iter().skip(i + 1) {
-                if a.0 != b.0 {
-                    assert!(
-                        a.2 <= b.1 || b.2 <= a.1,
-                        "{shard} held by {} and {} at once",
-                        a.0,
-                        b.0
-                    );
-                }
-            }
-        }
     }
 }
 

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Rules are checked in the order they were added; latency rules delay and fall through, the
-//! first other matching rule decides. A rule fires on a matching request with its probability
+//! first other matching rule decides. A rule can match one operation ([`FaultRule::on`]) and
+//! one client ([`FaultRule::from_client`], by the access key id its requests are signed with),
+//! so a test can cut off one worker's traffic while the others go on. A rule fires on a matching request with its probability
 //! (1.0 unless set) and at most `times` times (unlimited unless set). Failed PutRecords entries
 //! are never written to the stream, as on AWS, so a test can tell retries from duplicates.
 
@@ -75,12 +77,17 @@ pub enum FaultAction {
     DropConnection,
     /// PutRecords only: fail this fraction of entries with `ProvisionedThroughputExceededException`.
     FailEntries(f64),
+    /// Hold the request without answering for as long as the rule is in place (a network
+    /// partition: the connection stays open, nothing comes back), then close the connection.
+    /// The request never reaches the emulator.
+    BlackHole,
 }
 
 /// A fault rule: which requests, what action, how often.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaultRule {
     operation: Option<String>,
+    client: Option<String>,
     action: FaultAction,
     probability: f64,
     times: Option<u64>,
@@ -91,6 +98,7 @@ impl FaultRule {
     pub fn new(action: FaultAction) -> Self {
         FaultRule {
             operation: None,
+            client: None,
             action,
             probability: 1.0,
             times: None,
@@ -128,6 +136,12 @@ impl FaultRule {
         Self::new(FaultAction::DropConnection)
     }
 
+    /// Hold requests unanswered while the rule is in place (see [`FaultAction::BlackHole`]);
+    /// [`Faults::clear`] or [`Faults::remove`] heals the partition.
+    pub fn black_hole() -> Self {
+        Self::new(FaultAction::BlackHole)
+    }
+
     /// Fail a fraction (0.0–1.0) of PutRecords entries; implies `on("PutRecords")`.
     pub fn fail_entries(fraction: f64) -> Self {
         Self::new(FaultAction::FailEntries(fraction.clamp(0.0, 1.0))).on("PutRecords")
@@ -136,6 +150,13 @@ impl FaultRule {
     /// Only requests for this operation (the part of `X-Amz-Target` after the dot).
     pub fn on(mut self, operation: impl Into<String>) -> Self {
         self.operation = Some(operation.into());
+        self
+    }
+
+    /// Only requests signed with this access key id: one client's traffic, as made by
+    /// [`crate::LocalAws::client_options_for`].
+    pub fn from_client(mut self, access_key_id: impl Into<String>) -> Self {
+        self.client = Some(access_key_id.into());
         self
     }
 
@@ -151,8 +172,9 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, operation: &str) -> bool {
+    fn matches(&self, operation: &str, client: Option<&str>) -> bool {
         self.operation.as_deref().is_none_or(|op| op == operation)
+            && self.client.as_deref().is_none_or(|c| Some(c) == client)
     }
 }
 
@@ -171,10 +193,13 @@ pub struct FaultStats {
     pub dropped: u64,
     /// PutRecords entries failed.
     pub failed_entries: u64,
+    /// Requests held unanswered by a black hole.
+    pub black_holed: u64,
 }
 
 #[derive(Debug)]
 struct RuleState {
+    id: u64,
     rule: FaultRule,
     fired: u64,
 }
@@ -183,7 +208,12 @@ struct RuleState {
 struct State {
     rules: Vec<RuleState>,
     stats: FaultStats,
+    next_id: u64,
 }
+
+/// Names a rule added with [`Faults::add_rule`], to remove it later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleId(u64);
 
 /// The fault rules in front of one service. Cheap to clone; clones share the rules.
 #[derive(Debug, Clone)]
@@ -209,6 +239,8 @@ pub(crate) enum Outcome {
     },
     Drop,
     FailEntries(f64),
+    /// Hold while the rule with this id is in place, then drop.
+    Hold(RuleId),
 }
 
 impl Faults {
@@ -226,13 +258,36 @@ impl Faults {
 
     /// Adds a rule after the existing ones.
     pub fn add(&self, rule: FaultRule) -> &Self {
-        self.lock().rules.push(RuleState { rule, fired: 0 });
+        self.add_rule(rule);
         self
+    }
+
+    /// Adds a rule after the existing ones and returns its id, for [`Faults::remove`].
+    pub fn add_rule(&self, rule: FaultRule) -> RuleId {
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = state.next_id;
+        state.rules.push(RuleState { id, rule, fired: 0 });
+        RuleId(id)
+    }
+
+    /// Removes one rule; requests a black hole holds are then let go (their connections
+    /// closed). Returns whether the rule was there.
+    pub fn remove(&self, id: RuleId) -> bool {
+        let mut state = self.lock();
+        let before = state.rules.len();
+        state.rules.retain(|r| r.id != id.0);
+        state.rules.len() != before
     }
 
     /// Removes every rule (the stats stay).
     pub fn clear(&self) {
         self.lock().rules.clear();
+    }
+
+    /// Whether a rule is still in place.
+    pub(crate) fn is_active(&self, id: RuleId) -> bool {
+        self.lock().rules.iter().any(|r| r.id == id.0)
     }
 
     /// What the faults did so far.
@@ -249,8 +304,8 @@ impl Faults {
         self.lock().stats.failed_entries += n;
     }
 
-    /// Decides the fate of a request for `operation`.
-    pub(crate) fn decide(&self, operation: &str) -> Decision {
+    /// Decides the fate of a request for `operation` from `client` (its access key id).
+    pub(crate) fn decide(&self, operation: &str, client: Option<&str>) -> Decision {
         let mut rng = rand::rng();
         let service = self.service;
         let mut state = self.lock();
@@ -258,7 +313,9 @@ impl Faults {
         let mut decision = Decision::default();
         let mut delayed = false;
         for rule in state.rules.iter_mut() {
-            if !rule.rule.matches(operation) || rule.rule.times.is_some_and(|t| rule.fired >= t) {
+            if !rule.rule.matches(operation, client)
+                || rule.rule.times.is_some_and(|t| rule.fired >= t)
+            {
                 continue;
             }
             if rule.rule.probability < 1.0 && !rng.random_bool(rule.rule.probability) {
@@ -290,6 +347,7 @@ impl Faults {
                 }
                 FaultAction::DropConnection => decision.outcome = Outcome::Drop,
                 FaultAction::FailEntries(f) => decision.outcome = Outcome::FailEntries(*f),
+                FaultAction::BlackHole => decision.outcome = Outcome::Hold(RuleId(rule.id)),
             }
             break;
         }
@@ -304,6 +362,7 @@ impl Faults {
             } if error_type.ends_with(service.throttling_code()) => stats.throttled += 1,
             Outcome::Respond { .. } => stats.errors += 1,
             Outcome::Drop => stats.dropped += 1,
+            Outcome::Hold(_) => stats.black_holed += 1,
             Outcome::Forward | Outcome::FailEntries(_) => {}
         }
         decision
@@ -320,19 +379,19 @@ mod tests {
         faults.add(FaultRule::throttle().on("PutRecords").times(2));
         faults.add(FaultRule::internal_error().times(1));
         assert!(matches!(
-            faults.decide("PutRecords").outcome,
+            faults.decide("PutRecords", None).outcome,
             Outcome::Respond { status: 400, .. }
         ));
         assert!(matches!(
-            faults.decide("PutRecords").outcome,
+            faults.decide("PutRecords", None).outcome,
             Outcome::Respond { status: 400, .. }
         ));
         assert!(matches!(
-            faults.decide("PutRecords").outcome,
+            faults.decide("PutRecords", None).outcome,
             Outcome::Respond { status: 500, .. }
         ));
         assert!(matches!(
-            faults.decide("PutRecords").outcome,
+            faults.decide("PutRecords", None).outcome,
             Outcome::Forward
         ));
         let stats = faults.stats();
@@ -344,10 +403,10 @@ mod tests {
         let faults = Faults::new(Service::DynamoDb);
         faults.add(FaultRule::latency(Duration::from_millis(5)));
         faults.add(FaultRule::drop_connection().on("GetItem"));
-        let d = faults.decide("GetItem");
+        let d = faults.decide("GetItem", None);
         assert_eq!(d.delay, Duration::from_millis(5));
         assert!(matches!(d.outcome, Outcome::Drop));
-        let d = faults.decide("PutItem");
+        let d = faults.decide("PutItem", None);
         assert!(matches!(d.outcome, Outcome::Forward));
         assert_eq!(faults.stats().delayed, 2);
     }
@@ -356,7 +415,7 @@ mod tests {
     fn dynamodb_errors_carry_the_namespace() {
         let faults = Faults::new(Service::DynamoDb);
         faults.add(FaultRule::throttle());
-        match faults.decide("PutItem").outcome {
+        match faults.decide("PutItem", None).outcome {
             Outcome::Respond { error_type, .. } => assert_eq!(
                 error_type,
                 "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException"
@@ -366,12 +425,34 @@ mod tests {
     }
 
     #[test]
+    fn client_rules_match_only_that_client_and_black_holes_hold_until_removed() {
+        let faults = Faults::new(Service::DynamoDb);
+        let id = faults.add_rule(FaultRule::black_hole().from_client("worker-a"));
+        assert!(matches!(
+            faults.decide("UpdateItem", Some("worker-a")).outcome,
+            Outcome::Hold(held) if held == id
+        ));
+        assert!(matches!(
+            faults.decide("UpdateItem", Some("worker-b")).outcome,
+            Outcome::Forward
+        ));
+        assert!(matches!(
+            faults.decide("UpdateItem", None).outcome,
+            Outcome::Forward
+        ));
+        assert!(faults.is_active(id));
+        assert!(faults.remove(id));
+        assert!(!faults.is_active(id));
+        assert_eq!(faults.stats().black_holed, 1);
+    }
+
+    #[test]
     fn probability_zero_never_fires() {
         let faults = Faults::new(Service::Kinesis);
         faults.add(FaultRule::throttle().probability(0.0));
         for _ in 0..100 {
             assert!(matches!(
-                faults.decide("PutRecords").outcome,
+                faults.decide("PutRecords", None).outcome,
                 Outcome::Forward
             ));
         }

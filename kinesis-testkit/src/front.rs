@@ -22,7 +22,22 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::capacity::Capacity;
 use crate::fault::{Faults, Outcome, Service};
+
+/// How often a held request checks whether its black hole is still in place.
+const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The access key id a request is signed with (`Credential=KEY/…` in SigV4's header).
+fn access_key_id(request: &Request<Incoming>) -> Option<String> {
+    let auth = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let credential = auth.split("Credential=").nth(1)?;
+    Some(credential.split('/').next()?.to_owned())
+}
 
 /// Where a front sends what it lets through.
 #[derive(Clone)]
@@ -90,6 +105,8 @@ impl std::error::Error for InjectedDrop {}
 pub(crate) struct Front {
     pub faults: Faults,
     pub upstream: Upstream,
+    /// DynamoDB's front counts the capacity units of every call.
+    pub capacity: Option<Capacity>,
 }
 
 impl Front {
@@ -126,13 +143,23 @@ impl Front {
             .and_then(|t| t.rsplit('.').next())
             .unwrap_or("")
             .to_owned();
-        let decision = self.faults.decide(&operation);
+        let client = access_key_id(&request);
+        let decision = self.faults.decide(&operation, client.as_deref());
         if !decision.delay.is_zero() {
             tokio::time::sleep(decision.delay).await;
         }
         let request = request.map(Body::new);
         match decision.outcome {
-            Outcome::Forward => Ok(self.upstream.call(request).await),
+            Outcome::Forward => match &self.capacity {
+                Some(capacity) => Ok(self.forward_counted(capacity, &operation, request).await),
+                None => Ok(self.upstream.call(request).await),
+            },
+            Outcome::Hold(rule) => {
+                while self.faults.is_active(rule) {
+                    tokio::time::sleep(HOLD_POLL).await;
+                }
+                Err(InjectedDrop)
+            }
             Outcome::Respond { status, error_type } => Ok(error_response(
                 self.faults.service(),
                 status,
@@ -141,6 +168,55 @@ impl Front {
             )),
             Outcome::Drop => Err(InjectedDrop),
             Outcome::FailEntries(fraction) => Ok(self.fail_entries(request, fraction).await),
+        }
+    }
+
+    /// Forwards a DynamoDB request asking for its consumed capacity, counts the units, and
+    /// answers as the emulator did (without the units, if the client did not ask for them).
+    async fn forward_counted(
+        &self,
+        capacity: &Capacity,
+        operation: &str,
+        request: Request<Body>,
+    ) -> Response<Body> {
+        let (mut parts, body) = request.into_parts();
+        let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) else {
+            return plain(StatusCode::BAD_REQUEST, "unreadable body");
+        };
+        let table = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+            v.get("TableName")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        let (body, strip) = match Capacity::prepare(&bytes) {
+            Some((body, strip)) => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                (Bytes::from(body), strip)
+            }
+            None => (bytes, false),
+        };
+        let response = self
+            .upstream
+            .call(Request::from_parts(parts, Body::from(body)))
+            .await;
+        let (mut parts, body) = response.into_parts();
+        let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) else {
+            return plain(StatusCode::BAD_GATEWAY, "unreadable emulator answer");
+        };
+        match capacity.count(
+            operation,
+            table.as_deref(),
+            parts.status.as_u16(),
+            &bytes,
+            strip,
+        ) {
+            Some(body) => {
+                // The body changed: its length and checksum no longer hold.
+                parts.headers.remove(header::CONTENT_LENGTH);
+                parts.headers.remove("x-amz-crc32");
+                Response::from_parts(parts, Body::from(body))
+            }
+            None => Response::from_parts(parts, Body::from(bytes)),
         }
     }
 

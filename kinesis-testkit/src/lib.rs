@@ -19,6 +19,7 @@
 //!
 //! The `kinesis-testkit` binary serves the same emulators on fixed ports for other processes.
 
+mod capacity;
 mod fault;
 mod front;
 mod local;
@@ -26,7 +27,8 @@ pub mod streams;
 pub mod tables;
 mod target;
 
-pub use fault::{FaultAction, FaultRule, FaultStats, Faults, Service};
+pub use capacity::{CapacityReport, OperationCapacity};
+pub use fault::{FaultAction, FaultRule, FaultStats, Faults, RuleId, Service};
 pub use local::{
     DYNAMODB_UPSTREAM_ENV, KINESIS_UPSTREAM_ENV, KinesisEmulator, LocalAws, LocalAwsBuilder,
     TestkitError,

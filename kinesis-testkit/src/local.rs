@@ -31,6 +31,7 @@ use kinesis_common::client::ClientOptions;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use crate::capacity::{Capacity, CapacityReport};
 use crate::fault::{Faults, Service};
 use crate::front::{Front, Upstream};
 
@@ -209,8 +210,10 @@ impl LocalAwsBuilder {
         let (done_tx, done_rx) = oneshot::channel();
         let kinesis_faults = Faults::new(Service::Kinesis);
         let dynamodb_faults = Faults::new(Service::DynamoDb);
+        let capacity = Capacity::default();
         let options = self.clone();
         let faults = (kinesis_faults.clone(), dynamodb_faults.clone());
+        let counted = capacity.clone();
         std::thread::Builder::new()
             .name("kinesis-testkit".into())
             .spawn(move || {
@@ -230,7 +233,7 @@ impl LocalAwsBuilder {
                 };
                 runtime.block_on(async move {
                     let upstreams = (kinesis_upstream, dynamodb_upstream);
-                    match bind_all(&options, faults, upstreams, stop_rx.clone()).await {
+                    match bind_all(&options, faults, counted, upstreams, stop_rx.clone()).await {
                         Ok(addrs) => {
                             let _ = ready_tx.send(Ok(addrs));
                             let mut stop_rx = stop_rx;
@@ -260,6 +263,7 @@ impl LocalAwsBuilder {
             limits_enforced,
             kinesis_faults,
             dynamodb_faults,
+            capacity,
             stop: stop_tx,
             done: Some(done_rx),
         })
@@ -300,6 +304,7 @@ async fn upstream_addr(
 async fn bind_all(
     options: &LocalAwsBuilder,
     (kinesis_faults, dynamodb_faults): (Faults, Faults),
+    capacity: Capacity,
     (kinesis_upstream, dynamodb_upstream): (Option<SocketAddr>, Option<SocketAddr>),
     stop: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, SocketAddr), TestkitError> {
@@ -318,11 +323,13 @@ async fn bind_all(
     let kinesis_front = Front {
         faults: kinesis_faults,
         upstream: kinesis_upstream,
+        capacity: None,
     };
     tokio::spawn(kinesis_front.serve(kinesis_listener, stop.clone()));
     let dynamodb_front = Front {
         faults: dynamodb_faults,
         upstream: dynamodb_upstream,
+        capacity: Some(capacity),
     };
     tokio::spawn(dynamodb_front.serve(dynamodb_listener, stop));
     Ok((kinesis_addr, dynamodb_addr))
@@ -386,6 +393,7 @@ pub struct LocalAws {
     limits_enforced: bool,
     kinesis_faults: Faults,
     dynamodb_faults: Faults,
+    capacity: Capacity,
     stop: watch::Sender<bool>,
     done: Option<oneshot::Receiver<()>>,
 }
@@ -414,6 +422,20 @@ impl LocalAws {
     /// Client options for these emulators (static fake credentials, `us-east-1`).
     pub fn client_options(&self) -> ClientOptions {
         ClientOptions::local(self.kinesis_endpoint(), self.dynamodb_endpoint())
+    }
+
+    /// Client options whose requests are signed with `access_key_id`, so that fault rules
+    /// made with [`crate::FaultRule::from_client`] match this client's traffic only (one
+    /// worker's, in a partition test). Emulators do not check keys.
+    pub fn client_options_for(&self, access_key_id: &str) -> ClientOptions {
+        self.client_options()
+            .static_credentials(access_key_id, "local")
+    }
+
+    /// The DynamoDB read and write capacity units every call through this front consumed so
+    /// far, per table and operation, as DynamoDB computes them from item sizes.
+    pub fn dynamodb_capacity(&self) -> CapacityReport {
+        self.capacity.report()
     }
 
     /// A Kinesis client for this emulator with the SDK's default retries.

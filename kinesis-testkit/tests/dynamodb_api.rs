@@ -193,3 +193,96 @@ async fn missing_table_is_a_fatal_typed_error() {
     assert!(err.has_code("ResourceNotFoundException"), "{err}");
     assert!(!err.is_retryable());
 }
+
+#[tokio::test]
+async fn capacity_units_are_counted_per_table_and_operation_as_dynamodb_bills_them() {
+    let aws = LocalAws::start().await.unwrap();
+    let client = aws.client_options().without_sdk_retries().dynamodb().await;
+    lease_table(&client, "billed").await;
+    let before = aws.dynamodb_capacity();
+    // A 2 KB item: 2 write units to put, 0.5 read units to read eventually consistent, 1
+    // strongly consistent.
+    let put = client
+        .put_item()
+        .table_name("billed")
+        .item("leaseKey", s("shard"))
+        .item("pad", s(&"x".repeat(2000)))
+        .send()
+        .await
+        .unwrap();
+    assert!(put.consumed_capacity().is_none(), "not asked, not returned");
+    for consistent in [false, true] {
+        client
+            .get_item()
+            .table_name("billed")
+            .key("leaseKey", s("shard"))
+            .consistent_read(consistent)
+            .send()
+            .await
+            .unwrap();
+    }
+    // A refused conditional write is billed too.
+    let refused = client
+        .put_item()
+        .table_name("billed")
+        .item("leaseKey", s("shard"))
+        .condition_expression("attribute_not_exists(leaseKey)")
+        .send()
+        .await;
+    assert!(refused.is_err());
+    let used = aws.dynamodb_capacity().since(&before);
+    assert_eq!(used.operation("billed", "PutItem").calls, 2);
+    assert_eq!(used.operation("billed", "PutItem").write_units, 3.0);
+    assert_eq!(used.operation("billed", "GetItem").read_units, 1.5);
+    assert_eq!(used.table("billed"), (1.5, 3.0));
+
+    // A client that asks gets the units as DynamoDB returns them.
+    let asked = client
+        .get_item()
+        .table_name("billed")
+        .key("leaseKey", s("shard"))
+        .return_consumed_capacity(aws_sdk_dynamodb::types::ReturnConsumedCapacity::Total)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.consumed_capacity().unwrap().capacity_units(),
+        Some(0.5)
+    );
+}
+
+#[tokio::test]
+async fn a_black_hole_for_one_client_holds_its_calls_and_lets_the_others_through() {
+    let aws = LocalAws::start().await.unwrap();
+    let admin = aws.client_options().without_sdk_retries().dynamodb().await;
+    lease_table(&admin, "cut").await;
+    let cut_off = aws
+        .client_options_for("worker-a")
+        .without_sdk_retries()
+        .operation_timeout(std::time::Duration::from_millis(500))
+        .dynamodb()
+        .await;
+    let rule = aws
+        .dynamodb_faults()
+        .add_rule(kinesis_testkit::FaultRule::black_hole().from_client("worker-a"));
+    let started = std::time::Instant::now();
+    let held = cut_off.describe_table().table_name("cut").send().await;
+    assert!(held.is_err(), "no answer while the partition lasts");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+    // Everyone else is served.
+    admin
+        .describe_table()
+        .table_name("cut")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(aws.dynamodb_faults().stats().black_holed, 1);
+    // Healed: the same client is served again.
+    assert!(aws.dynamodb_faults().remove(rule));
+    cut_off
+        .describe_table()
+        .table_name("cut")
+        .send()
+        .await
+        .unwrap();
+}

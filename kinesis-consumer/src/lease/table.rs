@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
+    ReturnConsumedCapacity, ReturnValue, ScalarAttributeType, TableStatus,
 };
 use kinesis_common::ServiceError;
 
+use super::capacity::CapacityMeter;
 use super::item::*;
 use super::{Checkpoint, Lease};
 
@@ -20,6 +21,7 @@ const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 pub(crate) struct LeaseTable {
     client: aws_sdk_dynamodb::Client,
     name: String,
+    meter: CapacityMeter,
 }
 
 impl std::fmt::Debug for LeaseTable {
@@ -38,37 +40,75 @@ fn n(v: u64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-/// `Ok(true)` on success, `Ok(false)` when the condition failed, `Err` otherwise.
-fn conditional<T, E>(
-    operation: &'static str,
-    result: Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
-) -> Result<Option<T>, ServiceError>
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match result {
-        Ok(v) => Ok(Some(v)),
-        Err(e) => {
-            let e = ServiceError::from_sdk(operation, e);
-            if e.has_code("ConditionalCheckFailedException") {
-                Ok(None)
-            } else {
-                Err(e)
+/// An answer that reports the capacity it consumed.
+trait Consumed {
+    fn consumed(&self) -> Option<&ConsumedCapacity>;
+}
+
+macro_rules! consumed {
+    ($($output:ty),*) => {$(
+        impl Consumed for $output {
+            fn consumed(&self) -> Option<&ConsumedCapacity> {
+                self.consumed_capacity()
             }
         }
-    }
+    )*};
 }
+
+consumed!(
+    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+    aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput,
+    aws_sdk_dynamodb::operation::get_item::GetItemOutput
+);
 
 impl LeaseTable {
     pub(crate) fn new(client: aws_sdk_dynamodb::Client, name: impl Into<String>) -> Self {
         LeaseTable {
             client,
             name: name.into(),
+            meter: CapacityMeter::default(),
         }
     }
 
     pub(crate) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The capacity this worker's calls on the table consumed.
+    pub(crate) fn meter(&self) -> &CapacityMeter {
+        &self.meter
+    }
+
+    /// A conditional write's answer: `Ok(Some)` on success, `Ok(None)` when the condition
+    /// failed (billed one write unit, as DynamoDB does), `Err` otherwise.
+    fn conditional<T: Consumed, E>(
+        &self,
+        operation: &'static str,
+        result: Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+    ) -> Result<Option<T>, ServiceError>
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        match result {
+            Ok(v) => {
+                self.meter.record(operation, v.consumed());
+                Ok(Some(v))
+            }
+            Err(e) => {
+                let e = ServiceError::from_sdk(operation, e);
+                if e.has_code("ConditionalCheckFailedException") {
+                    self.meter.record_refused_write(operation);
+                    Ok(None)
+                } else {
+                    Err(e)
+                }
+            }
+        }
     }
 
     /// Creates the table (PAY_PER_REQUEST, hash key `leaseKey`) unless it exists, and waits
@@ -141,9 +181,11 @@ impl LeaseTable {
                 .table_name(&self.name)
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| ServiceError::from_sdk("Scan", e))?;
+            self.meter.record("Scan", page.consumed_capacity());
             for item in page.items() {
                 match Lease::from_item(item) {
                     Ok(lease) => leases.push(lease),
@@ -167,9 +209,26 @@ impl LeaseTable {
             .table_name(&self.name)
             .set_item(Some(lease.to_item()))
             .condition_expression("attribute_not_exists(leaseKey)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        Ok(conditional("PutItem", result)?.is_some())
+        Ok(self.conditional("PutItem", result)?.is_some())
+    }
+
+    /// One lease by strongly consistent read; `None` if it has no item.
+    pub(crate) async fn get(&self, shard_id: &str) -> Result<Option<Lease>, ServiceError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk("GetItem", e))?;
+        self.meter.record("GetItem", out.consumed());
+        Ok(out.item().and_then(|item| Lease::from_item(item).ok()))
     }
 
     /// Bumps the counter of a lease we hold. `None`: it is no longer ours at that counter.
@@ -189,9 +248,10 @@ impl LeaseTable {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":counter", n(counter))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        Ok(conditional("UpdateItem", result)?.map(|_| counter + 1))
+        Ok(self.conditional("UpdateItem", result)?.map(|_| counter + 1))
     }
 
     /// Takes a lease as it was seen (same counter and owner). `None`: someone moved first.
@@ -214,7 +274,8 @@ impl LeaseTable {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":counter", n(seen.counter))
             .expression_attribute_values(":switch", n(u64::from(seen.owner.as_deref() != Some(owner))))
-            .return_values(ReturnValue::AllNew);
+            .return_values(ReturnValue::AllNew)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
         request = match &seen.owner {
             Some(previous) => request
                 .condition_expression("leaseCounter = :counter AND leaseOwner = :previous")
@@ -225,7 +286,7 @@ impl LeaseTable {
             .expression_attribute_values(":empty", s("")),
         };
         let result = request.send().await;
-        Ok(conditional("UpdateItem", result)?.and_then(|out| {
+        Ok(self.conditional("UpdateItem", result)?.and_then(|out| {
             out.attributes
                 .as_ref()
                 .and_then(|a| Lease::from_item(a).ok())
@@ -248,11 +309,14 @@ impl LeaseTable {
             .key(LEASE_KEY, s(shard_id))
             .update_expression(expression)
             .condition_expression("leaseOwner = :owner")
-            .expression_attribute_values(":owner", s(owner));
+            .expression_attribute_values(":owner", s(owner))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
-        Ok(conditional("UpdateItem", request.send().await)?.is_some())
+        Ok(self
+            .conditional("UpdateItem", request.send().await)?
+            .is_some())
     }
 
     /// Gives a lease up so another worker can take it at once. Returns whether it was ours.
@@ -322,9 +386,10 @@ impl LeaseTable {
             .update_expression("SET childShardIds = :children")
             .condition_expression("attribute_exists(leaseKey)")
             .expression_attribute_values(":children", AttributeValue::Ss(children.to_vec()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        conditional("UpdateItem", result).map(|_| ())
+        self.conditional("UpdateItem", result).map(|_| ())
     }
 
     /// Deletes a finished lease.
@@ -336,8 +401,9 @@ impl LeaseTable {
             .key(LEASE_KEY, s(shard_id))
             .condition_expression("checkpoint = :end")
             .expression_attribute_values(":end", s("SHARD_END"))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await;
-        Ok(conditional("DeleteItem", result)?.is_some())
+        Ok(self.conditional("DeleteItem", result)?.is_some())
     }
 }

@@ -9,7 +9,8 @@
 //!   finished are not available.
 //! * Below target, take expired leases first (in random order, so workers starting together
 //!   do not all race for the same ones); if none, steal at most `max_steal` leases from the
-//!   most loaded worker, and only while it is above target, so no stealing storms.
+//!   most loaded worker, and only down to the target, so a large imbalance is fixed in one
+//!   round and a balanced fleet (every worker within one of the target) never moves a lease.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -210,6 +211,27 @@ mod tests {
         observed.update(&balanced, Instant::now());
         for me in ["a", "b", "c"] {
             assert!(choose(&balanced, &observed, me, Instant::now(), SETTINGS).is_empty());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_imbalance_is_fixed_in_one_round_without_overshooting() {
+        // 1,000 leases on "a"; "b" joins and may steal as many as balance needs.
+        let table = leases(&[Some("a"); 1000]);
+        let mut observed = Observed::default();
+        observed.update(&table, Instant::now());
+        let unlimited = TakerSettings {
+            max_steal: usize::MAX,
+            ..SETTINGS
+        };
+        let stolen = choose(&table, &observed, "b", Instant::now(), unlimited);
+        assert_eq!(stolen.len(), 500);
+        // 334/333/333: within one of the target, nobody moves anything.
+        let owners: Vec<Option<&str>> = (0..1000).map(|i| Some(["a", "b", "c"][i % 3])).collect();
+        let nearly = leases(&owners);
+        observed.update(&nearly, Instant::now());
+        for me in ["a", "b", "c"] {
+            assert!(choose(&nearly, &observed, me, Instant::now(), unlimited).is_empty());
         }
     }
 

@@ -219,3 +219,42 @@ pub async fn leases(
         .map(|i| (i["leaseKey"].as_s().unwrap().clone(), i.clone()))
         .collect()
 }
+
+/// Asserts no shard was processed by two workers at once, from lifecycle events.
+pub fn assert_exclusive(log: &Log) {
+    let events = log.events.lock().unwrap().clone();
+    let mut by_shard: HashMap<String, Vec<(String, &'static str, Instant)>> = HashMap::new();
+    for (worker, shard, what, at) in events {
+        by_shard.entry(shard).or_default().push((worker, what, at));
+    }
+    for (shard, events) in by_shard {
+        let mut intervals: Vec<(String, Instant, Instant)> = Vec::new();
+        let mut open: HashMap<String, Instant> = HashMap::new();
+        for (worker, what, at) in &events {
+            match *what {
+                "init" => {
+                    open.insert(worker.clone(), *at);
+                }
+                _ => {
+                    if let Some(start) = open.remove(worker) {
+                        intervals.push((worker.clone(), start, *at));
+                    }
+                }
+            }
+        }
+        let far = Instant::now() + Duration::from_secs(3600);
+        intervals.extend(open.into_iter().map(|(w, s)| (w, s, far)));
+        for (i, a) in intervals.iter().enumerate() {
+            for b in intervals.iter().skip(i + 1) {
+                if a.0 != b.0 {
+                    assert!(
+                        a.2 <= b.1 || b.2 <= a.1,
+                        "{shard} held by {} and {} at once",
+                        a.0,
+                        b.0
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,532 @@
+//! The lease renewer: a task of its own that keeps every held lease alive at a fixed rate,
+//! and the local deadline that stops a shard's processing when renewals stop succeeding.
+//!
+//! ```text
+//!  coordinator ──Hold / Drop──▶ Renewer task ──UpdateItem (≤ N at once, each with a timeout)──▶ lease table
+//!       ▲                          │ success: deadline = time the call was sent + failover − margin
+//!       └────── Lost (taken / expired) ┘ failure: retry soon with backoff, deadline unchanged
+//!                                  │
+//!                                  └──▶ Deadline (watch) ──▶ shard consumer: no batch after it
+//! ```
+//!
+//! Invariant: another worker can take a lease only after it has seen the lease's counter
+//! stand still for the failover time, and the counter last moved when one of our renewals
+//! (sent before that) landed. A deadline of *send time + failover − margin* therefore passes
+//! before anyone else may start, whether or not DynamoDB ever answers: a worker cut off from
+//! DynamoDB stops delivering on its own. The margin covers clock-rate differences and the
+//! time the consumer needs to notice.
+//!
+//! Renewals never wait behind scans, shard syncs or processors: nothing else runs on this
+//! task, and the calls are bounded in number and in time.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use kinesis_common::ServiceError;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::LeaseTable;
+
+/// A held lease's local deadline. Once it has passed the lease may belong to another worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Deadline(watch::Receiver<Instant>);
+
+impl Deadline {
+    /// Follows the deadline the renewer publishes through the sender of `rx`.
+    pub(crate) fn new(rx: watch::Receiver<Instant>) -> Self {
+        Deadline(rx)
+    }
+
+    /// Whether it has passed (or the renewer gave the lease up).
+    pub(crate) fn passed(&self) -> bool {
+        self.0.has_changed().is_err() || Instant::now() >= *self.0.borrow()
+    }
+
+    /// Resolves once the deadline has passed, following every extension.
+    pub(crate) async fn expired(&mut self) {
+        loop {
+            let at = *self.0.borrow_and_update();
+            if Instant::now() >= at {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                changed = self.0.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}
+
+/// The one call the renewer makes; the lease table in production, a fake in unit tests.
+pub(crate) trait RenewCall: Clone + Send + Sync + 'static {
+    /// Bumps the counter of a lease held at `counter`; `None` if it is no longer ours.
+    fn renew(
+        &self,
+        shard_id: &str,
+        owner: &str,
+        counter: u64,
+    ) -> impl Future<Output = Result<Option<u64>, ServiceError>> + Send;
+}
+
+impl RenewCall for LeaseTable {
+    fn renew(
+        &self,
+        shard_id: &str,
+        owner: &str,
+        counter: u64,
+    ) -> impl Future<Output = Result<Option<u64>, ServiceError>> + Send {
+        LeaseTable::renew(self, shard_id, owner, counter)
+    }
+}
+
+/// Renewal timings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RenewerSettings {
+    pub interval: Duration,
+    pub failover: Duration,
+    pub margin: Duration,
+    pub concurrency: usize,
+    pub call_timeout: Duration,
+}
+
+impl RenewerSettings {
+    /// The deadline a renewal (or take) sent at `sent` earns once it succeeds.
+    pub(crate) fn deadline_after(&self, sent: Instant) -> Instant {
+        sent + self.failover.saturating_sub(self.margin)
+    }
+
+    /// Wait before retrying a failed renewal: 100 ms doubling, at most a quarter interval.
+    fn retry_after(&self, failures: u32) -> Duration {
+        let delay = Duration::from_millis(100).saturating_mul(1 << failures.min(10));
+        delay.min(self.interval / 4).max(Duration::from_millis(10))
+    }
+}
+
+/// What the coordinator tells the renewer.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Keep this lease alive. `taken_at`: when the call that took it was sent.
+    Hold {
+        shard_id: String,
+        generation: u64,
+        counter: u64,
+        taken_at: Instant,
+        deadline: watch::Sender<Instant>,
+    },
+    /// Stop renewing it (released, finished, or lost).
+    Drop { shard_id: String },
+}
+
+/// Why the renewer gave a lease up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LossReason {
+    /// A renewal was refused: someone else holds it now.
+    Taken,
+    /// No renewal succeeded before its deadline.
+    Expired,
+}
+
+/// A lease the renewer gave up.
+#[derive(Debug)]
+pub(crate) struct Lost {
+    pub shard_id: String,
+    pub generation: u64,
+    pub reason: LossReason,
+}
+
+/// Figures the coordinator reads to size what it takes.
+#[derive(Debug, Default)]
+pub(crate) struct RenewerStats {
+    /// Mean renewal latency in microseconds (moving average), 0 before the first answer.
+    latency_micros: AtomicU64,
+}
+
+impl RenewerStats {
+    /// How many leases the renewer can keep alive, spending at most half of each interval.
+    pub(crate) fn capacity(&self, settings: &RenewerSettings) -> usize {
+        // Before any renewal has been timed, assume 25 ms a call (a slow DynamoDB).
+        let latency = match self.latency_micros.load(Ordering::Relaxed) {
+            0 => 25_000,
+            l => l.max(100),
+        };
+        let budget = settings.interval.as_micros() as u64 / 2 * settings.concurrency as u64;
+        (budget / latency).max(1) as usize
+    }
+
+    fn observe(&self, latency: Duration) {
+        let sample = latency.as_micros().max(1) as u64;
+        let old = self.latency_micros.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            (old * 7 + sample) / 8
+        };
+        self.latency_micros.store(new, Ordering::Relaxed);
+    }
+}
+
+struct Entry {
+    generation: u64,
+    counter: u64,
+    deadline: watch::Sender<Instant>,
+    next_at: Instant,
+    failures: u32,
+    in_flight: bool,
+}
+
+/// The renewer's state; [`Renewer::run`] is its task.
+pub(crate) struct Renewer<T: RenewCall> {
+    pub table: T,
+    pub owner: String,
+    pub settings: RenewerSettings,
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    pub lost: mpsc::UnboundedSender<Lost>,
+    pub stats: Arc<RenewerStats>,
+}
+
+type Answer = (String, u64, Instant, Result<Option<u64>, ServiceError>);
+type Call = std::pin::Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+impl<T: RenewCall> Renewer<T> {
+    /// Runs until the coordinator drops its command sender.
+    pub(crate) async fn run(mut self) {
+        let mut leases: HashMap<String, Entry> = HashMap::new();
+        let mut calls: FuturesUnordered<Call> = FuturesUnordered::new();
+        loop {
+            self.start_due(&mut leases, &mut calls);
+            let room = calls.len() < self.settings.concurrency;
+            let wake = leases
+                .values()
+                .map(|e| {
+                    let deadline = *e.deadline.borrow();
+                    if e.in_flight || !room {
+                        deadline
+                    } else {
+                        e.next_at.min(deadline)
+                    }
+                })
+                .min()
+                .unwrap_or_else(|| Instant::now() + self.settings.interval);
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None => return,
+                    Some(Command::Hold { shard_id, generation, counter, taken_at, deadline }) => {
+                        deadline.send_replace(self.settings.deadline_after(taken_at));
+                        leases.insert(shard_id, Entry {
+                            generation,
+                            counter,
+                            deadline,
+                            next_at: taken_at + self.settings.interval,
+                            failures: 0,
+                            in_flight: false,
+                        });
+                    }
+                    Some(Command::Drop { shard_id }) => {
+                        leases.remove(&shard_id);
+                    }
+                },
+                Some(answer) = calls.next(), if !calls.is_empty() => self.on_answer(&mut leases, answer),
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            self.expire(&mut leases);
+        }
+    }
+
+    /// Starts the renewals that are due, at most `concurrency` in flight.
+    fn start_due(&self, leases: &mut HashMap<String, Entry>, calls: &mut FuturesUnordered<Call>) {
+        let now = Instant::now();
+        let room = self.settings.concurrency.saturating_sub(calls.len());
+        if room == 0 {
+            return;
+        }
+        // The most urgent first: the ones whose deadline is nearest.
+        let mut due: Vec<(&String, &mut Entry)> = leases
+            .iter_mut()
+            .filter(|(_, e)| !e.in_flight && e.next_at <= now)
+            .collect();
+        due.sort_by_key(|(_, e)| *e.deadline.borrow());
+        for (shard_id, entry) in due.into_iter().take(room) {
+            entry.in_flight = true;
+            let (table, owner, shard_id) =
+                (self.table.clone(), self.owner.clone(), shard_id.clone());
+            let (generation, counter, timeout) =
+                (entry.generation, entry.counter, self.settings.call_timeout);
+            calls.push(Box::pin(async move {
+                let sent = Instant::now();
+                let result =
+                    match tokio::time::timeout(timeout, table.renew(&shard_id, &owner, counter))
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => Err(ServiceError {
+                            operation: "UpdateItem",
+                            kind: kinesis_common::ErrorKind::Transient,
+                            code: None,
+                            http_status: None,
+                            message: format!("no answer within {timeout:?}"),
+                            source: None,
+                        }),
+                    };
+                (shard_id, generation, sent, result)
+            }));
+        }
+    }
+
+    fn on_answer(
+        &self,
+        leases: &mut HashMap<String, Entry>,
+        (shard_id, generation, sent, result): Answer,
+    ) {
+        let Some(entry) = leases.get_mut(&shard_id) else {
+            return;
+        };
+        if entry.generation != generation {
+            return;
+        }
+        entry.in_flight = false;
+        match result {
+            Ok(Some(counter)) => {
+                self.stats.observe(sent.elapsed());
+                entry.counter = counter;
+                entry.failures = 0;
+                entry.next_at = sent + self.settings.interval;
+                entry
+                    .deadline
+                    .send_replace(self.settings.deadline_after(sent));
+                metrics::counter!("kinesis_consumer_lease_renewals").increment(1);
+            }
+            Ok(None) => {
+                leases.remove(&shard_id);
+                self.give_up(shard_id, generation, LossReason::Taken);
+            }
+            Err(e) => {
+                tracing::warn!(shard = %shard_id, error = %e, "lease renewal failed; retrying");
+                metrics::counter!("kinesis_consumer_lease_renewal_failures").increment(1);
+                entry.failures += 1;
+                entry.next_at = Instant::now() + self.settings.retry_after(entry.failures);
+            }
+        }
+    }
+
+    /// Gives up every lease whose deadline passed without a successful renewal.
+    fn expire(&self, leases: &mut HashMap<String, Entry>) {
+        let now = Instant::now();
+        let expired: Vec<(String, u64)> = leases
+            .iter()
+            .filter(|(_, e)| now >= *e.deadline.borrow())
+            .map(|(s, e)| (s.clone(), e.generation))
+            .collect();
+        for (shard_id, generation) in expired {
+            leases.remove(&shard_id);
+            self.give_up(shard_id, generation, LossReason::Expired);
+        }
+    }
+
+    fn give_up(&self, shard_id: String, generation: u64, reason: LossReason) {
+        tracing::info!(shard = %shard_id, ?reason, "lease given up by the renewer");
+        let _ = self.lost.send(Lost {
+            shard_id,
+            generation,
+            reason,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A lease table of one kind of behaviour, switchable during a test.
+    #[derive(Clone, Default)]
+    struct FakeTable {
+        state: Arc<Mutex<FakeState>>,
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        mode: Mode,
+        calls: u64,
+        in_flight: usize,
+        most_in_flight: usize,
+    }
+
+    #[derive(Default, Clone, Copy, PartialEq)]
+    enum Mode {
+        #[default]
+        Answer,
+        Refuse,
+        Throttle,
+        Hang,
+    }
+
+    impl FakeTable {
+        fn set(&self, mode: Mode) {
+            self.state.lock().unwrap().mode = mode;
+        }
+        fn calls(&self) -> u64 {
+            self.state.lock().unwrap().calls
+        }
+    }
+
+    impl RenewCall for FakeTable {
+        async fn renew(&self, _: &str, _: &str, counter: u64) -> Result<Option<u64>, ServiceError> {
+            let mode = {
+                let mut s = self.state.lock().unwrap();
+                s.calls += 1;
+                s.in_flight += 1;
+                s.most_in_flight = s.most_in_flight.max(s.in_flight);
+                s.mode
+            };
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if mode == Mode::Hang {
+                std::future::pending::<()>().await;
+            }
+            self.state.lock().unwrap().in_flight -= 1;
+            match mode {
+                Mode::Answer => Ok(Some(counter + 1)),
+                Mode::Refuse => Ok(None),
+                _ => Err(ServiceError {
+                    operation: "UpdateItem",
+                    kind: kinesis_common::ErrorKind::Throttling,
+                    code: Some("ProvisionedThroughputExceededException".into()),
+                    http_status: Some(400),
+                    message: "throttled".into(),
+                    source: None,
+                }),
+            }
+        }
+    }
+
+    const SETTINGS: RenewerSettings = RenewerSettings {
+        interval: Duration::from_millis(3333),
+        failover: Duration::from_secs(10),
+        margin: Duration::from_secs(1),
+        concurrency: 4,
+        call_timeout: Duration::from_secs(2),
+    };
+
+    struct Running {
+        table: FakeTable,
+        commands: mpsc::UnboundedSender<Command>,
+        lost: mpsc::UnboundedReceiver<Lost>,
+        _task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start() -> Running {
+        let table = FakeTable::default();
+        let (commands, commands_rx) = mpsc::unbounded_channel();
+        let (lost_tx, lost) = mpsc::unbounded_channel();
+        let renewer = Renewer {
+            table: table.clone(),
+            owner: "me".into(),
+            settings: SETTINGS,
+            commands: commands_rx,
+            lost: lost_tx,
+            stats: Arc::default(),
+        };
+        Running {
+            table,
+            commands,
+            lost,
+            _task: tokio::spawn(renewer.run()),
+        }
+    }
+
+    fn hold(running: &Running, shard: &str) -> Deadline {
+        let (tx, rx) = watch::channel(SETTINGS.deadline_after(Instant::now()));
+        running
+            .commands
+            .send(Command::Hold {
+                shard_id: shard.into(),
+                generation: 1,
+                counter: 1,
+                taken_at: Instant::now(),
+                deadline: tx,
+            })
+            .unwrap();
+        Deadline(rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewals_run_at_a_fixed_rate_and_push_the_deadline_out() {
+        let running = start();
+        let deadline = hold(&running, "s1");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // 60 s / 3.333 s = 18 renewals.
+        assert!(
+            (17..=19).contains(&running.table.calls()),
+            "{}",
+            running.table.calls()
+        );
+        assert!(!deadline.passed());
+        assert!(*deadline.0.borrow() > Instant::now() + Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_black_holed_table_ends_the_lease_at_its_deadline_without_an_answer() {
+        let mut running = start();
+        running.table.set(Mode::Hang);
+        let start = Instant::now();
+        let mut deadline = hold(&running, "s1");
+        deadline.expired().await;
+        // Taken at `start`; no renewal ever answered: failover − margin later, not a moment more.
+        assert_eq!(start.elapsed(), Duration::from_secs(9));
+        let lost = running.lost.recv().await.unwrap();
+        assert_eq!(
+            (lost.shard_id.as_str(), lost.reason),
+            ("s1", LossReason::Expired)
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(9));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_renewal_gives_the_lease_up_at_once() {
+        let mut running = start();
+        running.table.set(Mode::Refuse);
+        let start = Instant::now();
+        let _deadline = hold(&running, "s1");
+        let lost = running.lost.recv().await.unwrap();
+        assert_eq!(lost.reason, LossReason::Taken);
+        assert!(start.elapsed() < Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_for_half_the_failover_time_loses_nothing() {
+        let mut running = start();
+        let deadline = hold(&running, "s1");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        running.table.set(Mode::Throttle);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        running.table.set(Mode::Answer);
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(running.lost.try_recv().is_err(), "no lease lost");
+        assert!(!deadline.passed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_than_the_concurrency_is_in_flight() {
+        let running = start();
+        let deadlines: Vec<Deadline> = (0..50).map(|i| hold(&running, &format!("s{i}"))).collect();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let most = running.table.state.lock().unwrap().most_in_flight;
+        assert_eq!(most, SETTINGS.concurrency);
+        assert!(deadlines.iter().all(|d| !d.passed()));
+    }
+
+    #[test]
+    fn capacity_grows_with_concurrency_and_shrinks_with_latency() {
+        let stats = RenewerStats::default();
+        // Untimed: 25 ms a call → 4 × 1.67 s / 25 ms = 266.
+        assert_eq!(stats.capacity(&SETTINGS), 266);
+        stats.observe(Duration::from_millis(5));
+        assert_eq!(stats.capacity(&SETTINGS), 1333);
+    }
+}
