@@ -1,6 +1,7 @@
 //! Chaos: several demo consumer processes share a stream and a lease table while this driver
-//! kills them with SIGKILL at random moments, stops some gracefully, starts new ones, splits
-//! and merges shards, and injects faults into Kinesis and DynamoDB; a producer writes keyed,
+//! kills them with SIGKILL at random moments, stops some gracefully, starts new ones, cuts one
+//! off from DynamoDB for a while (its calls black-holed while Kinesis works), splits and
+//! merges shards, and injects faults into Kinesis and DynamoDB; a producer writes keyed,
 //! numbered records all along. At the end the workers' audit logs must show that every
 //! acknowledged record was processed, each key in stream order, no shard by two workers at
 //! once, and duplicates only after a crash or a lost lease (see `kinesis_examples::audit`).
@@ -63,6 +64,8 @@ struct Workers {
     running: Vec<Child>,
     started: usize,
     killed: HashMap<u32, u64>,
+    /// Each worker signs with a key of its own, so a fault rule can cut off one of them.
+    keys: HashMap<u32, String>,
 }
 
 impl Workers {
@@ -87,10 +90,13 @@ impl Workers {
             .arg("--audit-log")
             .arg(self.dir.join(format!("audit/worker-{n}.jsonl")))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env("AWS_ACCESS_KEY_ID", format!("chaos-worker-{n}"))
+            .env("AWS_SECRET_ACCESS_KEY", "local")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
         let pid = child.id();
+        self.keys.insert(pid, format!("chaos-worker-{n}"));
         self.running.push(child);
         Ok(pid)
     }
@@ -184,6 +190,7 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
         running: Vec::new(),
         started: 0,
         killed: HashMap::new(),
+        keys: HashMap::new(),
     };
     for _ in 0..args.workers {
         workers.start()?;
@@ -236,8 +243,13 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     // The chaos.
     let start = Instant::now();
     let mut actions: Vec<String> = Vec::new();
+    let mut partitions: Vec<(kinesis_testkit::RuleId, Instant, u32)> = Vec::new();
     while start.elapsed().as_secs_f64() < args.seconds {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1500..4000))).await;
+        for (rule, _, pid) in partitions.extract_if(.., |(_, heal_at, _)| *heal_at <= Instant::now()) {
+            aws.dynamodb_faults().remove(rule);
+            eprintln!("chaos: {:5.1} s  healed worker {pid}'s partition", start.elapsed().as_secs_f64());
+        }
         let roll: f64 = rng.random();
         let open = streams::open_shards(&kinesis, STREAM).await?;
         let action = if roll < 0.35 && !workers.running.is_empty() {
@@ -251,6 +263,18 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
             let i = rng.random_range(0..workers.running.len());
             let pid = workers.stop(i);
             format!("SIGTERM worker {pid}")
+        } else if roll < 0.55 && !workers.running.is_empty() {
+            // A network partition: the worker's DynamoDB calls hang unanswered while Kinesis
+            // works. It must stop before its leases move (the checker sees every overlap).
+            let i = rng.random_range(0..workers.running.len());
+            let pid = workers.running[i].id();
+            let key = workers.keys[&pid].clone();
+            let lasts = Duration::from_millis(rng.random_range(3000..15000));
+            let rule = aws
+                .dynamodb_faults()
+                .add_rule(FaultRule::black_hole().from_client(key));
+            partitions.push((rule, Instant::now() + lasts, pid));
+            format!("DynamoDB of worker {pid} black-holed for {:.1} s", lasts.as_secs_f64())
         } else if roll < 0.65 && workers.running.len() <= args.workers {
             format!("started worker {}", workers.start()?)
         } else if roll < 0.82 && open.len() < 8 {

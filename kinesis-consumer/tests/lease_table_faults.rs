@@ -1,0 +1,101 @@
+//! A lease table in trouble: throttled for half the failover time (no lease lost, no shard
+//! stopped), gone during a graceful shutdown (which still ends in bounded time), and the
+//! capacity a worker reports against what the table was billed.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use kinesis_testkit::{FaultRule, LocalAws};
+use support::{Log, builder, leases, produce, spawn_worker};
+
+const FAILOVER: Duration = Duration::from_secs(4);
+
+fn fast(b: kinesis_consumer::WorkerBuilder) -> kinesis_consumer::WorkerBuilder {
+    b.failover_time(FAILOVER)
+        .renewal_interval(Duration::from_millis(1200))
+        .taking_interval(Duration::from_millis(500))
+        .dynamodb_call_timeout(Duration::from_secs(1))
+}
+
+async fn owned_by(aws: &LocalAws, table: &str, worker: &str) -> usize {
+    leases(aws, table)
+        .await
+        .values()
+        .filter(|i| i.get("leaseOwner").and_then(|o| o.as_s().ok()) == Some(&worker.to_owned()))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_throttled_for_half_the_failover_time_loses_no_lease() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("throttled", 4).await.unwrap();
+    let log = Log::default();
+    let (handle, task) = spawn_worker(
+        fast(builder(&aws, "throttled-app", "throttled", "w1").await),
+        "w1",
+        &log,
+    )
+    .await;
+    produce(&aws, "throttled", 400, "a").await;
+    log.wait_for(400, Duration::from_secs(30)).await;
+    assert_eq!(owned_by(&aws, "throttled-app", "w1").await, 4);
+
+    // Every DynamoDB call of every client is throttled for half the failover time.
+    let rule = aws.dynamodb_faults().add_rule(FaultRule::throttle());
+    tokio::time::sleep(FAILOVER / 2).await;
+    assert!(aws.dynamodb_faults().remove(rule));
+    assert!(aws.dynamodb_faults().stats().throttled > 0);
+
+    produce(&aws, "throttled", 400, "b").await;
+    log.wait_for(800, Duration::from_secs(30)).await;
+    let lost: Vec<_> = log
+        .events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.2 == "lost")
+        .cloned()
+        .collect();
+    assert!(lost.is_empty(), "leases lost: {lost:?}");
+    assert_eq!(owned_by(&aws, "throttled-app", "w1").await, 4);
+
+    // What the worker reports is what the table was billed: every write to the table is the
+    // worker's; the reads include this test's own scans, which only the testkit sees.
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+    let reported = handle.lease_table_capacity();
+    let (billed_reads, billed_writes) = aws.dynamodb_capacity().table("throttled-app");
+    println!("worker reported {reported:?}; table billed {billed_reads} RU, {billed_writes} WU");
+    assert!(reported.read_units > 0.0 && reported.read_units <= billed_reads);
+    assert!(
+        (reported.write_units - billed_writes).abs() < 1e-9,
+        "{reported:?} vs {billed_writes} write units"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_ends_in_bounded_time_when_dynamodb_is_gone() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("gone", 8).await.unwrap();
+    let log = Log::default();
+    let (handle, task) = spawn_worker(
+        fast(builder(&aws, "gone-app", "gone", "w1").await),
+        "w1",
+        &log,
+    )
+    .await;
+    produce(&aws, "gone", 200, "a").await;
+    log.wait_for(200, Duration::from_secs(30)).await;
+    assert_eq!(owned_by(&aws, "gone-app", "w1").await, 8);
+
+    aws.dynamodb_faults().add(FaultRule::black_hole());
+    let start = Instant::now();
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+    let took = start.elapsed();
+    println!("shutdown with DynamoDB gone: {took:?} for 8 leases");
+    // Checkpoints at shutdown (in parallel, one per shard) and releases (concurrent) each
+    // wait one call timeout at most; in turn, 8 releases alone would take 8.
+    assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+}
