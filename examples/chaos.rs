@@ -246,9 +246,14 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     let mut partitions: Vec<(kinesis_testkit::RuleId, Instant, u32)> = Vec::new();
     while start.elapsed().as_secs_f64() < args.seconds {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1500..4000))).await;
-        for (rule, _, pid) in partitions.extract_if(.., |(_, heal_at, _)| *heal_at <= Instant::now()) {
+        for (rule, _, pid) in
+            partitions.extract_if(.., |(_, heal_at, _)| *heal_at <= Instant::now())
+        {
             aws.dynamodb_faults().remove(rule);
-            eprintln!("chaos: {:5.1} s  healed worker {pid}'s partition", start.elapsed().as_secs_f64());
+            eprintln!(
+                "chaos: {:5.1} s  healed worker {pid}'s partition",
+                start.elapsed().as_secs_f64()
+            );
         }
         let roll: f64 = rng.random();
         let open = streams::open_shards(&kinesis, STREAM).await?;
@@ -274,7 +279,10 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
                 .dynamodb_faults()
                 .add_rule(FaultRule::black_hole().from_client(key));
             partitions.push((rule, Instant::now() + lasts, pid));
-            format!("DynamoDB of worker {pid} black-holed for {:.1} s", lasts.as_secs_f64())
+            format!(
+                "DynamoDB of worker {pid} black-holed for {:.1} s",
+                lasts.as_secs_f64()
+            )
         } else if roll < 0.65 && workers.running.len() <= args.workers {
             format!("started worker {}", workers.start()?)
         } else if roll < 0.82 && open.len() < 8 {

@@ -351,7 +351,15 @@ impl RecordProcessor for Sink {
         if self.due() {
             // Only what is in a durable file is checkpointed.
             self.flush().await?;
-            self.checkpoint(checkpointer).await?;
+            if let Err(e) = self.checkpoint(checkpointer).await {
+                // The records are in a durable file already: failing the batch would deliver
+                // it again and write it twice. The next checkpoint covers them; a lost lease
+                // ends the shard here either way.
+                if !e.is_retryable() {
+                    return Err(e.into());
+                }
+                tracing::warn!(error = %e, "checkpoint failed; the next one covers these records");
+            }
         }
         Ok(())
     }

@@ -327,9 +327,25 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                 Err(e) => {
                     tracing::warn!(error = %e, "shard end checkpoint failed; retrying");
                     let delay = retries.next_delay().unwrap_or(Duration::from_secs(1));
-                    tokio::time::sleep(delay).await;
-                    if self.signalled() != Signal::Run {
-                        return Exit::Shutdown;
+                    let signal = tokio::select! {
+                        _ = tokio::time::sleep(delay) => self.signalled(),
+                        signal = Self::next_signal(&mut self.signal) => signal,
+                        _ = self.deadline.expired() => Signal::LeaseLost,
+                    };
+                    // The lease may have moved while the checkpoint failed (a partition):
+                    // the processor hears of it, as everywhere else.
+                    let signal = if self.deadline.passed() {
+                        Signal::LeaseLost
+                    } else {
+                        signal
+                    };
+                    match signal {
+                        Signal::Run => {}
+                        Signal::LeaseLost => {
+                            processor.lease_lost().await;
+                            return Exit::LeaseLost;
+                        }
+                        Signal::Shutdown => return Exit::Shutdown,
                     }
                 }
             }
