@@ -90,13 +90,13 @@ impl Workers {
             .arg("--audit-log")
             .arg(self.dir.join(format!("audit/worker-{n}.jsonl")))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("AWS_ACCESS_KEY_ID", format!("chaos-worker-{n}"))
+            .env("AWS_ACCESS_KEY_ID", format!("chaosworker{n}"))
             .env("AWS_SECRET_ACCESS_KEY", "local")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
         let pid = child.id();
-        self.keys.insert(pid, format!("chaos-worker-{n}"));
+        self.keys.insert(pid, format!("chaosworker{n}"));
         self.running.push(child);
         Ok(pid)
     }

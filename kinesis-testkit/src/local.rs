@@ -426,7 +426,8 @@ impl LocalAws {
 
     /// Client options whose requests are signed with `access_key_id`, so that fault rules
     /// made with [`crate::FaultRule::from_client`] match this client's traffic only (one
-    /// worker's, in a partition test). Emulators do not check keys.
+    /// worker's, in a partition test). Use letters and digits only: the embedded emulators
+    /// take any key, but DynamoDB Local refuses others.
     pub fn client_options_for(&self, access_key_id: &str) -> ClientOptions {
         self.client_options()
             .static_credentials(access_key_id, "local")

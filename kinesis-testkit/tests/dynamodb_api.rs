@@ -257,14 +257,14 @@ async fn a_black_hole_for_one_client_holds_its_calls_and_lets_the_others_through
     let admin = aws.client_options().without_sdk_retries().dynamodb().await;
     lease_table(&admin, "cut").await;
     let cut_off = aws
-        .client_options_for("worker-a")
+        .client_options_for("workerA")
         .without_sdk_retries()
         .operation_timeout(std::time::Duration::from_millis(500))
         .dynamodb()
         .await;
     let rule = aws
         .dynamodb_faults()
-        .add_rule(kinesis_testkit::FaultRule::black_hole().from_client("worker-a"));
+        .add_rule(kinesis_testkit::FaultRule::black_hole().from_client("workerA"));
     let started = std::time::Instant::now();
     let held = cut_off.describe_table().table_name("cut").send().await;
     assert!(held.is_err(), "no answer while the partition lasts");
