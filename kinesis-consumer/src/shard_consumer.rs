@@ -140,6 +140,20 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
         }
     }
 
+    /// Waits `delay` unless the worker speaks first; a passed deadline reads as a lost lease.
+    async fn wait(&mut self, delay: Duration) -> Signal {
+        let signal = tokio::select! {
+            _ = tokio::time::sleep(delay) => self.signalled(),
+            signal = Self::next_signal(&mut self.signal) => signal,
+            _ = self.deadline.expired() => Signal::LeaseLost,
+        };
+        if self.deadline.passed() {
+            Signal::LeaseLost
+        } else {
+            signal
+        }
+    }
+
     async fn new_processor(&self) -> F::Processor {
         let mut processor = self.factory.create(&self.ctx.shard_id);
         processor
@@ -284,17 +298,7 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                 return Some(Exit::GaveUp(failure));
             }
             let delay = retries.next_delay().unwrap_or(Duration::from_secs(1));
-            let signal = tokio::select! {
-                _ = tokio::time::sleep(delay) => self.signalled(),
-                signal = Self::next_signal(&mut self.signal) => signal,
-                _ = self.deadline.expired() => Signal::LeaseLost,
-            };
-            let signal = if self.deadline.passed() {
-                Signal::LeaseLost
-            } else {
-                signal
-            };
-            match signal {
+            match self.wait(delay).await {
                 Signal::LeaseLost => {
                     processor.lease_lost().await;
                     return Some(Exit::LeaseLost);
@@ -327,19 +331,9 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                 Err(e) => {
                     tracing::warn!(error = %e, "shard end checkpoint failed; retrying");
                     let delay = retries.next_delay().unwrap_or(Duration::from_secs(1));
-                    let signal = tokio::select! {
-                        _ = tokio::time::sleep(delay) => self.signalled(),
-                        signal = Self::next_signal(&mut self.signal) => signal,
-                        _ = self.deadline.expired() => Signal::LeaseLost,
-                    };
                     // The lease may have moved while the checkpoint failed (a partition):
                     // the processor hears of it, as everywhere else.
-                    let signal = if self.deadline.passed() {
-                        Signal::LeaseLost
-                    } else {
-                        signal
-                    };
-                    match signal {
+                    match self.wait(delay).await {
                         Signal::Run => {}
                         Signal::LeaseLost => {
                             processor.lease_lost().await;
