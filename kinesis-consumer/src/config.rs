@@ -79,6 +79,7 @@ pub(crate) struct Config {
     pub lease_deadline_margin: Duration,
     pub dynamodb_call_timeout: Duration,
     pub kinesis_call_timeout: Duration,
+    pub lease_cleanup_grace: Duration,
 }
 
 impl Config {
@@ -106,6 +107,7 @@ impl Config {
             lease_deadline_margin: Duration::from_secs(1),
             dynamodb_call_timeout: Duration::from_secs(3),
             kinesis_call_timeout: Duration::from_secs(10),
+            lease_cleanup_grace: Duration::from_secs(30 * 60),
         }
     }
 

@@ -62,6 +62,8 @@ pub(crate) struct Parts<F: ProcessorFactory> {
     pub factory: Arc<F>,
     /// The registered stream consumer, in fan-out mode.
     pub consumer_arn: Option<String>,
+    /// Leases of shards the first shard sync did not find, with their counters.
+    pub vanished: Vec<(String, u64)>,
 }
 
 pub(crate) struct Coordinator<F: ProcessorFactory> {
@@ -78,6 +80,8 @@ pub(crate) struct Coordinator<F: ProcessorFactory> {
     renewer_settings: RenewerSettings,
     renewer_stats: Arc<RenewerStats>,
     _renewer_task: AbortOnDrop,
+    /// Leases of shards the stream no longer lists: since when, at which counter.
+    vanished: HashMap<String, (Instant, u64)>,
 }
 
 impl<F: ProcessorFactory> Coordinator<F> {
@@ -103,6 +107,12 @@ impl<F: ProcessorFactory> Coordinator<F> {
             stats: renewer_stats.clone(),
         };
         let task = AbortOnDrop(tokio::spawn(renewer.run()));
+        let now = Instant::now();
+        let vanished = parts
+            .vanished
+            .iter()
+            .map(|(shard, counter)| (shard.clone(), (now, *counter)))
+            .collect();
         Coordinator {
             parts,
             held: HashMap::new(),
@@ -116,6 +126,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             renewer_settings,
             renewer_stats,
             _renewer_task: task,
+            vanished,
         }
     }
 
@@ -159,11 +170,49 @@ impl<F: ProcessorFactory> Coordinator<F> {
     async fn sync(&mut self) {
         let p = &self.parts;
         match shard_sync::sync(&p.kinesis, &p.stream, &p.table, p.config.initial_position).await {
-            Ok(outcome) if !outcome.created.is_empty() => {
-                tracing::debug!(created = ?outcome.created, "new shards have leases");
+            Ok(outcome) => {
+                if !outcome.created.is_empty() {
+                    tracing::debug!(created = ?outcome.created, "new shards have leases");
+                }
+                self.clean_up_vanished(outcome.vanished).await;
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "shard sync failed; will retry"),
+        }
+    }
+
+    /// Deletes the leases of shards that have not been listed for the grace period and whose
+    /// counter stood still all that time.
+    async fn clean_up_vanished(&mut self, vanished: Vec<(String, u64)>) {
+        let now = Instant::now();
+        let grace = self.parts.config.lease_cleanup_grace;
+        let mut seen = HashMap::with_capacity(vanished.len());
+        for (shard, counter) in vanished {
+            let since = match self.vanished.get(&shard) {
+                Some((since, was)) if *was == counter => *since,
+                _ => now,
+            };
+            seen.insert(shard, (since, counter));
+        }
+        self.vanished = seen;
+        let due: Vec<(String, u64)> = self
+            .vanished
+            .iter()
+            .filter(|(_, (since, _))| now.saturating_duration_since(*since) >= grace)
+            .map(|(shard, (_, counter))| (shard.clone(), *counter))
+            .collect();
+        for (shard, counter) in due {
+            match self.parts.table.delete_vanished(&shard, counter).await {
+                Ok(true) => {
+                    tracing::info!(shard = %shard, "lease of a shard that no longer exists deleted");
+                    self.vanished.remove(&shard);
+                }
+                Ok(false) => {
+                    self.vanished.remove(&shard);
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %shard, error = %e, "lease cleanup failed; will retry")
+                }
+            }
         }
     }
 
@@ -209,6 +258,10 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 return;
             }
         };
+        // Leases of shards the stream no longer lists are not taken (reading them fails);
+        // they wait for cleanup, and children no longer wait for them.
+        let mut leases = leases;
+        leases.retain(|l| !self.vanished.contains_key(&l.shard_id));
         let now = Instant::now();
         self.observed.update(&leases, now);
         let me = cfg.worker_id.as_str();

@@ -117,6 +117,9 @@ pub(crate) async fn create_children(
 pub(crate) struct SyncOutcome {
     pub created: Vec<String>,
     pub deleted: Vec<String>,
+    /// Leases of shards the stream no longer lists (aged out of retention, or never of this
+    /// stream), with the counter they had: candidates for cleanup after a grace period.
+    pub vanished: Vec<(String, u64)>,
 }
 
 /// Creates missing leases and deletes finished ones nobody needs any more.
@@ -178,6 +181,13 @@ pub(crate) async fn sync(
         }
         leased.insert(shard.shard_id().to_owned());
     }
+
+    let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id()).collect();
+    outcome.vanished = leases
+        .iter()
+        .filter(|l| !listed.contains(l.shard_id.as_str()))
+        .map(|l| (l.shard_id.clone(), l.counter))
+        .collect();
 
     // A finished lease can go once every child has a lease that has made progress: the
     // children no longer wait on it.

@@ -138,6 +138,13 @@ impl WorkerBuilder {
         lease_deadline_margin: Duration
     );
     setter!(
+        /// How long the lease of a shard the stream no longer lists (it aged out of the
+        /// retention period) stays before it is deleted, unless its counter moves meanwhile
+        /// (default 30 minutes, as KCL's garbage-lease cleanup). Its children then no longer
+        /// wait for it.
+        lease_cleanup_grace: Duration
+    );
+    setter!(
         /// Timeout of every DynamoDB call, retries included (default 3 s).
         dynamodb_call_timeout: Duration
     );
@@ -353,12 +360,13 @@ impl<F: ProcessorFactory> Worker<F> {
         let mut consumer_arn = None;
         // The first sync must succeed: it tells us the stream exists.
         let w = &self;
-        shard_sync::sync(&w.kinesis, &w.stream, &w.table, w.config.initial_position)
-            .await
-            .map_err(|source| ConsumerError::Stream {
-                stream: w.stream.to_string(),
-                source,
-            })?;
+        let first_sync =
+            shard_sync::sync(&w.kinesis, &w.stream, &w.table, w.config.initial_position)
+                .await
+                .map_err(|source| ConsumerError::Stream {
+                    stream: w.stream.to_string(),
+                    source,
+                })?;
         if let RetrievalMode::FanOut { consumer_name } = &w.config.retrieval_mode {
             let arn = retrieval::register_consumer(&w.kinesis, &w.stream, consumer_name)
                 .await
@@ -378,6 +386,7 @@ impl<F: ProcessorFactory> Worker<F> {
             table: self.table,
             factory: self.factory,
             consumer_arn: consumer_arn.clone(),
+            vanished: first_sync.vanished,
         });
         coordinator.run(self.shutdown_rx).await;
         if let Some(arn) = &consumer_arn

@@ -392,6 +392,26 @@ impl LeaseTable {
         self.conditional("UpdateItem", result).map(|_| ())
     }
 
+    /// Deletes the lease of a shard that no longer exists, unless its counter moved since
+    /// `counter` was seen (someone still holds it). Returns whether it was deleted.
+    pub(crate) async fn delete_vanished(
+        &self,
+        shard_id: &str,
+        counter: u64,
+    ) -> Result<bool, ServiceError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .condition_expression("leaseCounter = :counter")
+            .expression_attribute_values(":counter", n(counter))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        Ok(self.conditional("DeleteItem", result)?.is_some())
+    }
+
     /// Deletes a finished lease.
     pub(crate) async fn delete_finished(&self, shard_id: &str) -> Result<bool, ServiceError> {
         let result = self
