@@ -26,6 +26,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::checkpoint::ShardContext;
 use crate::config::Config;
+use crate::lease::cleanup::Vanished;
 use crate::lease::renewer::{Command, Deadline, Lost, Renewer, RenewerSettings, RenewerStats};
 use crate::lease::taker::{self, Observed, TakerSettings};
 use crate::lease::{Lease, LeaseTable};
@@ -80,8 +81,8 @@ pub(crate) struct Coordinator<F: ProcessorFactory> {
     renewer_settings: RenewerSettings,
     renewer_stats: Arc<RenewerStats>,
     _renewer_task: AbortOnDrop,
-    /// Leases of shards the stream no longer lists: since when, at which counter.
-    vanished: HashMap<String, (Instant, u64)>,
+    /// Leases of shards the stream no longer lists.
+    vanished: Vanished,
 }
 
 impl<F: ProcessorFactory> Coordinator<F> {
@@ -107,12 +108,12 @@ impl<F: ProcessorFactory> Coordinator<F> {
             stats: renewer_stats.clone(),
         };
         let task = AbortOnDrop(tokio::spawn(renewer.run()));
-        let now = Instant::now();
-        let vanished = parts
-            .vanished
-            .iter()
-            .map(|(shard, counter)| (shard.clone(), (now, *counter)))
-            .collect();
+        let mut vanished = Vanished::default();
+        vanished.observe(
+            parts.vanished.clone(),
+            Instant::now(),
+            parts.config.lease_cleanup_grace,
+        );
         Coordinator {
             parts,
             held: HashMap::new(),
@@ -180,34 +181,16 @@ impl<F: ProcessorFactory> Coordinator<F> {
         }
     }
 
-    /// Deletes the leases of shards that have not been listed for the grace period and whose
-    /// counter stood still all that time.
-    async fn clean_up_vanished(&mut self, vanished: Vec<(String, u64)>) {
-        let now = Instant::now();
+    /// Deletes the leases of shards that have not been listed for the grace period.
+    async fn clean_up_vanished(&mut self, unlisted: Vec<(String, u64)>) {
         let grace = self.parts.config.lease_cleanup_grace;
-        let mut seen = HashMap::with_capacity(vanished.len());
-        for (shard, counter) in vanished {
-            let since = match self.vanished.get(&shard) {
-                Some((since, was)) if *was == counter => *since,
-                _ => now,
-            };
-            seen.insert(shard, (since, counter));
-        }
-        self.vanished = seen;
-        let due: Vec<(String, u64)> = self
-            .vanished
-            .iter()
-            .filter(|(_, (since, _))| now.saturating_duration_since(*since) >= grace)
-            .map(|(shard, (_, counter))| (shard.clone(), *counter))
-            .collect();
-        for (shard, counter) in due {
+        for (shard, counter) in self.vanished.observe(unlisted, Instant::now(), grace) {
             match self.parts.table.delete_vanished(&shard, counter).await {
-                Ok(true) => {
-                    tracing::info!(shard = %shard, "lease of a shard that no longer exists deleted");
-                    self.vanished.remove(&shard);
-                }
-                Ok(false) => {
-                    self.vanished.remove(&shard);
+                Ok(deleted) => {
+                    if deleted {
+                        tracing::info!(shard = %shard, "lease of a shard that no longer exists deleted");
+                    }
+                    self.vanished.forget(&shard);
                 }
                 Err(e) => {
                     tracing::warn!(shard = %shard, error = %e, "lease cleanup failed; will retry")
@@ -261,7 +244,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         // Leases of shards the stream no longer lists are not taken (reading them fails);
         // they wait for cleanup, and children no longer wait for them.
         let mut leases = leases;
-        leases.retain(|l| !self.vanished.contains_key(&l.shard_id));
+        leases.retain(|l| !self.vanished.contains(&l.shard_id));
         let now = Instant::now();
         self.observed.update(&leases, now);
         let me = cfg.worker_id.as_str();

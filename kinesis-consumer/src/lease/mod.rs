@@ -12,6 +12,7 @@
 //! counter move, and a lease whose counter has not moved for the failover time is expired.
 
 mod capacity;
+pub(crate) mod cleanup;
 mod item;
 pub(crate) mod renewer;
 mod table;
