@@ -157,6 +157,9 @@ async fn main() {
     .await;
     let owned = owned.map(|_| cold.elapsed());
     println!("  every lease owned after   {}", shown(owned));
+    let starting: Vec<WorkerHandle> = fleet.iter().map(|(h, _)| h.clone()).collect();
+    let (cold_reads, cold_writes) = total_capacity(&starting);
+    println!("  until then: {cold_reads:.0} read units, {cold_writes:.0} write units");
     let workers = args.workers;
     let even = wait_for(&observer, table, bound, |o| balanced(o, leases, workers)).await;
     println!(

@@ -120,6 +120,55 @@ pub(crate) struct SyncOutcome {
     /// Leases of shards the stream no longer lists (aged out of retention, or never of this
     /// stream), with the counter they had: candidates for cleanup after a grace period.
     pub vanished: Vec<(String, u64)>,
+    /// Creation stopped early because another worker was creating the same leases.
+    pub incomplete: bool,
+}
+
+/// Leases created at once by one sync.
+const CREATE_CONCURRENCY: usize = 16;
+
+/// Creates one wave of leases, several at once. Stops starting new ones once as many were
+/// refused as run at once (`true`): another worker is creating them.
+async fn create_wave(
+    table: &LeaseTable,
+    wave: Vec<Lease>,
+) -> Result<(Vec<String>, bool), ServiceError> {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let refused = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut results = futures_util::stream::iter(wave.into_iter().map(|lease| {
+        let refused = refused.clone();
+        async move {
+            if refused.load(Ordering::Relaxed) >= CREATE_CONCURRENCY {
+                return Ok(None);
+            }
+            let created = table.create_if_absent(&lease).await?;
+            if !created {
+                refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, ServiceError>(Some((lease, created)))
+        }
+    }))
+    .buffer_unordered(CREATE_CONCURRENCY);
+    let mut created = Vec::new();
+    let mut failure = None;
+    while let Some(result) = results.next().await {
+        match result {
+            Ok(Some((lease, true))) => {
+                tracing::debug!(shard = %lease.shard_id, checkpoint = %lease.checkpoint, "lease created");
+                created.push(lease.shard_id);
+            }
+            Ok(_) => {}
+            Err(e) => failure = Some(e),
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok((
+            created,
+            refused.load(Ordering::Relaxed) >= CREATE_CONCURRENCY,
+        )),
+    }
 }
 
 /// Creates missing leases and deletes finished ones nobody needs any more.
@@ -149,6 +198,10 @@ pub(crate) async fn sync(
         .map(|s| s.shard_id().to_owned())
         .collect();
 
+    // Parents are created before their children (a child whose parent has no lease would
+    // start at once): each wave holds the leases whose parents are in earlier waves.
+    let mut waves: Vec<Vec<Lease>> = Vec::new();
+    let mut wave_of: HashMap<String, usize> = HashMap::new();
     for shard in topological(&shards) {
         if leased.contains(shard.shard_id()) || finished_before.contains(shard.shard_id()) {
             continue;
@@ -169,17 +222,35 @@ pub(crate) async fn sync(
                 InitialPosition::Latest => Checkpoint::Latest,
             }
         };
+        let wave = waiting_on
+            .iter()
+            .filter_map(|p| wave_of.get(p).map(|w| w + 1))
+            .max()
+            .unwrap_or(0);
         let mut lease = Lease::new(shard.shard_id(), checkpoint);
         lease.parent_shard_ids = waiting_on;
         if let Some(range) = shard.hash_key_range() {
             lease.starting_hash_key = Some(range.starting_hash_key().to_owned());
             lease.ending_hash_key = Some(range.ending_hash_key().to_owned());
         }
-        if table.create_if_absent(&lease).await? {
-            tracing::debug!(shard = shard.shard_id(), checkpoint = %lease.checkpoint, "lease created");
-            outcome.created.push(shard.shard_id().to_owned());
+        wave_of.insert(shard.shard_id().to_owned(), wave);
+        if waves.len() <= wave {
+            waves.resize_with(wave + 1, Vec::new);
         }
+        waves[wave].push(lease);
         leased.insert(shard.shard_id().to_owned());
+    }
+    for mut wave in waves {
+        // In random order, so workers starting together mostly create different leases.
+        rand::seq::SliceRandom::shuffle(wave.as_mut_slice(), &mut rand::rng());
+        let (created, contended) = create_wave(table, wave).await?;
+        outcome.created.extend(created);
+        if contended {
+            // Another worker is creating the same leases (workers starting together): leave
+            // the rest to it and look again soon.
+            outcome.incomplete = true;
+            break;
+        }
     }
 
     let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id()).collect();

@@ -44,6 +44,23 @@ impl Observed {
         self.seen.retain(|k, _| present.contains(k));
     }
 
+    /// The next moment, after `now`, at which a lease of another worker expires if its
+    /// counter keeps standing still: a taking round then fails it over without waiting for
+    /// the next interval.
+    pub(crate) fn next_expiry(
+        &self,
+        me: &str,
+        now: Instant,
+        failover: Duration,
+    ) -> Option<Instant> {
+        self.seen
+            .values()
+            .filter(|(_, owner, _)| owner.as_deref().is_some_and(|o| o != me))
+            .map(|(_, _, since)| *since + failover)
+            .filter(|at| *at > now)
+            .min()
+    }
+
     /// Whether a lease is free to take: no owner, or its counter stood still for `failover`.
     pub(crate) fn is_expired(&self, lease: &Lease, now: Instant, failover: Duration) -> bool {
         if lease.owner.is_none() {
@@ -193,6 +210,28 @@ mod tests {
         observed.update(&table, Instant::now());
         assert!(observed.is_expired(&table[0], Instant::now(), SETTINGS.failover));
         assert!(!observed.is_expired(&table[1], Instant::now(), SETTINGS.failover));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_expiry_is_that_of_the_stillest_lease_of_another_worker() {
+        let start = Instant::now();
+        let mut table = leases(&[Some("a"), Some("b"), Some("me"), None]);
+        let mut observed = Observed::default();
+        observed.update(&table, start);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        table[0].counter += 1; // "a" renewed; "b" did not
+        observed.update(&table, Instant::now());
+        let failover = SETTINGS.failover;
+        assert_eq!(
+            observed.next_expiry("me", Instant::now(), failover),
+            Some(start + failover)
+        );
+        // Once passed, only expiries still to come count.
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert_eq!(
+            observed.next_expiry("me", Instant::now(), failover),
+            Some(start + Duration::from_secs(3) + failover)
+        );
     }
 
     #[tokio::test(start_paused = true)]
