@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -66,8 +65,6 @@ pub(crate) struct Parts<F: ProcessorFactory> {
     pub consumer_arn: Option<String>,
     /// Leases of shards the first shard sync did not find, with their counters.
     pub vanished: Vec<(String, u64)>,
-    /// The first shard sync left lease creation to another worker: sync again soon.
-    pub resync: bool,
 }
 
 pub(crate) struct Coordinator<F: ProcessorFactory> {
@@ -111,7 +108,6 @@ impl<F: ProcessorFactory> Coordinator<F> {
             stats: renewer_stats.clone(),
         };
         let task = AbortOnDrop(tokio::spawn(renewer.run()));
-        let resync = parts.resync;
         let mut vanished = Vanished::default();
         vanished.observe(
             parts.vanished.clone(),
@@ -125,7 +121,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             observed: Observed::default(),
             tasks: JoinSet::new(),
             next_generation: 0,
-            sync_wanted: resync,
+            sync_wanted: false,
             renewer: commands,
             lost,
             renewer_settings,
@@ -184,7 +180,6 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let p = &self.parts;
         match shard_sync::sync(&p.kinesis, &p.stream, &p.table, p.config.initial_position).await {
             Ok(outcome) => {
-                self.sync_wanted |= outcome.incomplete;
                 if !outcome.created.is_empty() {
                     tracing::debug!(created = ?outcome.created, "new shards have leases");
                 }
@@ -301,31 +296,16 @@ impl<F: ProcessorFactory> Coordinator<F> {
         }
         let table = self.parts.table.clone();
         let owner = cfg.worker_id.clone();
-        // Workers starting together on a cold table all race for the same leases: once a
-        // round's takes are refused this often, the rest wait for the next scan, which shows
-        // who took what (instead of one refused conditional write per lease per worker).
-        let refused = Arc::new(AtomicUsize::new(0));
         let mut takes = futures_util::stream::iter(to_take.into_iter().map(|seen| {
-            let (table, owner, refused) = (table.clone(), owner.clone(), refused.clone());
+            let (table, owner) = (table.clone(), owner.clone());
             async move {
                 let sent = Instant::now();
-                let result = if refused.load(Ordering::Relaxed) >= CALL_CONCURRENCY {
-                    None
-                } else {
-                    let result = table.take(&seen, &owner).await;
-                    if matches!(result, Ok(None)) {
-                        refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Some(result)
-                };
+                let result = table.take(&seen, &owner).await;
                 (seen, sent, result)
             }
         }))
         .buffer_unordered(CALL_CONCURRENCY);
         while let Some((seen, sent, result)) = takes.next().await {
-            let Some(result) = result else {
-                continue; // left for the next round
-            };
             // Stolen from a live worker: it stops at its next renewal, or at the latest at
             // its deadline, which passes within the failover time of our take; until then
             // the shard waits, so it is never processed by two workers at once.

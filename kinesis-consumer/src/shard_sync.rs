@@ -120,41 +120,25 @@ pub(crate) struct SyncOutcome {
     /// Leases of shards the stream no longer lists (aged out of retention, or never of this
     /// stream), with the counter they had: candidates for cleanup after a grace period.
     pub vanished: Vec<(String, u64)>,
-    /// Creation stopped early because another worker was creating the same leases.
-    pub incomplete: bool,
 }
 
 /// Leases created at once by one sync.
 const CREATE_CONCURRENCY: usize = 16;
 
-/// Creates one wave of leases, several at once. Stops starting new ones once as many were
-/// refused as run at once (`true`): another worker is creating them.
-async fn create_wave(
-    table: &LeaseTable,
-    wave: Vec<Lease>,
-) -> Result<(Vec<String>, bool), ServiceError> {
+/// Creates one wave of leases, several at once (workers starting together on a cold table
+/// each try every lease; the refused writes are a one-off cost, less than a renewal round).
+async fn create_wave(table: &LeaseTable, wave: Vec<Lease>) -> Result<Vec<String>, ServiceError> {
     use futures_util::StreamExt;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let refused = std::sync::Arc::new(AtomicUsize::new(0));
-    let mut results = futures_util::stream::iter(wave.into_iter().map(|lease| {
-        let refused = refused.clone();
-        async move {
-            if refused.load(Ordering::Relaxed) >= CREATE_CONCURRENCY {
-                return Ok(None);
-            }
-            let created = table.create_if_absent(&lease).await?;
-            if !created {
-                refused.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<_, ServiceError>(Some((lease, created)))
-        }
+    let mut results = futures_util::stream::iter(wave.into_iter().map(|lease| async move {
+        let created = table.create_if_absent(&lease).await?;
+        Ok::<_, ServiceError>((lease, created))
     }))
     .buffer_unordered(CREATE_CONCURRENCY);
     let mut created = Vec::new();
     let mut failure = None;
     while let Some(result) = results.next().await {
         match result {
-            Ok(Some((lease, true))) => {
+            Ok((lease, true)) => {
                 tracing::debug!(shard = %lease.shard_id, checkpoint = %lease.checkpoint, "lease created");
                 created.push(lease.shard_id);
             }
@@ -162,13 +146,7 @@ async fn create_wave(
             Err(e) => failure = Some(e),
         }
     }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok((
-            created,
-            refused.load(Ordering::Relaxed) >= CREATE_CONCURRENCY,
-        )),
-    }
+    failure.map_or(Ok(created), Err)
 }
 
 /// Creates missing leases and deletes finished ones nobody needs any more.
@@ -241,16 +219,9 @@ pub(crate) async fn sync(
         leased.insert(shard.shard_id().to_owned());
     }
     for mut wave in waves {
-        // In random order, so workers starting together mostly create different leases.
+        // In random order, so workers starting together mostly create different leases first.
         rand::seq::SliceRandom::shuffle(wave.as_mut_slice(), &mut rand::rng());
-        let (created, contended) = create_wave(table, wave).await?;
-        outcome.created.extend(created);
-        if contended {
-            // Another worker is creating the same leases (workers starting together): leave
-            // the rest to it and look again soon.
-            outcome.incomplete = true;
-            break;
-        }
+        outcome.created.extend(create_wave(table, wave).await?);
     }
 
     let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id()).collect();

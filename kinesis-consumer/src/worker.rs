@@ -387,7 +387,6 @@ impl<F: ProcessorFactory> Worker<F> {
             factory: self.factory,
             consumer_arn: consumer_arn.clone(),
             vanished: first_sync.vanished,
-            resync: first_sync.incomplete,
         });
         coordinator.run(self.shutdown_rx).await;
         if let Some(arn) = &consumer_arn

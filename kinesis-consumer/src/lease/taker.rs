@@ -7,14 +7,16 @@
 //! * **Target** = ceil(available leases / live workers), live workers being the owners of
 //!   unexpired leases plus this one. Finished leases and children whose parents are not
 //!   finished are not available.
-//! * Below target, take expired leases first (in random order, so workers starting together
-//!   do not all race for the same ones); if none, steal at most `max_steal` leases from the
+//! * Below target, take expired leases first, this worker's share of them first (a hash of
+//!   the shard id over the sorted live workers), so workers that see the same fleet split a
+//!   crashed or departed worker's leases without racing for the same ones; if none, steal at most `max_steal` leases from the
 //!   most loaded worker, and only down to the target, so a large imbalance is fixed in one
 //!   round and a balanced fleet (every worker within one of the target) never moves a lease.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use kinesis_common::HashKey;
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
 
@@ -131,7 +133,15 @@ pub(crate) fn choose(
     }
     let need = target - mine;
     if !expired.is_empty() {
+        // Workers that see the same fleet split the expired leases between them instead of
+        // racing for the same ones: this worker's share first (by the shard id's hash), then
+        // the rest, each in random order.
+        let mut fleet: Vec<&str> = load.keys().copied().collect();
+        fleet.sort_unstable();
+        let share = fleet.iter().position(|w| *w == me).unwrap_or(0) as u128;
+        let n = fleet.len() as u128;
         expired.shuffle(&mut rand::rng());
+        expired.sort_by_key(|l| HashKey::from_partition_key(&l.shard_id).0 % n != share);
         return expired.into_iter().take(need).cloned().collect();
     }
     // Steal from the most loaded worker, only while it is above target.
@@ -272,6 +282,33 @@ mod tests {
         for me in ["a", "b", "c"] {
             assert!(choose(&nearly, &observed, me, Instant::now(), unlimited).is_empty());
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn survivors_split_released_leases_without_racing_for_the_same_ones() {
+        // "a", "b", "c" hold 100 each; "gone" released its 300.
+        let mut owners: Vec<Option<&str>> = Vec::new();
+        for w in ["a", "b", "c"] {
+            owners.extend(std::iter::repeat_n(Some(w), 100));
+        }
+        owners.extend(std::iter::repeat_n(None, 300));
+        let table = leases(&owners);
+        let mut observed = Observed::default();
+        observed.update(&table, Instant::now());
+        let mut taken = HashSet::new();
+        let mut total = 0;
+        for me in ["a", "b", "c"] {
+            let chosen = choose(&table, &observed, me, Instant::now(), SETTINGS);
+            assert_eq!(chosen.len(), 100);
+            total += chosen.len();
+            taken.extend(chosen.into_iter().map(|l| l.shard_id));
+        }
+        // Hash shares are not exactly even, so a few overlap; most do not.
+        assert!(
+            taken.len() >= total * 9 / 10,
+            "{} distinct of {total}",
+            taken.len()
+        );
     }
 
     #[tokio::test(start_paused = true)]
