@@ -128,7 +128,9 @@ async fn a_worker_cut_off_from_dynamodb_stops_before_its_leases_move_and_rejoins
 
     // Every batch a received on its old shards came before b started each of them, and a's
     // processors were told the lease was lost.
-    let b_started: HashMap<String, Instant> = {
+    // The table shows the take before b's processor is initialised (b first asks Kinesis
+    // for an iterator), so wait for both starts.
+    let b_started = |log: &Log| -> HashMap<String, Instant> {
         let events = log.events.lock().unwrap();
         events
             .iter()
@@ -138,6 +140,11 @@ async fn a_worker_cut_off_from_dynamodb_stops_before_its_leases_move_and_rejoins
             .map(|(_, s, _, at)| (s.clone(), *at))
             .collect()
     };
+    let waiting = Instant::now();
+    while b_started(&log).len() < 2 && waiting.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let b_started = b_started(&log);
     assert_eq!(b_started.len(), 2, "b started both of a's shards");
     for d in log.deliveries.lock().unwrap().iter() {
         if d.worker == "worker-a"
