@@ -102,11 +102,18 @@ fn shown(d: Option<Duration>) -> String {
     })
 }
 
-fn total_capacity(handles: &[WorkerHandle]) -> (f64, f64) {
-    handles.iter().fold((0.0, 0.0), |(r, w), h| {
-        let c = h.lease_table_capacity();
-        (r + c.read_units, w + c.write_units)
-    })
+/// Read and write units so far: (lease table, coordinator table), each (reads, writes).
+fn total_capacity(handles: &[WorkerHandle]) -> ((f64, f64), (f64, f64)) {
+    handles
+        .iter()
+        .fold(((0.0, 0.0), (0.0, 0.0)), |((lr, lw), (cr, cw)), h| {
+            let l = h.lease_table_capacity();
+            let c = h.coordinator_table_capacity();
+            (
+                (lr + l.read_units, lw + l.write_units),
+                (cr + c.read_units, cw + c.write_units),
+            )
+        })
 }
 
 #[tokio::main]
@@ -158,8 +165,12 @@ async fn main() {
     let owned = owned.map(|_| cold.elapsed());
     println!("  every lease owned after   {}", shown(owned));
     let starting: Vec<WorkerHandle> = fleet.iter().map(|(h, _)| h.clone()).collect();
-    let (cold_reads, cold_writes) = total_capacity(&starting);
-    println!("  until then: {cold_reads:.0} read units, {cold_writes:.0} write units");
+    let ((lr, lw), (cr, cw)) = total_capacity(&starting);
+    println!(
+        "  until then: {:.0} read units, {:.0} write units (coordinator table: {cr:.0} and {cw:.0} of them)",
+        lr + cr,
+        lw + cw
+    );
     let workers = args.workers;
     let even = wait_for(&observer, table, bound, |o| balanced(o, leases, workers)).await;
     println!(
@@ -168,16 +179,24 @@ async fn main() {
     );
 
     let handles: Vec<WorkerHandle> = fleet.iter().map(|(h, _)| h.clone()).collect();
-    let (r0, w0) = total_capacity(&handles);
+    let before = total_capacity(&handles);
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
-    let (r1, w1) = total_capacity(&handles);
+    let after = total_capacity(&handles);
     let secs = window.elapsed().as_secs_f64();
-    let (rps, wps) = ((r1 - r0) / secs, (w1 - w0) / secs);
+    let rate = |a: f64, b: f64| (a - b) / secs;
+    let (lease_r, lease_w) = (rate(after.0.0, before.0.0), rate(after.0.1, before.0.1));
+    let (coord_r, coord_w) = (rate(after.1.0, before.1.0), rate(after.1.1, before.1.1));
+    let (rps, wps) = (lease_r + coord_r, lease_w + coord_w);
     println!(
-        "  steady state: {rps:.1} read units/s, {wps:.1} write units/s ({:.3} RU/s and {:.3} WU/s per lease)",
+        "  steady state: {rps:.1} read units/s, {wps:.1} write units/s ({:.4} RU/s and {:.3} WU/s per lease)",
         rps / leases as f64,
         wps / leases as f64
+    );
+    println!(
+        "    lease table {lease_r:.1} RU/s {lease_w:.1} WU/s; coordinator table {coord_r:.1} RU/s {coord_w:.1} WU/s ({:.2} RU/s and {:.2} WU/s per worker)",
+        coord_r / workers as f64,
+        coord_w / workers as f64
     );
     // KCL from its defaults: a lease item ≈ 350 B; failover 10 s, renewal every 3.33 s.
     let table_kb = leases as f64 * 350.0 / 1024.0;

@@ -91,7 +91,7 @@ impl Config {
             initial_position: InitialPosition::TrimHorizon,
             failover_time: Duration::from_secs(10),
             renewal_interval: Duration::from_millis(3333),
-            taking_interval: Duration::from_secs(1),
+            taking_interval: Duration::from_secs(20),
             max_leases_per_worker: usize::MAX,
             max_leases_to_steal: usize::MAX,
             shard_sync_interval: Duration::from_secs(60),

@@ -1,18 +1,22 @@
-//! The coordinator: the worker's loop that decides which leases to hold, starts and stops
-//! one shard consumer per held lease, and keeps shard discovery going.
+//! The coordinator: the worker's loop that takes the leases the leader assigns it, starts
+//! and stops one shard consumer per held lease, and hands its leases on when it leaves.
 //!
 //! ```text
-//!             ┌── scan + take every taking interval ──▶ lease table
-//!  Coordinator┼── shard sync (start, interval, when a shard ends without named children)
+//!             ┌── Heartbeat task ──▶ coordinator table ──▶ plan, standby, fenced (watch)
+//!  Coordinator┼── Leader task (elects itself, or stands by, or follows)
+//!             ├── takes what the plan says ──▶ lease table
 //!             ├── Hold / Drop ──▶ Renewer task (its own, fixed rate) ──▶ lease table
 //!             │◀── Lost ─────────┘
-//!             └── spawns / signals ──▶ ShardConsumer per held lease (stops by itself at its deadline)
+//!             └── spawns / signals ──▶ ShardConsumer per held lease (stops by itself at its
+//!                                      deadline: the earlier of its lease's and the worker's)
 //! ```
 //!
 //! Everything it spawns is owned by the future of [`crate::Worker::run`]: dropping that
 //! future (a crash, as far as other workers can tell) stops all of it without releasing
-//! leases, and they expire after the failover time. A graceful shutdown lets each processor
-//! checkpoint, then releases every lease at once (concurrently, each call with a timeout).
+//! leases; the leader fences the worker once its heartbeat has stood still for the failover
+//! time and hands the leases on. A graceful shutdown lets each processor checkpoint, then
+//! releases every lease at once and assigns them to live workers itself, so they move
+//! without waiting for the leader.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,16 +24,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use kinesis_common::stream::StreamRef;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use crate::checkpoint::ShardContext;
 use crate::config::Config;
-use crate::lease::cleanup::Vanished;
+use crate::fleet::heartbeat::{Heartbeat, HeartbeatSettings, Membership};
+use crate::fleet::leader::{Leader, LeaderSettings};
+use crate::fleet::state_table::{Assignment, PLAN_CHUNK, StateTable};
 use crate::lease::renewer::{Command, Deadline, Lost, Renewer, RenewerSettings, RenewerStats};
-use crate::lease::taker::{self, Observed, TakerSettings};
-use crate::lease::{Lease, LeaseTable};
+use crate::lease::{Checkpoint, Lease, LeaseTable};
 use crate::processor::ProcessorFactory;
 use crate::retrieval::{FanOutFetcher, Fetcher, PollingFetcher};
 use crate::shard_consumer::{Exit, ShardConsumer, Signal};
@@ -45,7 +50,7 @@ struct Held {
     signal: watch::Sender<Signal>,
 }
 
-/// Aborts a task when dropped: the renewer ends with the coordinator, however it ends.
+/// Aborts a task when dropped: the helpers end with the coordinator, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -60,11 +65,12 @@ pub(crate) struct Parts<F: ProcessorFactory> {
     pub stream: StreamRef,
     pub kinesis: aws_sdk_kinesis::Client,
     pub table: LeaseTable,
+    pub state: StateTable,
     pub factory: Arc<F>,
     /// The registered stream consumer, in fan-out mode.
     pub consumer_arn: Option<String>,
-    /// Leases of shards the first shard sync did not find, with their counters.
-    pub vanished: Vec<(String, u64)>,
+    /// The lock version while this worker leads.
+    pub leading: watch::Sender<Option<String>>,
 }
 
 pub(crate) struct Coordinator<F: ProcessorFactory> {
@@ -72,23 +78,26 @@ pub(crate) struct Coordinator<F: ProcessorFactory> {
     held: HashMap<String, Held>,
     /// Consumers told their lease is lost that have not ended yet, with their signal.
     stopping: HashMap<String, (u64, watch::Sender<Signal>)>,
-    observed: Observed,
     tasks: JoinSet<(String, u64, Exit)>,
     next_generation: u64,
-    sync_wanted: bool,
     renewer: mpsc::UnboundedSender<Command>,
     lost: mpsc::UnboundedReceiver<Lost>,
     renewer_settings: RenewerSettings,
-    renewer_stats: Arc<RenewerStats>,
+    membership: watch::Receiver<Membership>,
+    worker_deadline: watch::Receiver<Instant>,
+    /// Times fenced, as last acted on.
+    fenced: u64,
+    /// Plan entries acted on: shard → counter of the entry.
+    done: HashMap<String, u64>,
     _renewer_task: AbortOnDrop,
-    /// Leases of shards the stream no longer lists.
-    vanished: Vanished,
+    heartbeat_task: Option<AbortOnDrop>,
+    leader_task: Option<AbortOnDrop>,
 }
 
 impl<F: ProcessorFactory> Coordinator<F> {
-    /// Starts the renewer; nothing is held yet.
+    /// Starts the renewer, the heartbeat and the leader tasks; nothing is held yet.
     pub(crate) fn new(parts: Parts<F>) -> Self {
-        let cfg = &parts.config;
+        let cfg = parts.config.clone();
         let renewer_settings = RenewerSettings {
             interval: cfg.renewal_interval,
             failover: cfg.failover_time,
@@ -107,64 +116,76 @@ impl<F: ProcessorFactory> Coordinator<F> {
             lost: lost_tx,
             stats: renewer_stats.clone(),
         };
-        let task = AbortOnDrop(tokio::spawn(renewer.run()));
-        let mut vanished = Vanished::default();
-        vanished.observe(
-            parts.vanished.clone(),
-            Instant::now(),
-            parts.config.lease_cleanup_grace,
-        );
+        let renewer_task = AbortOnDrop(tokio::spawn(renewer.run()));
+
+        let heartbeat = heartbeat_settings(&cfg);
+        let (deadline_tx, worker_deadline) = watch::channel(Instant::now());
+        let (membership_tx, membership) = watch::channel(Membership::default());
+        let poke = Arc::new(Notify::new());
+        let max_leases = cfg.max_leases_per_worker;
+        let stats = renewer_stats.clone();
+        let heartbeat_task = AbortOnDrop(tokio::spawn(
+            Heartbeat {
+                table: parts.state.clone(),
+                worker_id: cfg.worker_id.clone(),
+                settings: heartbeat,
+                capacity: Arc::new(move || stats.capacity(&renewer_settings).min(max_leases)),
+                deadline: deadline_tx,
+                membership: membership_tx,
+                poke: poke.clone(),
+            }
+            .run(),
+        ));
+        let leader_task = AbortOnDrop(tokio::spawn(
+            Leader {
+                state: parts.state.clone(),
+                leases: parts.table.clone(),
+                kinesis: parts.kinesis.clone(),
+                stream: parts.stream.clone(),
+                me: cfg.worker_id.clone(),
+                settings: leader_settings(&cfg, heartbeat.interval),
+                membership: membership.clone(),
+                poke,
+                leading: parts.leading.clone(),
+            }
+            .run(),
+        ));
         Coordinator {
             parts,
             held: HashMap::new(),
             stopping: HashMap::new(),
-            observed: Observed::default(),
             tasks: JoinSet::new(),
             next_generation: 0,
-            sync_wanted: false,
             renewer: commands,
             lost,
             renewer_settings,
-            renewer_stats,
-            _renewer_task: task,
-            vanished,
+            membership,
+            worker_deadline,
+            fenced: 0,
+            done: HashMap::new(),
+            _renewer_task: renewer_task,
+            heartbeat_task: Some(heartbeat_task),
+            leader_task: Some(leader_task),
         }
     }
 
     /// Runs until `shutdown` turns true, then shuts down gracefully.
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let cfg = self.parts.config.clone();
-        self.take_leases().await;
-        let mut take = tokio::time::interval(cfg.taking_interval);
-        let mut sync = tokio::time::interval(cfg.shard_sync_interval);
-        for timer in [&mut take, &mut sync] {
-            timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            timer.reset();
-        }
         loop {
-            // A lease of another worker that stops moving is failed over the moment it
-            // expires, not up to a taking interval later.
-            let expiry =
-                self.observed
-                    .next_expiry(&cfg.worker_id, Instant::now(), cfg.failover_time);
             tokio::select! {
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
-                _ = async { if let Some(at) = expiry { tokio::time::sleep_until(at).await } }, if expiry.is_some() => {
-                    self.take_leases().await;
-                }
                 Some(lost) = self.lost.recv() => {
                     if self.held.get(&lost.shard_id).is_some_and(|h| h.generation == lost.generation) {
                         tracing::info!(shard = %lost.shard_id, reason = ?lost.reason, "lease lost");
                         self.lose(&lost.shard_id);
                     }
                 }
-                _ = take.tick() => {
-                    self.take_leases().await;
-                    if std::mem::take(&mut self.sync_wanted) {
-                        self.sync().await;
+                changed = self.membership.changed() => {
+                    if changed.is_err() {
+                        break;
                     }
+                    self.follow_plan().await;
                 }
-                _ = sync.tick() => self.sync().await,
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     match joined {
                         Ok((shard, generation, exit)) => self.on_exit(shard, generation, exit).await,
@@ -176,33 +197,81 @@ impl<F: ProcessorFactory> Coordinator<F> {
         self.graceful_shutdown().await;
     }
 
-    async fn sync(&mut self) {
-        let p = &self.parts;
-        match shard_sync::sync(&p.kinesis, &p.stream, &p.table, p.config.initial_position).await {
-            Ok(outcome) => {
-                if !outcome.created.is_empty() {
-                    tracing::debug!(created = ?outcome.created, "new shards have leases");
-                }
-                self.clean_up_vanished(outcome.vanished).await;
+    /// Acts on the heartbeat's news: drops everything when fenced, takes what the plan says.
+    async fn follow_plan(&mut self) {
+        let membership = self.membership.borrow_and_update().clone();
+        if membership.fenced != self.fenced {
+            self.fenced = membership.fenced;
+            let shards: Vec<String> = self.held.keys().cloned().collect();
+            for shard in shards {
+                self.lose(&shard);
             }
-            Err(e) => tracing::warn!(error = %e, "shard sync failed; will retry"),
+            self.done.clear();
         }
-    }
-
-    /// Deletes the leases of shards that have not been listed for the grace period.
-    async fn clean_up_vanished(&mut self, unlisted: Vec<(String, u64)>) {
-        let grace = self.parts.config.lease_cleanup_grace;
-        for (shard, counter) in self.vanished.observe(unlisted, Instant::now(), grace) {
-            match self.parts.table.delete_vanished(&shard, counter).await {
-                Ok(deleted) => {
-                    if deleted {
-                        tracing::info!(shard = %shard, "lease of a shard that no longer exists deleted");
-                    }
-                    self.vanished.forget(&shard);
+        let Some(state) = membership
+            .state
+            .filter(|s| s.incarnation == membership.incarnation)
+        else {
+            return;
+        };
+        // Entries gone from the plan need no memory any more.
+        self.done
+            .retain(|shard, _| state.plan.iter().any(|a| a.shard_id == *shard));
+        let todo: Vec<Assignment> = state
+            .plan
+            .into_iter()
+            .filter(|a| self.done.get(&a.shard_id) != Some(&a.counter))
+            .collect();
+        if todo.is_empty() {
+            return;
+        }
+        let cfg = self.parts.config.clone();
+        let mut takes = Vec::new();
+        for a in &todo {
+            self.done.insert(a.shard_id.clone(), a.counter);
+            if !self.held.contains_key(&a.shard_id) && !self.stopping.contains_key(&a.shard_id) {
+                takes.push(a.clone());
+            }
+        }
+        let table = self.parts.table.clone();
+        let me = cfg.worker_id.clone();
+        let mut results = futures_util::stream::iter(takes.into_iter().map(|a| {
+            let (table, me) = (table.clone(), me.clone());
+            async move {
+                let sent = Instant::now();
+                let result = table.take(&a.seen(), &me, a.steal).await;
+                (a, sent, result)
+            }
+        }))
+        .buffer_unordered(CALL_CONCURRENCY);
+        while let Some((a, sent, result)) = results.next().await {
+            match result {
+                Ok(Some(lease)) => {
+                    // Stolen from a live worker: it stops at its next renewal, or at the
+                    // latest at its deadline, which passes within the failover time of our
+                    // take; until then the shard waits, so it is never processed twice.
+                    let delay = if a.steal {
+                        cfg.failover_time
+                    } else {
+                        Duration::ZERO
+                    };
+                    tracing::info!(shard = %lease.shard_id, from = ?a.owner, stolen = a.steal, "lease taken");
+                    metrics::counter!("kinesis_consumer_leases_taken").increment(1);
+                    self.start(lease, sent, delay);
+                }
+                Ok(None) => {
+                    tracing::debug!(shard = %a.shard_id, "assigned lease moved before it was taken")
                 }
                 Err(e) => {
-                    tracing::warn!(shard = %shard, error = %e, "lease cleanup failed; will retry")
+                    tracing::warn!(shard = %a.shard_id, error = %e, "taking a lease failed")
                 }
+            }
+        }
+        let shards: Vec<String> = todo.into_iter().map(|a| a.shard_id).collect();
+        for chunk in shards.chunks(PLAN_CHUNK) {
+            let call = self.parts.state.done(&me, &membership.incarnation, chunk);
+            if let Err(e) = call.await {
+                tracing::debug!(error = %e, "clearing done assignments failed; they are ignored");
             }
         }
     }
@@ -239,99 +308,6 @@ impl<F: ProcessorFactory> Coordinator<F> {
         }
     }
 
-    /// Scans the table, notices leases taken from us, and takes what balancing says.
-    async fn take_leases(&mut self) {
-        let cfg = self.parts.config.clone();
-        let leases = match self.parts.table.list().await {
-            Ok(leases) => leases,
-            Err(e) => {
-                tracing::warn!(error = %e, "lease scan failed");
-                return;
-            }
-        };
-        // Leases of shards the stream no longer lists are not taken (reading them fails);
-        // they wait for cleanup, and children no longer wait for them.
-        let mut leases = leases;
-        leases.retain(|l| !self.vanished.contains(&l.shard_id));
-        let now = Instant::now();
-        self.observed.update(&leases, now);
-        let me = cfg.worker_id.as_str();
-        // Leases we think we hold but the table says someone else does.
-        let stolen: Vec<String> = leases
-            .iter()
-            .filter(|l| self.held.contains_key(&l.shard_id) && l.owner.as_deref() != Some(me))
-            .map(|l| l.shard_id.clone())
-            .collect();
-        for shard in stolen {
-            tracing::info!(shard = %shard, "lease taken by another worker");
-            self.lose(&shard);
-        }
-        // Never more than the renewer can keep alive.
-        let renewable = self.renewer_stats.capacity(&self.renewer_settings);
-        let settings = TakerSettings {
-            failover: cfg.failover_time,
-            max_leases: cfg.max_leases_per_worker.min(renewable),
-            max_steal: cfg.max_leases_to_steal,
-        };
-        let by_shard: HashMap<&str, &Lease> =
-            leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
-        // Leases the table says we hold but we do not run (after a restart with the same id).
-        let mut to_take: Vec<Lease> = leases
-            .iter()
-            .filter(|l| {
-                l.owner.as_deref() == Some(me)
-                    && !self.held.contains_key(&l.shard_id)
-                    && !self.stopping.contains_key(&l.shard_id)
-                    && taker::is_available(l, &by_shard)
-            })
-            .cloned()
-            .collect();
-        to_take.extend(
-            taker::choose(&leases, &self.observed, me, now, settings)
-                .into_iter()
-                .filter(|l| !self.stopping.contains_key(&l.shard_id)),
-        );
-        if to_take.is_empty() {
-            return;
-        }
-        let table = self.parts.table.clone();
-        let owner = cfg.worker_id.clone();
-        let mut takes = futures_util::stream::iter(to_take.into_iter().map(|seen| {
-            let (table, owner) = (table.clone(), owner.clone());
-            async move {
-                let sent = Instant::now();
-                let result = table.take(&seen, &owner).await;
-                (seen, sent, result)
-            }
-        }))
-        .buffer_unordered(CALL_CONCURRENCY);
-        while let Some((seen, sent, result)) = takes.next().await {
-            // Stolen from a live worker: it stops at its next renewal, or at the latest at
-            // its deadline, which passes within the failover time of our take; until then
-            // the shard waits, so it is never processed by two workers at once.
-            let stolen = seen.owner.as_deref().is_some_and(|o| o != me)
-                && !self.observed.is_expired(&seen, now, cfg.failover_time);
-            let delay = if stolen {
-                cfg.failover_time
-            } else {
-                Duration::ZERO
-            };
-            match result {
-                Ok(Some(lease)) => {
-                    tracing::info!(shard = %lease.shard_id, from = ?seen.owner, stolen, "lease taken");
-                    metrics::counter!("kinesis_consumer_leases_taken").increment(1);
-                    self.start(lease, sent, delay);
-                }
-                Ok(None) => {
-                    tracing::debug!(shard = %seen.shard_id, "lease taken by another worker first")
-                }
-                Err(e) => {
-                    tracing::warn!(shard = %seen.shard_id, error = %e, "taking a lease failed")
-                }
-            }
-        }
-    }
-
     /// Starts a consumer for a lease just taken (the take was sent at `taken_at`).
     fn start(&mut self, lease: Lease, taken_at: Instant, start_delay: Duration) {
         let (signal_tx, signal_rx) = watch::channel(Signal::Run);
@@ -359,7 +335,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             )),
             lease,
             signal: signal_rx,
-            deadline: Deadline::new(deadline_rx),
+            deadline: Deadline::new(deadline_rx, Some(self.worker_deadline.clone())),
             start_delay,
         };
         let id = shard_id.clone();
@@ -416,23 +392,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             Exit::ShardEnded(children) => {
                 tracing::info!(shard = %shard, "shard finished");
                 self.drop_lease(&shard, true).await;
-                // Its children can start now: create their leases without waiting, from the
-                // children the endpoint named, else from ListShards.
-                let created = !children.is_empty()
-                    && match shard_sync::create_children(&self.parts.table, &shard, &children).await
-                    {
-                        Ok(created) => {
-                            tracing::debug!(?created, "leases of the children created");
-                            true
-                        }
-                        Err(e) => {
-                            tracing::debug!(error = %e, "creating the children's leases failed");
-                            false
-                        }
-                    };
-                if !created {
-                    self.sync_wanted = true;
-                }
+                self.continue_with_children(&shard, &children).await;
             }
             Exit::GaveUp(reason) => {
                 tracing::error!(shard = %shard, %reason, "giving the lease up");
@@ -448,9 +408,76 @@ impl<F: ProcessorFactory> Coordinator<F> {
         }
     }
 
-    /// Tells every consumer to shut down, waits for them, then releases every lease at once.
+    /// After a shard end: creates the children's leases (from the children the endpoint
+    /// named, else from a shard sync) and takes those whose parents have all finished, so
+    /// they start without waiting for the leader. The leader rebalances later if need be.
+    async fn continue_with_children(
+        &mut self,
+        finished: &str,
+        named: &[aws_sdk_kinesis::types::ChildShard],
+    ) {
+        let table = self.parts.table.clone();
+        let children: Vec<String> = if named.is_empty() {
+            let p = &self.parts;
+            let sync = shard_sync::sync(
+                &p.kinesis,
+                &p.stream,
+                &p.table,
+                p.config.initial_position,
+                None,
+            );
+            if let Err(e) = sync.await {
+                tracing::warn!(error = %e, "shard sync after a shard end failed; the leader will retry");
+                return;
+            }
+            match table.list(true).await {
+                Ok(leases) => leases
+                    .into_iter()
+                    .filter(|l| l.parent_shard_ids.iter().any(|p| p == finished))
+                    .map(|l| l.shard_id)
+                    .collect(),
+                Err(_) => return,
+            }
+        } else {
+            if let Err(e) = shard_sync::create_children(&table, finished, named).await {
+                tracing::debug!(error = %e, "creating the children's leases failed; the leader will");
+                return;
+            }
+            named.iter().map(|c| c.shard_id.clone()).collect()
+        };
+        let me = self.parts.config.worker_id.clone();
+        for child in children {
+            let Ok(Some(lease)) = table.get(&child).await else {
+                continue;
+            };
+            if lease.owner.is_some() || lease.is_finished() {
+                continue;
+            }
+            let mut ready = true;
+            for parent in lease.parent_shard_ids.iter().filter(|p| *p != finished) {
+                match table.get(parent).await {
+                    Ok(Some(p)) if p.checkpoint != Checkpoint::ShardEnd => ready = false,
+                    Ok(_) => {}
+                    Err(_) => ready = false,
+                }
+            }
+            if !ready {
+                continue; // the other parent's worker takes it when that parent ends
+            }
+            let sent = Instant::now();
+            if let Ok(Some(lease)) = table.take(&lease, &me, false).await {
+                tracing::info!(shard = %lease.shard_id, parent = finished, "child lease taken");
+                self.start(lease, sent, Duration::ZERO);
+            }
+        }
+    }
+
+    /// Tells every consumer to shut down, waits for them, then releases every lease at once
+    /// and assigns them to live workers; leaves the fleet and gives up the lead.
     async fn graceful_shutdown(&mut self) {
         tracing::info!(leases = self.held.len(), "worker shutting down");
+        // No more assignments from this worker as leader.
+        self.leader_task = None;
         for held in self.held.values() {
             let _ = held.signal.send(Signal::Shutdown);
         }
@@ -476,9 +503,13 @@ impl<F: ProcessorFactory> Coordinator<F> {
             }
         }))
         .buffer_unordered(CALL_CONCURRENCY);
+        let mut released = Vec::new();
         while let Some((shard, result)) = releases.next().await {
             match result {
-                Ok(true) => tracing::debug!(shard = %shard, "lease released"),
+                Ok(true) => {
+                    tracing::debug!(shard = %shard, "lease released");
+                    released.push(shard);
+                }
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(shard = %shard, error = %e, "releasing a lease failed; it will expire")
@@ -486,5 +517,102 @@ impl<F: ProcessorFactory> Coordinator<F> {
             }
         }
         metrics::gauge!("kinesis_consumer_leases_held").set(0.0);
+        self.leave(released).await;
+    }
+
+    /// Hands released leases to live workers, removes this worker's item, releases the lock.
+    async fn leave(&mut self, released: Vec<String>) {
+        let me = self.parts.config.worker_id.clone();
+        let state = self.parts.state.clone();
+        let incarnation = self.membership.borrow().incarnation.clone();
+        // The heartbeat stops first, or it would register again once the item is gone.
+        self.heartbeat_task = None;
+        if !released.is_empty()
+            && let Ok(snapshot) = state.scan().await
+        {
+            let live: Vec<_> = snapshot
+                .workers
+                .iter()
+                .filter(|w| !w.fenced && w.worker_id != me)
+                .collect();
+            if !live.is_empty() {
+                let mut by_worker: HashMap<usize, Vec<Assignment>> = HashMap::new();
+                for (i, shard) in released.into_iter().enumerate() {
+                    by_worker
+                        .entry(i % live.len())
+                        .or_default()
+                        .push(Assignment {
+                            shard_id: shard,
+                            counter: 0,
+                            owner: None,
+                            steal: false,
+                        });
+                }
+                let mut calls: Vec<(String, String, Vec<Assignment>)> = Vec::new();
+                for (w, assignments) in by_worker {
+                    for chunk in assignments.chunks(PLAN_CHUNK) {
+                        let worker = live[w];
+                        calls.push((
+                            worker.worker_id.clone(),
+                            worker.incarnation.clone(),
+                            chunk.to_vec(),
+                        ));
+                    }
+                }
+                let mut writes = futures_util::stream::iter(calls.into_iter().map(
+                    |(worker, incarnation, chunk)| {
+                        let state = state.clone();
+                        async move { state.assign(&worker, &incarnation, &chunk).await }
+                    },
+                ))
+                .buffer_unordered(CALL_CONCURRENCY);
+                while let Some(result) = writes.next().await {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "handing a lease on failed; the leader will");
+                    }
+                }
+            }
+        }
+        if !incarnation.is_empty()
+            && let Err(e) = state.deregister(&me, &incarnation).await
+        {
+            tracing::debug!(error = %e, "removing the worker's item failed; the leader will");
+        }
+        let version = self.parts.leading.borrow().clone();
+        if let Some(version) = version {
+            if let Err(e) = state.release_lock(&me, &version).await {
+                tracing::debug!(error = %e, "releasing the leader lock failed; it will expire");
+            }
+            let _ = self.parts.leading.send(None);
+        }
+    }
+}
+
+/// The heartbeat's timing: at least twice a second (it also carries assignments), and no
+/// slower than lease renewals, so the worker's deadline is never the tighter one.
+fn heartbeat_settings(cfg: &Config) -> HeartbeatSettings {
+    HeartbeatSettings {
+        interval: cfg.renewal_interval.min(Duration::from_millis(500)),
+        failover: cfg.failover_time,
+        margin: cfg.lease_deadline_margin,
+        call_timeout: cfg.dynamodb_call_timeout,
+    }
+}
+
+fn leader_settings(cfg: &Config, heartbeat: Duration) -> LeaderSettings {
+    LeaderSettings {
+        poll: heartbeat,
+        standby_poll: heartbeat,
+        check: (cfg.failover_time * 3).max(Duration::from_secs(30)),
+        lock_renewal: cfg.renewal_interval,
+        failover: cfg.failover_time,
+        margin: cfg.lease_deadline_margin,
+        call_timeout: cfg.dynamodb_call_timeout,
+        scan_interval: cfg.taking_interval,
+        sync_interval: cfg.shard_sync_interval,
+        settle: heartbeat,
+        max_steal: cfg.max_leases_to_steal,
+        cleanup_grace: cfg.lease_cleanup_grace,
+        initial_position: cfg.initial_position,
     }
 }

@@ -42,6 +42,7 @@ mod checkpoint;
 mod config;
 mod coordinator;
 mod error;
+mod fleet;
 pub mod lease;
 mod processor;
 mod record;

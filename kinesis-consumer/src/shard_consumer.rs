@@ -181,7 +181,13 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             }
         }
         let span = tracing::debug_span!("shard", shard = %shard_id);
-        let _enter = span.enter();
+        // The span follows the future (a guard held across an await would leak it to
+        // whatever else the thread polls).
+        tracing::Instrument::instrument(self.process(), span).await
+    }
+
+    async fn process(mut self) -> Exit {
+        let shard_id = self.ctx.shard_id.clone();
         let mut processor = self.new_processor().await;
         let start_position = match &self.lease.checkpoint {
             Checkpoint::Sequence(seq) => Some((seq.clone(), self.lease.checkpoint_sub_sequence)),

@@ -149,15 +149,24 @@ async fn create_wave(table: &LeaseTable, wave: Vec<Lease>) -> Result<Vec<String>
     failure.map_or(Ok(created), Err)
 }
 
-/// Creates missing leases and deletes finished ones nobody needs any more.
+/// Creates missing leases and deletes finished ones nobody needs any more, given a scan of
+/// the lease table (`None`: scan it now, consistently).
 pub(crate) async fn sync(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &StreamRef,
     table: &LeaseTable,
     initial: InitialPosition,
+    leases: Option<&[Lease]>,
 ) -> Result<SyncOutcome, ServiceError> {
     let shards = list_shards(kinesis, stream, false).await?;
-    let leases = table.list().await?;
+    let scanned;
+    let leases = match leases {
+        Some(leases) => leases,
+        None => {
+            scanned = table.list(true).await?;
+            &scanned
+        }
+    };
     let mut outcome = SyncOutcome::default();
     let mut leased: HashSet<String> = leases.iter().map(|l| l.shard_id.clone()).collect();
     let fresh_table = leases.is_empty();

@@ -2,8 +2,10 @@
 //! table and the stream and then hands over to the [`crate::coordinator`].
 //!
 //! ```text
-//!  WorkerBuilder ──build──▶ Worker ──run──▶ Coordinator (taking, shard sync, consumers)
-//!                                              └── Renewer task (lease renewals, deadlines)
+//!  WorkerBuilder ──build──▶ Worker ──run──▶ Coordinator (assigned leases, consumers)
+//!                                              ├── Renewer task (lease renewals, deadlines)
+//!                                              ├── Heartbeat task (liveness, assignments)
+//!                                              └── Leader task (election, assignment, shard sync)
 //! ```
 //!
 //! The clients a worker is given are used with a timeout on every call
@@ -19,10 +21,11 @@ use tokio::sync::watch;
 use crate::config::{Config, ConfigError, InitialPosition, RetrievalMode};
 use crate::coordinator::{Coordinator, Parts};
 use crate::error::ConsumerError;
+use crate::fleet::state_table::StateTable;
+use crate::lease::capacity::CapacityMeter;
 use crate::lease::{LeaseTable, LeaseTableCapacity};
 use crate::processor::ProcessorFactory;
 use crate::retrieval;
-use crate::shard_sync;
 
 /// The client's timeouts, with every call bounded by `timeout` (attempts and retries).
 fn bounded(existing: Option<&TimeoutConfig>, timeout: Duration) -> TimeoutConfig {
@@ -51,6 +54,23 @@ fn kinesis_with_timeout(
     let config = client.config();
     let timeouts = bounded(config.timeout_config(), timeout);
     aws_sdk_kinesis::Client::from_conf(config.to_builder().timeout_config(timeouts).build())
+}
+
+/// Checks that the stream exists.
+async fn describe_stream(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &StreamRef,
+) -> Result<(), kinesis_common::ServiceError> {
+    let request = kinesis.describe_stream_summary();
+    let request = match stream {
+        StreamRef::Name(name) => request.stream_name(name),
+        StreamRef::Arn(arn) => request.stream_arn(arn),
+    };
+    request
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| kinesis_common::ServiceError::from_sdk("DescribeStreamSummary", e))
 }
 
 /// Builds a [`Worker`]. See the crate docs for every option and its default.
@@ -104,7 +124,9 @@ impl WorkerBuilder {
         initial_position: InitialPosition
     );
     setter!(
-        /// A lease whose counter has not moved for this long is expired (default 10 s).
+        /// A worker whose heartbeat, or a lease whose counter, has not moved for this long is
+        /// expired (default 10 s). Heartbeats run every 500 ms (or every renewal interval if
+        /// shorter) and carry the leader's assignments.
         failover_time: Duration
     );
     setter!(
@@ -112,7 +134,10 @@ impl WorkerBuilder {
         renewal_interval: Duration
     );
     setter!(
-        /// How often the table is scanned for leases to take (default 1 s).
+        /// How often the leader scans the lease table when nothing changes (default 20 s, as
+        /// KCL 3.x's lease assignment interval). It also scans at once when a worker joins,
+        /// leaves or is fenced, and when a lease of a worker outside the fleet expires; the
+        /// other workers never scan it.
         taking_interval: Duration
     );
     setter!(
@@ -216,14 +241,24 @@ impl WorkerBuilder {
         let kinesis = kinesis_with_timeout(kinesis, self.config.kinesis_call_timeout);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let (done_tx, done_rx) = watch::channel(false);
-        let table = LeaseTable::new(dynamodb, self.config.lease_table_name.clone());
+        let table = LeaseTable::new(dynamodb.clone(), self.config.lease_table_name.clone());
+        let state = StateTable::new(
+            dynamodb,
+            format!("{}-Coordinator", self.config.lease_table_name),
+            CapacityMeter::new("coordinator"),
+        );
+        let (leading, leading_rx) = watch::channel(None);
         Ok(Worker {
             handle: WorkerHandle {
                 shutdown: Arc::new(shutdown_tx),
                 done: done_rx,
                 table: table.clone(),
+                state: state.clone(),
+                leading: leading_rx,
             },
             table,
+            state,
+            leading,
             config: Arc::new(self.config),
             stream: self.stream,
             kinesis,
@@ -240,6 +275,8 @@ pub struct WorkerHandle {
     shutdown: Arc<watch::Sender<bool>>,
     done: watch::Receiver<bool>,
     table: LeaseTable,
+    state: StateTable,
+    leading: watch::Receiver<Option<String>>,
 }
 
 impl WorkerHandle {
@@ -261,6 +298,17 @@ impl WorkerHandle {
     pub fn lease_table_capacity(&self) -> LeaseTableCapacity {
         self.table.meter().total()
     }
+
+    /// The same for its calls on the coordinator table (`<lease table>-Coordinator`:
+    /// heartbeats, assignments, the leader's lock and scans).
+    pub fn coordinator_table_capacity(&self) -> LeaseTableCapacity {
+        self.state.meter().total()
+    }
+
+    /// Whether this worker currently leads the fleet (assigns leases, lists shards).
+    pub fn is_leader(&self) -> bool {
+        self.leading.borrow().is_some()
+    }
 }
 
 /// A KCL-compatible worker for one application and stream.
@@ -269,6 +317,8 @@ pub struct Worker<F: ProcessorFactory> {
     stream: StreamRef,
     kinesis: aws_sdk_kinesis::Client,
     table: LeaseTable,
+    state: StateTable,
+    leading: watch::Sender<Option<String>>,
     factory: Arc<F>,
     shutdown_rx: watch::Receiver<bool>,
     handle: WorkerHandle,
@@ -356,17 +406,24 @@ impl<F: ProcessorFactory> Worker<F> {
                 table: self.table.name().to_owned(),
                 source,
             })?;
+        self.state
+            .ensure_exists()
+            .await
+            .map_err(|source| ConsumerError::LeaseTable {
+                table: self.state.name().to_owned(),
+                source,
+            })?;
         tracing::info!(worker = %self.config.worker_id, table = %self.table.name(), stream = %self.stream, "worker starting");
         let mut consumer_arn = None;
-        // The first sync must succeed: it tells us the stream exists.
+        // The stream must exist. Only the leader lists shards, so a fleet starting together
+        // makes one DescribeStreamSummary call per worker and one ListShards in all.
         let w = &self;
-        let first_sync =
-            shard_sync::sync(&w.kinesis, &w.stream, &w.table, w.config.initial_position)
-                .await
-                .map_err(|source| ConsumerError::Stream {
-                    stream: w.stream.to_string(),
-                    source,
-                })?;
+        describe_stream(&w.kinesis, &w.stream)
+            .await
+            .map_err(|source| ConsumerError::Stream {
+                stream: w.stream.to_string(),
+                source,
+            })?;
         if let RetrievalMode::FanOut { consumer_name } = &w.config.retrieval_mode {
             let arn = retrieval::register_consumer(&w.kinesis, &w.stream, consumer_name)
                 .await
@@ -384,9 +441,10 @@ impl<F: ProcessorFactory> Worker<F> {
             stream: self.stream,
             kinesis: self.kinesis,
             table: self.table,
+            state: self.state,
             factory: self.factory,
             consumer_arn: consumer_arn.clone(),
-            vanished: first_sync.vanished,
+            leading: self.leading,
         });
         coordinator.run(self.shutdown_rx).await;
         if let Some(arn) = &consumer_arn

@@ -2,9 +2,11 @@
 //! DynamoDB reports them (`ReturnConsumedCapacity=TOTAL` on every call).
 //!
 //! Every call adds to a running total that [`crate::WorkerHandle::lease_table_capacity`]
+//! (and [`crate::WorkerHandle::coordinator_table_capacity`] for the coordinator table)
 //! returns, and to the metrics `kinesis_consumer_lease_table_read_units` and
-//! `kinesis_consumer_lease_table_write_units` (gauges that only grow, labelled by operation;
-//! units are fractional, which counters cannot hold).
+//! `kinesis_consumer_lease_table_write_units` (gauges that only grow, labelled by `table`,
+//! `lease` or `coordinator`, and by operation; units are fractional, which counters cannot
+//! hold).
 
 use std::sync::{Arc, Mutex};
 
@@ -21,10 +23,18 @@ pub struct LeaseTableCapacity {
     pub write_units: f64,
 }
 
-/// A shared running total.
-#[derive(Debug, Clone, Default)]
+/// A shared running total, for one of the worker's tables.
+#[derive(Debug, Clone)]
 pub(crate) struct CapacityMeter {
     total: Arc<Mutex<LeaseTableCapacity>>,
+    /// The `table` label of its metrics: `lease` or `coordinator`.
+    table: &'static str,
+}
+
+impl Default for CapacityMeter {
+    fn default() -> Self {
+        CapacityMeter::new("lease")
+    }
 }
 
 fn is_write(operation: &str) -> bool {
@@ -32,6 +42,13 @@ fn is_write(operation: &str) -> bool {
 }
 
 impl CapacityMeter {
+    pub(crate) fn new(table: &'static str) -> Self {
+        CapacityMeter {
+            total: Arc::default(),
+            table,
+        }
+    }
+
     pub(crate) fn total(&self) -> LeaseTableCapacity {
         *self.total.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -64,11 +81,11 @@ impl CapacityMeter {
             total.write_units += write;
         }
         if read > 0.0 {
-            metrics::gauge!("kinesis_consumer_lease_table_read_units", "operation" => operation)
+            metrics::gauge!("kinesis_consumer_lease_table_read_units", "table" => self.table, "operation" => operation)
                 .increment(read);
         }
         if write > 0.0 {
-            metrics::gauge!("kinesis_consumer_lease_table_write_units", "operation" => operation)
+            metrics::gauge!("kinesis_consumer_lease_table_write_units", "table" => self.table, "operation" => operation)
                 .increment(write);
         }
     }

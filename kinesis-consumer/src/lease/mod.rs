@@ -11,12 +11,13 @@
 //! lease. Expiry needs no synchronised clocks: a worker notes when it last saw each lease's
 //! counter move, and a lease whose counter has not moved for the failover time is expired.
 
-mod capacity;
+pub(crate) mod assigner;
+pub(crate) mod capacity;
 pub(crate) mod cleanup;
+pub(crate) mod dynamo;
 mod item;
 pub(crate) mod renewer;
 mod table;
-pub(crate) mod taker;
 
 pub use capacity::LeaseTableCapacity;
 pub use item::{Lease, LeaseDecodeError};

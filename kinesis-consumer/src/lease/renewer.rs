@@ -33,31 +33,68 @@ use tokio::time::Instant;
 
 use super::LeaseTable;
 
-/// A held lease's local deadline. Once it has passed the lease may belong to another worker.
+/// A held lease's local deadline: the earlier of the lease's own (its renewals) and the
+/// worker's (its heartbeats, which the leader watches). Once it has passed the lease may
+/// belong to another worker.
 #[derive(Debug, Clone)]
-pub(crate) struct Deadline(watch::Receiver<Instant>);
+pub(crate) struct Deadline {
+    lease: watch::Receiver<Instant>,
+    worker: Option<watch::Receiver<Instant>>,
+}
 
 impl Deadline {
-    /// Follows the deadline the renewer publishes through the sender of `rx`.
-    pub(crate) fn new(rx: watch::Receiver<Instant>) -> Self {
-        Deadline(rx)
+    /// Follows the deadline the renewer publishes through the sender of `lease`, and the
+    /// worker's through that of `worker`.
+    pub(crate) fn new(
+        lease: watch::Receiver<Instant>,
+        worker: Option<watch::Receiver<Instant>>,
+    ) -> Self {
+        Deadline { lease, worker }
+    }
+
+    fn at(&self) -> Instant {
+        let lease = *self.lease.borrow();
+        match &self.worker {
+            Some(worker) => lease.min(*worker.borrow()),
+            None => lease,
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.lease.has_changed().is_err()
+            || self
+                .worker
+                .as_ref()
+                .is_some_and(|w| w.has_changed().is_err())
     }
 
     /// Whether it has passed (or the renewer gave the lease up).
     pub(crate) fn passed(&self) -> bool {
-        self.0.has_changed().is_err() || Instant::now() >= *self.0.borrow()
+        self.closed() || Instant::now() >= self.at()
     }
 
     /// Resolves once the deadline has passed, following every extension.
     pub(crate) async fn expired(&mut self) {
         loop {
-            let at = *self.0.borrow_and_update();
-            if Instant::now() >= at {
+            self.lease.borrow_and_update();
+            if let Some(worker) = &mut self.worker {
+                worker.borrow_and_update();
+            }
+            let at = self.at();
+            if self.closed() || Instant::now() >= at {
                 return;
             }
+            let Deadline { lease, worker } = self;
+            let worker_changed = async {
+                match worker {
+                    Some(worker) => worker.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
-                changed = self.0.changed() => if changed.is_err() { return },
+                changed = lease.changed() => if changed.is_err() { return },
+                changed = worker_changed => if changed.is_err() { return },
             }
         }
     }
@@ -452,7 +489,7 @@ mod tests {
                 deadline: tx,
             })
             .unwrap();
-        Deadline(rx)
+        Deadline::new(rx, None)
     }
 
     #[tokio::test(start_paused = true)]
@@ -467,7 +504,7 @@ mod tests {
             running.table.calls()
         );
         assert!(!deadline.passed());
-        assert!(*deadline.0.borrow() > Instant::now() + Duration::from_secs(5));
+        assert!(*deadline.lease.borrow() > Instant::now() + Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,21 +1,15 @@
 //! The lease table's DynamoDB operations, each a conditional write on what was read.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
-    ReturnConsumedCapacity, ReturnValue, ScalarAttributeType, TableStatus,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity, ReturnValue};
 use kinesis_common::ServiceError;
 
 use super::capacity::CapacityMeter;
+use super::dynamo::{Consumed, conditional, ensure_table, n, s};
 use super::item::*;
 use super::{Checkpoint, Lease};
-
-/// How long to wait for a new table to become ACTIVE.
-const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Clone)]
 pub(crate) struct LeaseTable {
@@ -31,36 +25,6 @@ impl std::fmt::Debug for LeaseTable {
             .finish_non_exhaustive()
     }
 }
-
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
-}
-
-fn n(v: u64) -> AttributeValue {
-    AttributeValue::N(v.to_string())
-}
-
-/// An answer that reports the capacity it consumed.
-trait Consumed {
-    fn consumed(&self) -> Option<&ConsumedCapacity>;
-}
-
-macro_rules! consumed {
-    ($($output:ty),*) => {$(
-        impl Consumed for $output {
-            fn consumed(&self) -> Option<&ConsumedCapacity> {
-                self.consumed_capacity()
-            }
-        }
-    )*};
-}
-
-consumed!(
-    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
-    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
-    aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput,
-    aws_sdk_dynamodb::operation::get_item::GetItemOutput
-);
 
 impl LeaseTable {
     pub(crate) fn new(client: aws_sdk_dynamodb::Client, name: impl Into<String>) -> Self {
@@ -80,8 +44,6 @@ impl LeaseTable {
         &self.meter
     }
 
-    /// A conditional write's answer: `Ok(Some)` on success, `Ok(None)` when the condition
-    /// failed (billed one write unit, as DynamoDB does), `Err` otherwise.
     fn conditional<T: Consumed, E>(
         &self,
         operation: &'static str,
@@ -94,84 +56,18 @@ impl LeaseTable {
             + Sync
             + 'static,
     {
-        match result {
-            Ok(v) => {
-                self.meter.record(operation, v.consumed());
-                Ok(Some(v))
-            }
-            Err(e) => {
-                let e = ServiceError::from_sdk(operation, e);
-                if e.has_code("ConditionalCheckFailedException") {
-                    self.meter.record_refused_write(operation);
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            }
-        }
+        conditional(&self.meter, operation, result)
     }
 
     /// Creates the table (PAY_PER_REQUEST, hash key `leaseKey`) unless it exists, and waits
     /// until it is ACTIVE.
     pub(crate) async fn ensure_exists(&self) -> Result<(), ServiceError> {
-        let created = self
-            .client
-            .create_table()
-            .table_name(&self.name)
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(LEASE_KEY)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .map_err(|e| ServiceError::construction("CreateTable", e))?,
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(LEASE_KEY)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(|e| ServiceError::construction("CreateTable", e))?,
-            )
-            .billing_mode(BillingMode::PayPerRequest)
-            .send()
-            .await;
-        if let Err(e) = created {
-            let e = ServiceError::from_sdk("CreateTable", e);
-            if !e.has_code("ResourceInUseException") {
-                return Err(e);
-            }
-        }
-        let start = tokio::time::Instant::now();
-        loop {
-            let described = self
-                .client
-                .describe_table()
-                .table_name(&self.name)
-                .send()
-                .await
-                .map_err(|e| ServiceError::from_sdk("DescribeTable", e))?;
-            if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-                return Ok(());
-            }
-            if start.elapsed() > TABLE_ACTIVE_TIMEOUT {
-                return Err(ServiceError {
-                    operation: "DescribeTable",
-                    kind: kinesis_common::ErrorKind::Transient,
-                    code: None,
-                    http_status: None,
-                    message: format!(
-                        "table {} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}",
-                        self.name
-                    ),
-                    source: None,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        ensure_table(&self.client, &self.name, LEASE_KEY).await
     }
 
-    /// Every lease, by consistent, paginated scan. Items that are not leases are skipped.
-    pub(crate) async fn list(&self) -> Result<Vec<Lease>, ServiceError> {
+    /// Every lease, by paginated scan, strongly or eventually consistent (half the read
+    /// units). Items that are not leases are skipped.
+    pub(crate) async fn list(&self, consistent: bool) -> Result<Vec<Lease>, ServiceError> {
         let mut leases = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -179,7 +75,7 @@ impl LeaseTable {
                 .client
                 .scan()
                 .table_name(&self.name)
-                .consistent_read(true)
+                .consistent_read(consistent)
                 .set_exclusive_start_key(start)
                 .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
@@ -254,11 +150,17 @@ impl LeaseTable {
         Ok(self.conditional("UpdateItem", result)?.map(|_| counter + 1))
     }
 
-    /// Takes a lease as it was seen (same counter and owner). `None`: someone moved first.
+    /// Takes a lease as it was seen. `None`: someone moved first.
+    ///
+    /// An unowned lease is taken if it still has no owner; an expired one only at the
+    /// counter seen (it stood still for the failover time, so its owner stopped); a `steal`
+    /// from a live owner only needs that owner still to hold it, at whatever counter, since
+    /// the thief starts only after the failover time, when the victim has stopped.
     pub(crate) async fn take(
         &self,
         seen: &Lease,
         owner: &str,
+        steal: bool,
     ) -> Result<Option<Lease>, ServiceError> {
         let mut request = self
             .client
@@ -272,18 +174,22 @@ impl LeaseTable {
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":counter", n(seen.counter))
             .expression_attribute_values(":switch", n(u64::from(seen.owner.as_deref() != Some(owner))))
             .return_values(ReturnValue::AllNew)
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         request = match &seen.owner {
+            Some(previous) if steal => request
+                .condition_expression("leaseOwner = :previous")
+                .expression_attribute_values(":previous", s(previous)),
             Some(previous) => request
                 .condition_expression("leaseCounter = :counter AND leaseOwner = :previous")
+                .expression_attribute_values(":counter", n(seen.counter))
                 .expression_attribute_values(":previous", s(previous)),
-            None => request.condition_expression(
-                "leaseCounter = :counter AND (attribute_not_exists(leaseOwner) OR leaseOwner = :empty)",
-            )
-            .expression_attribute_values(":empty", s("")),
+            None => request
+                .condition_expression(
+                    "attribute_exists(leaseKey) AND (attribute_not_exists(leaseOwner) OR leaseOwner = :empty)",
+                )
+                .expression_attribute_values(":empty", s("")),
         };
         let result = request.send().await;
         Ok(self.conditional("UpdateItem", result)?.and_then(|out| {

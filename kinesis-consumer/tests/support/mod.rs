@@ -71,6 +71,24 @@ impl Log {
         }));
     }
 
+    /// Ends, now, every shard `worker` was processing: its process crashed (call after its
+    /// task has been aborted and awaited, so it delivers nothing more).
+    pub fn crashed(&self, worker: &str) {
+        let now = Instant::now();
+        let mut events = self.events.lock().unwrap();
+        let mut open: HashMap<String, bool> = HashMap::new();
+        for (w, shard, what, _) in events.iter() {
+            if w == worker {
+                open.insert(shard.clone(), *what == "init");
+            }
+        }
+        for (shard, is_open) in open {
+            if is_open {
+                events.push((worker.to_owned(), shard, "crashed", now));
+            }
+        }
+    }
+
     pub fn events_for(&self, shard: &str) -> Vec<(String, &'static str)> {
         self.events
             .lock()
@@ -161,6 +179,11 @@ pub async fn spawn_worker(
     kinesis_consumer::WorkerHandle,
     tokio::task::JoinHandle<Result<(), kinesis_consumer::ConsumerError>>,
 ) {
+    // RUST_LOG=kinesis_consumer=debug shows what the workers do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let (name, log) = (worker.to_owned(), log.clone());
     let w = builder
         .build(move |shard: &str| Recorder {

@@ -1,0 +1,697 @@
+//! Leadership: one worker of the fleet, holding a lock in the coordinator table, watches the
+//! heartbeats, fences the dead, lists shards and assigns leases. The others never read the
+//! lease table.
+//!
+//! ```text
+//!  follower ── lock check (GetItem, every `check`) ──┐   standby ── scan of the coordinator
+//!                                                    ▼             table every `poll` ──┐
+//!                     lock absent, or its version still for the failover time: acquire ◀┘
+//!  leader ── renews the lock ── scans the coordinator table every `poll`:
+//!            fences heartbeats still for the failover time, keeps a standby,
+//!            scans the lease table on a change (else every `scan_interval`),
+//!            plans (lease::assigner) and writes each worker's assignments into its item
+//! ```
+//!
+//! The leader's own deadline is its last successful lock renewal + failover − margin: a
+//! leader cut off from DynamoDB stops leading before anyone can take the lock. Its writes are
+//! conditional anyway (a fence on the heartbeat it saw, a take on the lease as it was seen),
+//! so a stale leader can delay, never break, exclusive ownership. The standby (chosen by the
+//! leader) watches the lock closely and already knows every heartbeat, so when the leader
+//! dies it takes over and fails the leader's leases over within the failover time plus a
+//! poll; the others check the lock rarely, in case leader and standby die together.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kinesis_common::stream::StreamRef;
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::heartbeat::Membership;
+use super::state_table::{Assignment, LeaderLock, PLAN_CHUNK, Snapshot, StateTable, WorkerState};
+use crate::config::InitialPosition;
+use crate::lease::assigner::{self, Candidate, Observed, PlanInput};
+use crate::lease::cleanup::Vanished;
+use crate::lease::{Lease, LeaseTable};
+use crate::shard_sync;
+
+/// Writes made at once by the leader.
+const CALL_CONCURRENCY: usize = 16;
+
+/// Timing and limits of leadership.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LeaderSettings {
+    /// How often the leader scans the coordinator table.
+    pub poll: Duration,
+    /// How often the standby scans it.
+    pub standby_poll: Duration,
+    /// How often any other worker checks the lock.
+    pub check: Duration,
+    pub lock_renewal: Duration,
+    pub failover: Duration,
+    pub margin: Duration,
+    pub call_timeout: Duration,
+    /// Lease-table scans when nothing changes.
+    pub scan_interval: Duration,
+    pub sync_interval: Duration,
+    /// How long a new leader waits for heartbeats before its first assignment.
+    pub settle: Duration,
+    pub max_steal: usize,
+    pub cleanup_grace: Duration,
+    pub initial_position: InitialPosition,
+}
+
+/// The leader's parts.
+pub(crate) struct Leader {
+    pub state: StateTable,
+    pub leases: LeaseTable,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub stream: StreamRef,
+    pub me: String,
+    pub settings: LeaderSettings,
+    pub membership: watch::Receiver<Membership>,
+    /// Beats this worker's heartbeat at once (its own assignments need no wait).
+    pub poke: Arc<Notify>,
+    /// The lock version while this worker leads.
+    pub leading: watch::Sender<Option<String>>,
+}
+
+/// What the leader has seen of one worker's heartbeat.
+#[derive(Debug)]
+struct Seen {
+    heartbeat: u64,
+    incarnation: String,
+    since: Instant,
+    fenced_since: Option<Instant>,
+}
+
+/// What the leader (or standby) has seen of the fleet's heartbeats.
+#[derive(Debug, Default)]
+struct FleetView {
+    seen: HashMap<String, Seen>,
+    /// When this view began.
+    started: Option<Instant>,
+}
+
+impl FleetView {
+    /// Records a scan; returns (whether membership changed, owners whose leases are orphaned:
+    /// departed workers and replaced incarnations).
+    fn observe(&mut self, workers: &[WorkerState], now: Instant) -> (bool, Vec<String>) {
+        self.started.get_or_insert(now);
+        let mut changed = false;
+        let mut orphaned = Vec::new();
+        let present: HashSet<&str> = workers.iter().map(|w| w.worker_id.as_str()).collect();
+        self.seen.retain(|id, _| {
+            let keep = present.contains(id.as_str());
+            if !keep {
+                changed = true;
+                orphaned.push(id.clone());
+            }
+            keep
+        });
+        for w in workers {
+            match self.seen.get_mut(&w.worker_id) {
+                Some(seen) if seen.incarnation == w.incarnation => {
+                    if seen.heartbeat != w.heartbeat {
+                        seen.heartbeat = w.heartbeat;
+                        seen.since = now;
+                    }
+                    if w.fenced && seen.fenced_since.is_none() {
+                        seen.fenced_since = Some(now);
+                        changed = true;
+                    }
+                }
+                previous => {
+                    if previous.is_some() {
+                        orphaned.push(w.worker_id.clone());
+                    }
+                    changed = true;
+                    self.seen.insert(
+                        w.worker_id.clone(),
+                        Seen {
+                            heartbeat: w.heartbeat,
+                            incarnation: w.incarnation.clone(),
+                            since: now,
+                            fenced_since: w.fenced.then_some(now),
+                        },
+                    );
+                }
+            }
+        }
+        (changed, orphaned)
+    }
+
+    fn is_fenced(&self, worker: &str) -> bool {
+        self.seen
+            .get(worker)
+            .is_none_or(|s| s.fenced_since.is_some())
+    }
+
+    /// Workers whose heartbeat stood still for the failover time.
+    fn stale<'a>(
+        &self,
+        workers: &'a [WorkerState],
+        now: Instant,
+        failover: Duration,
+    ) -> Vec<&'a WorkerState> {
+        workers
+            .iter()
+            .filter(|w| {
+                self.seen.get(&w.worker_id).is_some_and(|s| {
+                    s.fenced_since.is_none()
+                        && s.heartbeat == w.heartbeat
+                        && now.saturating_duration_since(s.since) >= failover.max(w.failover)
+                })
+            })
+            .collect()
+    }
+
+    /// Fenced items old enough to delete (their worker has had the failover time to come back).
+    fn long_fenced<'a>(
+        &self,
+        workers: &'a [WorkerState],
+        now: Instant,
+        failover: Duration,
+    ) -> Vec<&'a WorkerState> {
+        workers
+            .iter()
+            .filter(|w| {
+                w.fenced
+                    && self
+                        .seen
+                        .get(&w.worker_id)
+                        .and_then(|s| s.fenced_since)
+                        .is_some_and(|at| now.saturating_duration_since(at) >= failover)
+            })
+            .collect()
+    }
+
+    fn mark_fenced(&mut self, worker: &str, now: Instant) {
+        if let Some(seen) = self.seen.get_mut(worker) {
+            seen.fenced_since = Some(now);
+        }
+    }
+}
+
+/// What a follower knows of the lock.
+#[derive(Debug)]
+struct Election {
+    /// The lock's version as first seen, and when.
+    seen: Option<(Option<String>, Instant)>,
+    /// Whether the lock has been seen to move (its holder is alive): then look rarely.
+    confirmed: bool,
+    next_look: Instant,
+    last_look: Instant,
+}
+
+/// The leader's memory, kept across rounds.
+#[derive(Default)]
+struct Duties {
+    view: FleetView,
+    observed: Observed,
+    /// Workers whose leases are to be recorded as orphans at the next lease scan.
+    orphan_owners: HashSet<String>,
+    orphans: HashMap<String, (String, u64)>,
+    next_scan: Option<Instant>,
+    next_sync: Option<Instant>,
+    vanished: Vanished,
+}
+
+impl Leader {
+    /// Runs until the worker stops (the task is aborted then).
+    pub(crate) async fn run(self) {
+        let mut duties = Duties::default();
+        loop {
+            let (version, since) = self.follow(&mut duties).await;
+            // Assignments wait until the fleet's heartbeats have been watched for a while (a
+            // standby has long done so), so workers starting together share a cold table.
+            let settled_at = duties.view.started.unwrap_or(since) + self.settings.settle;
+            tracing::info!(worker = %self.me, "became the leader");
+            metrics::gauge!("kinesis_consumer_leader").set(1.0);
+            let _ = self.leading.send(Some(version.clone()));
+            duties.next_scan = None;
+            duties.next_sync = None;
+            self.lead(version, since, settled_at, &mut duties).await;
+            metrics::gauge!("kinesis_consumer_leader").set(0.0);
+            let _ = self.leading.send(None);
+        }
+    }
+
+    /// Follows (or stands by) until this worker takes the lock; returns its version and when.
+    async fn follow(&self, duties: &mut Duties) -> (String, Instant) {
+        let s = self.settings;
+        let mut ticker = tokio::time::interval(s.poll);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut e = Election {
+            seen: None,
+            confirmed: false,
+            next_look: Instant::now(),
+            last_look: Instant::now(),
+        };
+        loop {
+            ticker.tick().await;
+            let now = Instant::now();
+            let standby = self
+                .membership
+                .borrow()
+                .state
+                .as_ref()
+                .is_some_and(|w| w.standby);
+            // The standby looks at every poll, whenever it was made standby.
+            if now < e.next_look && !(standby && now >= e.last_look + s.standby_poll) {
+                continue;
+            }
+            e.last_look = now;
+            // The standby, and a worker that has not yet seen the lock move, read the whole
+            // table: they then know every heartbeat when they take over, and fail the old
+            // leader's leases over at once. Others only read the lock, rarely.
+            let watching = standby || !e.confirmed;
+            let lock = if watching {
+                let Some(snapshot) = self.scan().await else {
+                    continue;
+                };
+                duties.view.observe(&snapshot.workers, now);
+                snapshot.lock
+            } else {
+                match tokio::time::timeout(s.call_timeout, self.state.lock()).await {
+                    Ok(Ok(lock)) => lock,
+                    _ => continue,
+                }
+            };
+            let version = lock.as_ref().map(|l| l.version.clone());
+            let since = match &e.seen {
+                Some((seen, since)) if *seen == version => *since,
+                previous => {
+                    e.confirmed |= previous.is_some() && version.is_some();
+                    e.seen = Some((version.clone(), now));
+                    now
+                }
+            };
+            let threshold = lock
+                .as_ref()
+                .map_or(s.failover, |l| l.duration.max(s.failover));
+            e.next_look = if e.confirmed {
+                now + s.check
+            } else {
+                // Until the lock is seen to move, look again once it could be stale.
+                (since + threshold).max(now + s.poll)
+            };
+            // The standby goes first: it has watched every heartbeat. Others wait a little
+            // longer, in case it is gone too.
+            let threshold = if standby {
+                threshold
+            } else {
+                threshold + s.standby_poll * 2
+            };
+            let stale = now.saturating_duration_since(since) >= threshold;
+            if lock.is_some() && !stale {
+                continue;
+            }
+            if !watching {
+                // Before taking over, learn the heartbeats.
+                e.confirmed = false;
+                e.next_look = now;
+                continue;
+            }
+            match self.acquire(lock.as_ref()).await {
+                Some(version) => return (version, now),
+                // Someone else got it: look again soon.
+                None => {
+                    e.seen = None;
+                    e.next_look = now;
+                }
+            }
+        }
+    }
+
+    /// Leads until the lock is lost or lapses. The lock is renewed on a schedule of its own,
+    /// never delayed by the duties; when it cannot be renewed in time the duties stop.
+    async fn lead(
+        &self,
+        version: String,
+        since: Instant,
+        settled_at: Instant,
+        duties: &mut Duties,
+    ) {
+        let s = self.settings;
+        let renewal = async {
+            let mut version = version;
+            let mut renewed = since;
+            let mut next = since + s.lock_renewal;
+            loop {
+                tokio::time::sleep_until(next).await;
+                let deadline = renewed + s.failover.saturating_sub(s.margin);
+                let sent = Instant::now();
+                let until = deadline.min(sent + s.call_timeout);
+                match tokio::time::timeout_at(until, self.state.renew_lock(&self.me, &version))
+                    .await
+                {
+                    Ok(Ok(Some(next_version))) => {
+                        version = next_version;
+                        renewed = sent;
+                        next = sent + s.lock_renewal;
+                        let _ = self.leading.send(Some(version.clone()));
+                        continue;
+                    }
+                    Ok(Ok(None)) => {
+                        tracing::warn!("leadership lost: another worker holds the lock");
+                        return;
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "renewing the leader lock failed"),
+                    Err(_) => tracing::warn!("renewing the leader lock timed out"),
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!("leadership lapsed: the lock could not be renewed in time");
+                    return;
+                }
+                next = Instant::now() + s.lock_renewal / 4;
+            }
+        };
+        let work = async {
+            let mut ticker = tokio::time::interval(s.poll);
+            ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let settled = Instant::now() >= settled_at;
+                self.duties(duties, settled).await;
+            }
+        };
+        tokio::select! {
+            _ = renewal => {}
+            _ = work => {}
+        }
+    }
+
+    async fn acquire(&self, seen: Option<&LeaderLock>) -> Option<String> {
+        let call = self.state.acquire(seen, &self.me, self.settings.failover);
+        match tokio::time::timeout(self.settings.call_timeout, call).await {
+            Ok(Ok(version)) => version,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "taking the leader lock failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn scan(&self) -> Option<Snapshot> {
+        match tokio::time::timeout(self.settings.call_timeout, self.state.scan()).await {
+            Ok(Ok(snapshot)) => Some(snapshot),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, table = %self.state.name(), "scanning the coordinator table failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// One round of the leader's duties.
+    async fn duties(&self, d: &mut Duties, settled: bool) {
+        let s = self.settings;
+        let Some(snapshot) = self.scan().await else {
+            return;
+        };
+        let now = Instant::now();
+        let (mut changed, orphaned) = d.view.observe(&snapshot.workers, now);
+        d.orphan_owners.extend(orphaned);
+        for worker in d.view.stale(&snapshot.workers, now, s.failover) {
+            let call = self.state.fence(worker);
+            if let Ok(Ok(true)) = tokio::time::timeout(s.call_timeout, call).await {
+                tracing::info!(worker = %worker.worker_id, "worker fenced: its heartbeat stood still for the failover time");
+                metrics::counter!("kinesis_consumer_workers_fenced").increment(1);
+                d.view.mark_fenced(&worker.worker_id, now);
+                d.orphan_owners.insert(worker.worker_id.clone());
+                changed = true;
+            }
+        }
+        for worker in d.view.long_fenced(&snapshot.workers, now, s.failover) {
+            let call = self
+                .state
+                .deregister(&worker.worker_id, &worker.incarnation);
+            let _ = tokio::time::timeout(s.call_timeout, call).await;
+        }
+        let live: Vec<&WorkerState> = snapshot
+            .workers
+            .iter()
+            .filter(|w| !w.fenced && !d.view.is_fenced(&w.worker_id))
+            .collect();
+        self.keep_standby(&live).await;
+        let sync_due = d.next_sync.is_none_or(|at| now >= at);
+        let live_ids: HashSet<&str> = live.iter().map(|w| w.worker_id.as_str()).collect();
+        let expiry = d.observed.next_expiry(&live_ids, now, s.failover);
+        let due = changed
+            || sync_due
+            || d.next_scan.is_none_or(|at| now >= at)
+            || expiry.is_some_and(|at| now >= at);
+        if !due || !settled {
+            return;
+        }
+        d.next_scan = Some(now + s.scan_interval);
+        // A shard sync reads consistently: it must not recreate a lease it misses.
+        let Some(mut leases) = self.scan_leases(sync_due).await else {
+            return;
+        };
+        if sync_due {
+            d.next_sync = Some(now + s.sync_interval);
+            // Lists shards and creates the leases they need before assigning.
+            if self.sync(d, &leases).await > 0 {
+                let Some(again) = self.scan_leases(false).await else {
+                    return;
+                };
+                leases = again;
+            }
+        }
+        let mut leases: Vec<Lease> = leases;
+        leases.retain(|l| !d.vanished.contains(&l.shard_id));
+        d.observed.update(&leases, now);
+        for lease in &leases {
+            if let Some(owner) = &lease.owner
+                && d.orphan_owners.contains(owner)
+            {
+                d.orphans
+                    .insert(lease.shard_id.clone(), (owner.clone(), lease.counter));
+            }
+        }
+        d.orphan_owners.clear();
+        let by_shard: HashMap<&str, &Lease> =
+            leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
+        d.orphans.retain(|shard, (owner, counter)| {
+            by_shard
+                .get(shard.as_str())
+                .is_some_and(|l| l.owner.as_deref() == Some(owner) && l.counter == *counter)
+        });
+        let candidates: Vec<Candidate> = live
+            .iter()
+            .map(|w| Candidate {
+                worker_id: w.worker_id.clone(),
+                capacity: w.capacity,
+                failover: w.failover,
+            })
+            .collect();
+        let pending: HashMap<String, String> = live
+            .iter()
+            .flat_map(|w| {
+                w.plan
+                    .iter()
+                    .map(|a| (a.shard_id.clone(), w.worker_id.clone()))
+            })
+            .collect();
+        let plan = assigner::plan(&PlanInput {
+            leases: &leases,
+            observed: &d.observed,
+            workers: &candidates,
+            orphans: &d.orphans,
+            pending: &pending,
+            now,
+            failover: s.failover,
+            max_steal: s.max_steal,
+        });
+        if !plan.is_empty() {
+            tracing::debug!(
+                assignments = plan.len(),
+                workers = live.len(),
+                "assigning leases"
+            );
+            self.write(plan, &live).await;
+        }
+        if let Some(at) = d.observed.next_expiry(&live_ids, now, s.failover) {
+            d.next_scan = d.next_scan.map(|n| n.min(at));
+        }
+    }
+
+    /// Keeps one live worker other than the leader as standby.
+    async fn keep_standby(&self, live: &[&WorkerState]) {
+        let others: Vec<&&WorkerState> = live.iter().filter(|w| w.worker_id != self.me).collect();
+        if others.iter().any(|w| w.standby) {
+            return;
+        }
+        if let Some(next) = others.first() {
+            let call = self.state.set_standby(next, true);
+            if let Ok(Ok(true)) = tokio::time::timeout(self.settings.call_timeout, call).await {
+                tracing::debug!(worker = %next.worker_id, "standby chosen");
+            }
+        }
+    }
+
+    /// The lease table, by scan; eventually consistent will do for assignments (every write
+    /// made from it is conditional, so a stale answer only delays a decision).
+    async fn scan_leases(&self, consistent: bool) -> Option<Vec<Lease>> {
+        let call = self.leases.list(consistent);
+        match tokio::time::timeout(self.settings.call_timeout * 4, call).await {
+            Ok(Ok(leases)) => Some(leases),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "lease scan failed");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("lease scan timed out");
+                None
+            }
+        }
+    }
+
+    /// Lists shards and creates the leases they need; cleans up vanished ones. Returns how
+    /// many leases it created.
+    async fn sync(&self, d: &mut Duties, leases: &[Lease]) -> usize {
+        let call = shard_sync::sync(
+            &self.kinesis,
+            &self.stream,
+            &self.leases,
+            self.settings.initial_position,
+            Some(leases),
+        );
+        match call.await {
+            Ok(outcome) => {
+                let created = outcome.created.len();
+                if created > 0 {
+                    tracing::debug!(created, "new shards have leases");
+                }
+                let grace = self.settings.cleanup_grace;
+                for (shard, counter) in d.vanished.observe(outcome.vanished, Instant::now(), grace)
+                {
+                    match self.leases.delete_vanished(&shard, counter).await {
+                        Ok(deleted) => {
+                            if deleted {
+                                tracing::info!(shard = %shard, "lease of a shard that no longer exists deleted");
+                            }
+                            d.vanished.forget(&shard);
+                        }
+                        Err(e) => {
+                            tracing::warn!(shard = %shard, error = %e, "lease cleanup failed; will retry")
+                        }
+                    }
+                }
+                created
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "shard sync failed; will retry");
+                0
+            }
+        }
+    }
+
+    /// Writes the plan into the workers' items, a chunk per call, several at once.
+    async fn write(&self, plan: Vec<(String, Assignment)>, live: &[&WorkerState]) {
+        let incarnations: HashMap<&str, &str> = live
+            .iter()
+            .map(|w| (w.worker_id.as_str(), w.incarnation.as_str()))
+            .collect();
+        let mut by_worker: HashMap<String, Vec<Assignment>> = HashMap::new();
+        for (worker, assignment) in plan {
+            by_worker.entry(worker).or_default().push(assignment);
+        }
+        let mut calls = Vec::new();
+        let mut mine = false;
+        for (worker, assignments) in &by_worker {
+            let Some(incarnation) = incarnations.get(worker.as_str()) else {
+                continue;
+            };
+            mine |= *worker == self.me;
+            for chunk in assignments.chunks(PLAN_CHUNK) {
+                calls.push((worker.clone(), incarnation.to_string(), chunk.to_vec()));
+            }
+        }
+        let timeout = self.settings.call_timeout;
+        let mut writes =
+            futures_util::stream::iter(calls.into_iter().map(|(worker, incarnation, chunk)| {
+                let state = self.state.clone();
+                async move {
+                    let result =
+                        tokio::time::timeout(timeout, state.assign(&worker, &incarnation, &chunk))
+                            .await;
+                    (worker, result)
+                }
+            }))
+            .buffer_unordered(CALL_CONCURRENCY);
+        while let Some((worker, result)) = writes.next().await {
+            match result {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::debug!(worker = %worker, "worker changed before its assignment")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(worker = %worker, error = %e, "writing an assignment failed")
+                }
+                Err(_) => tracing::warn!(worker = %worker, "writing an assignment timed out"),
+            }
+        }
+        if mine {
+            self.poke.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(id: &str, heartbeat: u64, incarnation: &str) -> WorkerState {
+        WorkerState {
+            worker_id: id.into(),
+            heartbeat,
+            incarnation: incarnation.into(),
+            capacity: usize::MAX,
+            failover: Duration::ZERO,
+            fenced: false,
+            standby: false,
+            plan: Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_that_stands_still_for_the_failover_time_is_stale() {
+        let failover = Duration::from_secs(10);
+        let mut view = FleetView::default();
+        let (changed, _) =
+            view.observe(&[worker("a", 1, "x"), worker("b", 1, "y")], Instant::now());
+        assert!(changed, "new workers are a change");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let (changed, _) =
+            view.observe(&[worker("a", 2, "x"), worker("b", 1, "y")], Instant::now());
+        assert!(!changed, "heartbeats are not a change");
+        tokio::time::advance(Duration::from_secs(4)).await;
+        let now_seen = [worker("a", 2, "x"), worker("b", 1, "y")];
+        let stale: Vec<&str> = view
+            .stale(&now_seen, Instant::now(), failover)
+            .iter()
+            .map(|w| w.worker_id.as_str())
+            .collect();
+        assert_eq!(stale, ["b"]);
+        view.mark_fenced("b", Instant::now());
+        assert!(view.stale(&now_seen, Instant::now(), failover).is_empty());
+        assert!(view.is_fenced("b") && !view.is_fenced("a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn departed_workers_and_replaced_incarnations_orphan_their_leases() {
+        let mut view = FleetView::default();
+        view.observe(&[worker("a", 1, "x"), worker("b", 1, "y")], Instant::now());
+        let (changed, mut orphaned) = view.observe(&[worker("a", 0, "x2")], Instant::now());
+        orphaned.sort();
+        assert!(changed);
+        assert_eq!(orphaned, ["a", "b"]);
+        assert!(!view.is_fenced("a"), "the new incarnation is live");
+    }
+}

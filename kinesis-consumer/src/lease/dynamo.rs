@@ -1,0 +1,131 @@
+//! What the lease table and the coordinator-state table share: attribute values, conditional
+//! writes told apart from failures, capacity accounting, and table creation.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
+};
+use kinesis_common::ServiceError;
+
+use super::capacity::CapacityMeter;
+
+/// How long to wait for a new table to become ACTIVE.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// An answer that reports the capacity it consumed.
+pub(crate) trait Consumed {
+    fn consumed(&self) -> Option<&ConsumedCapacity>;
+}
+
+macro_rules! consumed {
+    ($($output:ty),*) => {$(
+        impl Consumed for $output {
+            fn consumed(&self) -> Option<&ConsumedCapacity> {
+                self.consumed_capacity()
+            }
+        }
+    )*};
+}
+
+consumed!(
+    aws_sdk_dynamodb::operation::update_item::UpdateItemOutput,
+    aws_sdk_dynamodb::operation::put_item::PutItemOutput,
+    aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput,
+    aws_sdk_dynamodb::operation::get_item::GetItemOutput
+);
+
+/// A conditional write's answer: `Ok(Some)` on success, `Ok(None)` when the condition
+/// failed (billed one write unit, as DynamoDB does), `Err` otherwise.
+pub(crate) fn conditional<T: Consumed, E>(
+    meter: &CapacityMeter,
+    operation: &'static str,
+    result: Result<T, SdkError<E, aws_smithy_runtime_api::http::Response>>,
+) -> Result<Option<T>, ServiceError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(v) => {
+            meter.record(operation, v.consumed());
+            Ok(Some(v))
+        }
+        Err(e) => {
+            let e = ServiceError::from_sdk(operation, e);
+            if e.has_code("ConditionalCheckFailedException") {
+                meter.record_refused_write(operation);
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Creates a table (PAY_PER_REQUEST, string hash key `key`) unless it exists, and waits
+/// until it is ACTIVE.
+pub(crate) async fn ensure_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    key: &str,
+) -> Result<(), ServiceError> {
+    let created = client
+        .create_table()
+        .table_name(name)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| ServiceError::construction("CreateTable", e))?,
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| ServiceError::construction("CreateTable", e))?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    if let Err(e) = created {
+        let e = ServiceError::from_sdk("CreateTable", e);
+        if !e.has_code("ResourceInUseException") {
+            return Err(e);
+        }
+    }
+    let start = tokio::time::Instant::now();
+    loop {
+        let described = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk("DescribeTable", e))?;
+        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        if start.elapsed() > TABLE_ACTIVE_TIMEOUT {
+            return Err(ServiceError {
+                operation: "DescribeTable",
+                kind: kinesis_common::ErrorKind::Transient,
+                code: None,
+                http_status: None,
+                message: format!("table {name} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}"),
+                source: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
