@@ -34,11 +34,13 @@ use crate::fleet::heartbeat::{Heartbeat, HeartbeatSettings, Membership};
 use crate::fleet::leader::{Leader, LeaderSettings};
 use crate::fleet::state_table::{Assignment, PLAN_CHUNK, StateTable};
 use crate::lease::renewer::{Command, Deadline, Lost, Renewer, RenewerSettings, RenewerStats};
-use crate::lease::{Checkpoint, Lease, LeaseTable};
+use crate::lease::{Lease, LeaseTable};
 use crate::processor::ProcessorFactory;
 use crate::retrieval::{FanOutFetcher, Fetcher, PollingFetcher};
 use crate::shard_consumer::{Exit, ShardConsumer, Signal};
-use crate::shard_sync;
+
+mod children;
+mod shutdown;
 
 /// Calls made at once when taking or releasing many leases.
 const CALL_CONCURRENCY: usize = 16;
@@ -405,185 +407,6 @@ impl<F: ProcessorFactory> Coordinator<F> {
             }
             // Still held: graceful shutdown releases it once every consumer has ended.
             Exit::Shutdown => {}
-        }
-    }
-
-    /// After a shard end: creates the children's leases (from the children the endpoint
-    /// named, else from a shard sync) and takes those whose parents have all finished, so
-    /// they start without waiting for the leader. The leader rebalances later if need be.
-    async fn continue_with_children(
-        &mut self,
-        finished: &str,
-        named: &[aws_sdk_kinesis::types::ChildShard],
-    ) {
-        let table = self.parts.table.clone();
-        let children: Vec<String> = if named.is_empty() {
-            let p = &self.parts;
-            let sync = shard_sync::sync(
-                &p.kinesis,
-                &p.stream,
-                &p.table,
-                p.config.initial_position,
-                None,
-            );
-            if let Err(e) = sync.await {
-                tracing::warn!(error = %e, "shard sync after a shard end failed; the leader will retry");
-                return;
-            }
-            match table.list(true).await {
-                Ok(leases) => leases
-                    .into_iter()
-                    .filter(|l| l.parent_shard_ids.iter().any(|p| p == finished))
-                    .map(|l| l.shard_id)
-                    .collect(),
-                Err(_) => return,
-            }
-        } else {
-            if let Err(e) = shard_sync::create_children(&table, finished, named).await {
-                tracing::debug!(error = %e, "creating the children's leases failed; the leader will");
-                return;
-            }
-            named.iter().map(|c| c.shard_id.clone()).collect()
-        };
-        let me = self.parts.config.worker_id.clone();
-        for child in children {
-            let Ok(Some(lease)) = table.get(&child).await else {
-                continue;
-            };
-            if lease.owner.is_some() || lease.is_finished() {
-                continue;
-            }
-            let mut ready = true;
-            for parent in lease.parent_shard_ids.iter().filter(|p| *p != finished) {
-                match table.get(parent).await {
-                    Ok(Some(p)) if p.checkpoint != Checkpoint::ShardEnd => ready = false,
-                    Ok(_) => {}
-                    Err(_) => ready = false,
-                }
-            }
-            if !ready {
-                continue; // the other parent's worker takes it when that parent ends
-            }
-            let sent = Instant::now();
-            if let Ok(Some(lease)) = table.take(&lease, &me, false).await {
-                tracing::info!(shard = %lease.shard_id, parent = finished, "child lease taken");
-                self.start(lease, sent, Duration::ZERO);
-            }
-        }
-    }
-
-    /// Tells every consumer to shut down, waits for them, then releases every lease at once
-    /// and assigns them to live workers; leaves the fleet and gives up the lead.
-    async fn graceful_shutdown(&mut self) {
-        tracing::info!(leases = self.held.len(), "worker shutting down");
-        // No more assignments from this worker as leader.
-        self.leader_task = None;
-        for held in self.held.values() {
-            let _ = held.signal.send(Signal::Shutdown);
-        }
-        while let Some(joined) = self.tasks.join_next().await {
-            if let Ok((shard, generation, exit)) = joined {
-                self.on_exit(shard, generation, exit).await;
-            }
-        }
-        for shard in self.held.keys() {
-            let _ = self.renewer.send(Command::Drop {
-                shard_id: shard.clone(),
-            });
-        }
-        let me = self.parts.config.worker_id.clone();
-        let table = self.parts.table.clone();
-        let shards: Vec<String> = self.held.drain().map(|(s, _)| s).collect();
-        // Each call has the DynamoDB timeout, so this ends even when DynamoDB is gone.
-        let mut releases = futures_util::stream::iter(shards.into_iter().map(|shard| {
-            let (table, me) = (table.clone(), me.clone());
-            async move {
-                let result = table.release(&shard, &me).await;
-                (shard, result)
-            }
-        }))
-        .buffer_unordered(CALL_CONCURRENCY);
-        let mut released = Vec::new();
-        while let Some((shard, result)) = releases.next().await {
-            match result {
-                Ok(true) => {
-                    tracing::debug!(shard = %shard, "lease released");
-                    released.push(shard);
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(shard = %shard, error = %e, "releasing a lease failed; it will expire")
-                }
-            }
-        }
-        metrics::gauge!("kinesis_consumer_leases_held").set(0.0);
-        self.leave(released).await;
-    }
-
-    /// Hands released leases to live workers, removes this worker's item, releases the lock.
-    async fn leave(&mut self, released: Vec<String>) {
-        let me = self.parts.config.worker_id.clone();
-        let state = self.parts.state.clone();
-        let incarnation = self.membership.borrow().incarnation.clone();
-        // The heartbeat stops first, or it would register again once the item is gone.
-        self.heartbeat_task = None;
-        if !released.is_empty()
-            && let Ok(snapshot) = state.scan().await
-        {
-            let live: Vec<_> = snapshot
-                .workers
-                .iter()
-                .filter(|w| !w.fenced && w.worker_id != me)
-                .collect();
-            if !live.is_empty() {
-                let mut by_worker: HashMap<usize, Vec<Assignment>> = HashMap::new();
-                for (i, shard) in released.into_iter().enumerate() {
-                    by_worker
-                        .entry(i % live.len())
-                        .or_default()
-                        .push(Assignment {
-                            shard_id: shard,
-                            counter: 0,
-                            owner: None,
-                            steal: false,
-                        });
-                }
-                let mut calls: Vec<(String, String, Vec<Assignment>)> = Vec::new();
-                for (w, assignments) in by_worker {
-                    for chunk in assignments.chunks(PLAN_CHUNK) {
-                        let worker = live[w];
-                        calls.push((
-                            worker.worker_id.clone(),
-                            worker.incarnation.clone(),
-                            chunk.to_vec(),
-                        ));
-                    }
-                }
-                let mut writes = futures_util::stream::iter(calls.into_iter().map(
-                    |(worker, incarnation, chunk)| {
-                        let state = state.clone();
-                        async move { state.assign(&worker, &incarnation, &chunk).await }
-                    },
-                ))
-                .buffer_unordered(CALL_CONCURRENCY);
-                while let Some(result) = writes.next().await {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "handing a lease on failed; the leader will");
-                    }
-                }
-            }
-        }
-        if !incarnation.is_empty()
-            && let Err(e) = state.deregister(&me, &incarnation).await
-        {
-            tracing::debug!(error = %e, "removing the worker's item failed; the leader will");
-        }
-        let version = self.parts.leading.borrow().clone();
-        if let Some(version) = version {
-            if let Err(e) = state.release_lock(&me, &version).await {
-                tracing::debug!(error = %e, "releasing the leader lock failed; it will expire");
-            }
-            let _ = self.parts.leading.send(None);
         }
     }
 }

@@ -30,7 +30,8 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::heartbeat::Membership;
-use super::state_table::{Assignment, LeaderLock, PLAN_CHUNK, Snapshot, StateTable, WorkerState};
+use super::state_table::{Assignment, PLAN_CHUNK, Snapshot, StateTable, WorkerState};
+use super::view::FleetView;
 use crate::config::InitialPosition;
 use crate::lease::assigner::{self, Candidate, Observed, PlanInput};
 use crate::lease::cleanup::Vanished;
@@ -78,138 +79,10 @@ pub(crate) struct Leader {
     pub leading: watch::Sender<Option<String>>,
 }
 
-/// What the leader has seen of one worker's heartbeat.
-#[derive(Debug)]
-struct Seen {
-    heartbeat: u64,
-    incarnation: String,
-    since: Instant,
-    fenced_since: Option<Instant>,
-}
-
-/// What the leader (or standby) has seen of the fleet's heartbeats.
-#[derive(Debug, Default)]
-struct FleetView {
-    seen: HashMap<String, Seen>,
-    /// When this view began.
-    started: Option<Instant>,
-}
-
-impl FleetView {
-    /// Records a scan; returns (whether membership changed, owners whose leases are orphaned:
-    /// departed workers and replaced incarnations).
-    fn observe(&mut self, workers: &[WorkerState], now: Instant) -> (bool, Vec<String>) {
-        self.started.get_or_insert(now);
-        let mut changed = false;
-        let mut orphaned = Vec::new();
-        let present: HashSet<&str> = workers.iter().map(|w| w.worker_id.as_str()).collect();
-        self.seen.retain(|id, _| {
-            let keep = present.contains(id.as_str());
-            if !keep {
-                changed = true;
-                orphaned.push(id.clone());
-            }
-            keep
-        });
-        for w in workers {
-            match self.seen.get_mut(&w.worker_id) {
-                Some(seen) if seen.incarnation == w.incarnation => {
-                    if seen.heartbeat != w.heartbeat {
-                        seen.heartbeat = w.heartbeat;
-                        seen.since = now;
-                    }
-                    if w.fenced && seen.fenced_since.is_none() {
-                        seen.fenced_since = Some(now);
-                        changed = true;
-                    }
-                }
-                previous => {
-                    if previous.is_some() {
-                        orphaned.push(w.worker_id.clone());
-                    }
-                    changed = true;
-                    self.seen.insert(
-                        w.worker_id.clone(),
-                        Seen {
-                            heartbeat: w.heartbeat,
-                            incarnation: w.incarnation.clone(),
-                            since: now,
-                            fenced_since: w.fenced.then_some(now),
-                        },
-                    );
-                }
-            }
-        }
-        (changed, orphaned)
-    }
-
-    fn is_fenced(&self, worker: &str) -> bool {
-        self.seen
-            .get(worker)
-            .is_none_or(|s| s.fenced_since.is_some())
-    }
-
-    /// Workers whose heartbeat stood still for the failover time.
-    fn stale<'a>(
-        &self,
-        workers: &'a [WorkerState],
-        now: Instant,
-        failover: Duration,
-    ) -> Vec<&'a WorkerState> {
-        workers
-            .iter()
-            .filter(|w| {
-                self.seen.get(&w.worker_id).is_some_and(|s| {
-                    s.fenced_since.is_none()
-                        && s.heartbeat == w.heartbeat
-                        && now.saturating_duration_since(s.since) >= failover.max(w.failover)
-                })
-            })
-            .collect()
-    }
-
-    /// Fenced items old enough to delete (their worker has had the failover time to come back).
-    fn long_fenced<'a>(
-        &self,
-        workers: &'a [WorkerState],
-        now: Instant,
-        failover: Duration,
-    ) -> Vec<&'a WorkerState> {
-        workers
-            .iter()
-            .filter(|w| {
-                w.fenced
-                    && self
-                        .seen
-                        .get(&w.worker_id)
-                        .and_then(|s| s.fenced_since)
-                        .is_some_and(|at| now.saturating_duration_since(at) >= failover)
-            })
-            .collect()
-    }
-
-    fn mark_fenced(&mut self, worker: &str, now: Instant) {
-        if let Some(seen) = self.seen.get_mut(worker) {
-            seen.fenced_since = Some(now);
-        }
-    }
-}
-
-/// What a follower knows of the lock.
-#[derive(Debug)]
-struct Election {
-    /// The lock's version as first seen, and when.
-    seen: Option<(Option<String>, Instant)>,
-    /// Whether the lock has been seen to move (its holder is alive): then look rarely.
-    confirmed: bool,
-    next_look: Instant,
-    last_look: Instant,
-}
-
 /// The leader's memory, kept across rounds.
 #[derive(Default)]
-struct Duties {
-    view: FleetView,
+pub(super) struct Duties {
+    pub(super) view: FleetView,
     observed: Observed,
     /// Workers whose leases are to be recorded as orphans at the next lease scan.
     orphan_owners: HashSet<String>,
@@ -236,93 +109,6 @@ impl Leader {
             self.lead(version, since, settled_at, &mut duties).await;
             metrics::gauge!("kinesis_consumer_leader").set(0.0);
             let _ = self.leading.send(None);
-        }
-    }
-
-    /// Follows (or stands by) until this worker takes the lock; returns its version and when.
-    async fn follow(&self, duties: &mut Duties) -> (String, Instant) {
-        let s = self.settings;
-        let mut ticker = tokio::time::interval(s.poll);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut e = Election {
-            seen: None,
-            confirmed: false,
-            next_look: Instant::now(),
-            last_look: Instant::now(),
-        };
-        loop {
-            ticker.tick().await;
-            let now = Instant::now();
-            let standby = self
-                .membership
-                .borrow()
-                .state
-                .as_ref()
-                .is_some_and(|w| w.standby);
-            // The standby looks at every poll, whenever it was made standby.
-            if now < e.next_look && !(standby && now >= e.last_look + s.standby_poll) {
-                continue;
-            }
-            e.last_look = now;
-            // The standby, and a worker that has not yet seen the lock move, read the whole
-            // table: they then know every heartbeat when they take over, and fail the old
-            // leader's leases over at once. Others only read the lock, rarely.
-            let watching = standby || !e.confirmed;
-            let lock = if watching {
-                let Some(snapshot) = self.scan().await else {
-                    continue;
-                };
-                duties.view.observe(&snapshot.workers, now);
-                snapshot.lock
-            } else {
-                match tokio::time::timeout(s.call_timeout, self.state.lock()).await {
-                    Ok(Ok(lock)) => lock,
-                    _ => continue,
-                }
-            };
-            let version = lock.as_ref().map(|l| l.version.clone());
-            let since = match &e.seen {
-                Some((seen, since)) if *seen == version => *since,
-                previous => {
-                    e.confirmed |= previous.is_some() && version.is_some();
-                    e.seen = Some((version.clone(), now));
-                    now
-                }
-            };
-            let threshold = lock
-                .as_ref()
-                .map_or(s.failover, |l| l.duration.max(s.failover));
-            e.next_look = if e.confirmed {
-                now + s.check
-            } else {
-                // Until the lock is seen to move, look again once it could be stale.
-                (since + threshold).max(now + s.poll)
-            };
-            // The standby goes first: it has watched every heartbeat. Others wait a little
-            // longer, in case it is gone too.
-            let threshold = if standby {
-                threshold
-            } else {
-                threshold + s.standby_poll * 2
-            };
-            let stale = now.saturating_duration_since(since) >= threshold;
-            if lock.is_some() && !stale {
-                continue;
-            }
-            if !watching {
-                // Before taking over, learn the heartbeats.
-                e.confirmed = false;
-                e.next_look = now;
-                continue;
-            }
-            match self.acquire(lock.as_ref()).await {
-                Some(version) => return (version, now),
-                // Someone else got it: look again soon.
-                None => {
-                    e.seen = None;
-                    e.next_look = now;
-                }
-            }
         }
     }
 
@@ -384,19 +170,7 @@ impl Leader {
         }
     }
 
-    async fn acquire(&self, seen: Option<&LeaderLock>) -> Option<String> {
-        let call = self.state.acquire(seen, &self.me, self.settings.failover);
-        match tokio::time::timeout(self.settings.call_timeout, call).await {
-            Ok(Ok(version)) => version,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "taking the leader lock failed");
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    async fn scan(&self) -> Option<Snapshot> {
+    pub(super) async fn scan(&self) -> Option<Snapshot> {
         match tokio::time::timeout(self.settings.call_timeout, self.state.scan()).await {
             Ok(Ok(snapshot)) => Some(snapshot),
             Ok(Err(e)) => {
@@ -640,58 +414,5 @@ impl Leader {
         if mine {
             self.poke.notify_one();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn worker(id: &str, heartbeat: u64, incarnation: &str) -> WorkerState {
-        WorkerState {
-            worker_id: id.into(),
-            heartbeat,
-            incarnation: incarnation.into(),
-            capacity: usize::MAX,
-            failover: Duration::ZERO,
-            fenced: false,
-            standby: false,
-            plan: Vec::new(),
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_heartbeat_that_stands_still_for_the_failover_time_is_stale() {
-        let failover = Duration::from_secs(10);
-        let mut view = FleetView::default();
-        let (changed, _) =
-            view.observe(&[worker("a", 1, "x"), worker("b", 1, "y")], Instant::now());
-        assert!(changed, "new workers are a change");
-        tokio::time::advance(Duration::from_secs(6)).await;
-        let (changed, _) =
-            view.observe(&[worker("a", 2, "x"), worker("b", 1, "y")], Instant::now());
-        assert!(!changed, "heartbeats are not a change");
-        tokio::time::advance(Duration::from_secs(4)).await;
-        let now_seen = [worker("a", 2, "x"), worker("b", 1, "y")];
-        let stale: Vec<&str> = view
-            .stale(&now_seen, Instant::now(), failover)
-            .iter()
-            .map(|w| w.worker_id.as_str())
-            .collect();
-        assert_eq!(stale, ["b"]);
-        view.mark_fenced("b", Instant::now());
-        assert!(view.stale(&now_seen, Instant::now(), failover).is_empty());
-        assert!(view.is_fenced("b") && !view.is_fenced("a"));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn departed_workers_and_replaced_incarnations_orphan_their_leases() {
-        let mut view = FleetView::default();
-        view.observe(&[worker("a", 1, "x"), worker("b", 1, "y")], Instant::now());
-        let (changed, mut orphaned) = view.observe(&[worker("a", 0, "x2")], Instant::now());
-        orphaned.sort();
-        assert!(changed);
-        assert_eq!(orphaned, ["a", "b"]);
-        assert!(!view.is_fenced("a"), "the new incarnation is live");
     }
 }

@@ -5,6 +5,8 @@
 //! worker's assignments into its heartbeat item, which the worker reads back for free with
 //! its next heartbeat. So the lease table is read by one worker, not by all of them.
 
+mod election;
 pub(crate) mod heartbeat;
 pub(crate) mod leader;
 pub(crate) mod state_table;
+mod view;
