@@ -36,7 +36,10 @@
 //! ```
 //!
 //! Leases live in a DynamoDB table with KCL's schema ([`lease`]), so a table written by the
-//! Java KCL is taken over with its checkpoints.
+//! Java KCL is taken over with its checkpoints. Workers also heartbeat into a small second
+//! table, `<lease table>-Coordinator`, where one of them, elected with a lock, assigns the
+//! leases: only that worker reads the lease table, so what a fleet pays for reads grows with
+//! its leases, not with leases × workers.
 
 mod checkpoint;
 mod config;
