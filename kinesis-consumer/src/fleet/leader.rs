@@ -282,6 +282,17 @@ impl Leader {
             failover: s.failover,
             max_steal: s.max_steal,
         });
+        let assigner::Plan {
+            assignments: plan,
+            unplaced,
+        } = plan;
+        if unplaced > 0 {
+            // Every worker is at what it can renew; capacity grows as renewals are timed,
+            // and workers join: look again soon rather than a scan interval later.
+            tracing::debug!(unplaced, "leases left unassigned for now");
+            let soon = now + s.failover / 4;
+            d.next_scan = d.next_scan.map(|n| n.min(soon));
+        }
         if !plan.is_empty() {
             tracing::debug!(
                 assignments = plan.len(),

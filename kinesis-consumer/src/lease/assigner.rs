@@ -136,8 +136,17 @@ impl PlanInput<'_> {
     }
 }
 
-/// The assignments to write: (worker, lease as seen).
-pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<(String, Assignment)> {
+/// A round's outcome.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    /// The assignments to write: (worker, lease as seen).
+    pub assignments: Vec<(String, Assignment)>,
+    /// Free leases no worker could take (all at their cap): try again soon.
+    pub unplaced: usize,
+}
+
+/// Plans a round of assignments.
+pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     let by_shard: HashMap<&str, &Lease> = input
         .leases
         .iter()
@@ -149,7 +158,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<(String, Assignment)> {
         .filter(|l| is_available(l, &by_shard))
         .collect();
     if available.is_empty() || input.workers.is_empty() {
-        return Vec::new();
+        return Plan::default();
     }
     let live: HashMap<&str, usize> = input
         .workers
@@ -176,6 +185,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<(String, Assignment)> {
     let mut out = Vec::new();
     // Free leases to the least loaded workers below their cap.
     free.shuffle(&mut rand::rng());
+    let mut unplaced = free.len();
     for lease in free {
         let Some(worker) = input
             .workers
@@ -187,6 +197,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<(String, Assignment)> {
             break;
         };
         *load.get_mut(worker).expect("live worker") += 1;
+        unplaced -= 1;
         out.push((worker.to_owned(), assignment(lease, false)));
     }
     // Then steals, only from above the target to below it.
@@ -219,7 +230,10 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Vec<(String, Assignment)> {
         *load.get_mut(thief).expect("live worker") += 1;
         out.push((thief.to_owned(), assignment(lease, true)));
     }
-    out
+    Plan {
+        assignments: out,
+        unplaced,
+    }
 }
 
 fn assignment(lease: &Lease, steal: bool) -> Assignment {
@@ -292,6 +306,7 @@ mod tests {
                 failover: FAILOVER,
                 max_steal: self.max_steal,
             })
+            .assignments
         }
     }
 
@@ -442,6 +457,17 @@ mod tests {
         let mut fleet_workers = workers(&["a"]);
         fleet_workers[0].capacity = 3;
         assert_eq!(fleet.plan(&table, &fleet_workers).len(), 3);
+        let outcome = plan(&PlanInput {
+            leases: &table,
+            observed: &fleet.observed,
+            workers: &fleet_workers,
+            orphans: &fleet.orphans,
+            pending: &fleet.pending,
+            now: Instant::now(),
+            failover: FAILOVER,
+            max_steal: usize::MAX,
+        });
+        assert_eq!(outcome.unplaced, 7, "the rest waits for more capacity");
     }
 
     #[tokio::test(start_paused = true)]
