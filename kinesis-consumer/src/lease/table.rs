@@ -167,9 +167,11 @@ impl LeaseTable {
             .update_item()
             .table_name(&self.name)
             .key(LEASE_KEY, s(&seen.shard_id))
+            // `checkpointOwner` marks a KCL 3.x handoff in progress; a take ends it.
             .update_expression(
                 "SET leaseOwner = :owner, leaseCounter = leaseCounter + :one, \
-                 ownerSwitchesSinceCheckpoint = if_not_exists(ownerSwitchesSinceCheckpoint, :zero) + :switch",
+                 ownerSwitchesSinceCheckpoint = if_not_exists(ownerSwitchesSinceCheckpoint, :zero) + :switch \
+                 REMOVE checkpointOwner",
             )
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":one", n(1))
