@@ -11,10 +11,10 @@
 //! handoff (one worker shut down); and beside them the same read and write rates computed for
 //! KCL 2.x and KCL 3.x from their defaults.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use kinesis_benches::ownership::{balanced, owners, shown, wait_for};
 use kinesis_consumer::{
     Checkpointer, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker, WorkerHandle,
 };
@@ -44,62 +44,6 @@ impl RecordProcessor for Idle {
     ) -> Result<(), ProcessorError> {
         Ok(())
     }
-}
-
-/// Leases per owner, by a strongly consistent scan (the observer's reads are not the fleet's).
-async fn owners(client: &aws_sdk_dynamodb::Client, table: &str) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    let mut start = None;
-    loop {
-        let Ok(page) = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-        else {
-            return counts;
-        };
-        for item in page.items() {
-            if let Some(owner) = item.get("leaseOwner").and_then(|o| o.as_s().ok()) {
-                *counts.entry(owner.clone()).or_insert(0) += 1;
-            }
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return counts;
-        }
-    }
-}
-
-async fn wait_for<F: Fn(&HashMap<String, usize>) -> bool>(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    bound: Duration,
-    done: F,
-) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < bound {
-        if done(&owners(client, table).await) {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    None
-}
-
-fn balanced(o: &HashMap<String, usize>, leases: usize, workers: usize) -> bool {
-    let floor = leases / workers;
-    o.len() == workers
-        && o.values().sum::<usize>() == leases
-        && o.values().all(|&n| n >= floor && n <= floor + 1)
-}
-
-fn shown(d: Option<Duration>) -> String {
-    d.map_or("not reached".into(), |d| {
-        format!("{:.1} s", d.as_secs_f64())
-    })
 }
 
 /// Read and write units so far: (lease table, coordinator table), each (reads, writes).

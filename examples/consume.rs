@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example consume -- --stream NAME --app-name APP [--kinesis-endpoint URL]
 //! [--dynamodb-endpoint URL] [--initial-position trim-horizon|latest|at-timestamp:RFC3339]
-//! [--until-idle SECONDS] [--fan-out CONSUMER] [--aws] [--print]`
+//! [--until-idle SECONDS] [--fan-out CONSUMER] [--worker-id ID] [--aws] [--print]`
 //!
 //! With `--until-idle S` it shuts down gracefully once no record arrived for S seconds and
 //! prints one JSON line; otherwise it runs until Ctrl-C or SIGTERM. Several copies with the
@@ -43,6 +43,9 @@ struct Args {
     /// Read with enhanced fan-out through this stream consumer (registered if missing).
     #[arg(long)]
     fan_out: Option<String>,
+    /// The worker id (`leaseOwner`); default: host name + random suffix.
+    #[arg(long)]
+    worker_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -134,6 +137,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .initial_position(initial_position(&args.initial_position)?);
     if let Some(consumer) = args.fan_out {
         builder = builder.fan_out(consumer);
+    }
+    if let Some(id) = args.worker_id {
+        builder = builder.worker_id(id);
     }
     let worker = builder.build(factory)?;
     let handle = worker.handle();
