@@ -152,6 +152,9 @@ async fn main() {
         "  KCL 2.x from its defaults: {kcl2:.1} read units/s; KCL 3.x: {kcl3:.1} read units/s; both {renew:.0} write units/s"
     );
 
+    let expired: u64 = handles.iter().map(|h| h.leases_expired()).sum();
+    println!("  leases that expired while their worker was alive: {expired}");
+
     // Crash: the last worker's future is dropped, nothing released.
     let (dead_handle, dead_task) = fleet.pop().expect("a worker");
     let dead_id = format!("w{:03}", fleet.len());

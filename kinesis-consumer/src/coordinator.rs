@@ -73,6 +73,8 @@ pub(crate) struct Parts<F: ProcessorFactory> {
     pub consumer_arn: Option<String>,
     /// The lock version while this worker leads.
     pub leading: watch::Sender<Option<String>>,
+    /// The renewer's figures, shared with the worker's handle.
+    pub renewer_stats: Arc<RenewerStats>,
 }
 
 pub(crate) struct Coordinator<F: ProcessorFactory> {
@@ -109,7 +111,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         };
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let (lost_tx, lost) = mpsc::unbounded_channel();
-        let renewer_stats = Arc::new(RenewerStats::default());
+        let renewer_stats = parts.renewer_stats.clone();
         let renewer = Renewer {
             table: parts.table.clone(),
             owner: cfg.worker_id.clone(),

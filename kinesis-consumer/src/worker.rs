@@ -23,6 +23,7 @@ use crate::coordinator::{Coordinator, Parts};
 use crate::error::ConsumerError;
 use crate::fleet::state_table::StateTable;
 use crate::lease::capacity::CapacityMeter;
+use crate::lease::renewer::RenewerStats;
 use crate::lease::{LeaseTable, LeaseTableCapacity};
 use crate::processor::ProcessorFactory;
 use crate::retrieval;
@@ -248,6 +249,7 @@ impl WorkerBuilder {
             CapacityMeter::new("coordinator"),
         );
         let (leading, leading_rx) = watch::channel(None);
+        let renewer_stats = Arc::new(RenewerStats::default());
         Ok(Worker {
             handle: WorkerHandle {
                 shutdown: Arc::new(shutdown_tx),
@@ -255,7 +257,9 @@ impl WorkerBuilder {
                 table: table.clone(),
                 state: state.clone(),
                 leading: leading_rx,
+                renewer_stats: renewer_stats.clone(),
             },
+            renewer_stats,
             table,
             state,
             leading,
@@ -277,6 +281,7 @@ pub struct WorkerHandle {
     table: LeaseTable,
     state: StateTable,
     leading: watch::Receiver<Option<String>>,
+    renewer_stats: Arc<RenewerStats>,
 }
 
 impl WorkerHandle {
@@ -309,6 +314,13 @@ impl WorkerHandle {
     pub fn is_leader(&self) -> bool {
         self.leading.borrow().is_some()
     }
+
+    /// Leases this worker gave up because no renewal succeeded before their deadline while
+    /// it ran: 0 in a healthy fleet; more means DynamoDB was slower or further away than
+    /// the failover time allows.
+    pub fn leases_expired(&self) -> u64 {
+        self.renewer_stats.expired()
+    }
 }
 
 /// A KCL-compatible worker for one application and stream.
@@ -319,6 +331,7 @@ pub struct Worker<F: ProcessorFactory> {
     table: LeaseTable,
     state: StateTable,
     leading: watch::Sender<Option<String>>,
+    renewer_stats: Arc<RenewerStats>,
     factory: Arc<F>,
     shutdown_rx: watch::Receiver<bool>,
     handle: WorkerHandle,
@@ -445,6 +458,7 @@ impl<F: ProcessorFactory> Worker<F> {
             factory: self.factory,
             consumer_arn: consumer_arn.clone(),
             leading: self.leading,
+            renewer_stats: self.renewer_stats,
         });
         coordinator.run(self.shutdown_rx).await;
         if let Some(arn) = &consumer_arn

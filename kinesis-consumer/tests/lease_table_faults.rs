@@ -59,6 +59,11 @@ async fn a_table_throttled_for_half_the_failover_time_loses_no_lease() {
         .collect();
     assert!(lost.is_empty(), "leases lost: {lost:?}");
     assert_eq!(owned_by(&aws, "throttled-app", "w1").await, 4);
+    assert_eq!(
+        handle.leases_expired(),
+        0,
+        "no lease expired while the worker ran"
+    );
 
     // What the worker reports is what the table was billed: every write to the table is the
     // worker's; the reads include this test's own scans, which only the testkit sees.

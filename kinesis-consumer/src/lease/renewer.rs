@@ -182,9 +182,16 @@ pub(crate) struct Lost {
 pub(crate) struct RenewerStats {
     /// Mean renewal latency in microseconds (moving average), 0 before the first answer.
     latency_micros: AtomicU64,
+    /// Leases given up because no renewal succeeded before their deadline.
+    expired: AtomicU64,
 }
 
 impl RenewerStats {
+    /// Leases given up so far because no renewal succeeded before their deadline.
+    pub(crate) fn expired(&self) -> u64 {
+        self.expired.load(Ordering::Relaxed)
+    }
+
     /// How many leases the renewer can keep alive, spending at most half of each interval.
     pub(crate) fn capacity(&self, settings: &RenewerSettings) -> usize {
         // Before any renewal has been timed, assume 25 ms a call (a slow DynamoDB).
@@ -361,6 +368,7 @@ impl<T: RenewCall> Renewer<T> {
             .collect();
         for (shard_id, generation) in expired {
             leases.remove(&shard_id);
+            self.stats.expired.fetch_add(1, Ordering::Relaxed);
             self.give_up(shard_id, generation, LossReason::Expired);
         }
     }
