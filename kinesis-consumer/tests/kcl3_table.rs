@@ -124,17 +124,29 @@ async fn a_kcl3_written_lease_table_is_taken_over_and_keeps_its_attributes() {
         .collect();
     assert_eq!(got, ["old-5", "old-6", "old-7", "old-8", "old-9"]);
 
-    // While it runs, the index KCL 3.x workers query names our worker for both leases.
-    let owned = ddb
-        .query()
-        .table_name("kcl3-app")
-        .index_name("LeaseOwnerToLeaseKeyIndex")
-        .key_condition_expression("leaseOwner = :me")
-        .expression_attribute_values(":me", s("rust-worker"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(owned.count(), 2);
+    // While it runs, the index KCL 3.x workers query names our worker for both leases (a
+    // GSI is eventually consistent, so wait for it).
+    let waiting = std::time::Instant::now();
+    loop {
+        let owned = ddb
+            .query()
+            .table_name("kcl3-app")
+            .index_name("LeaseOwnerToLeaseKeyIndex")
+            .key_condition_expression("leaseOwner = :me")
+            .expression_attribute_values(":me", s("rust-worker"))
+            .send()
+            .await
+            .unwrap();
+        if owned.count() == 2 {
+            break;
+        }
+        assert!(
+            waiting.elapsed() < Duration::from_secs(15),
+            "the index names our worker for {} leases",
+            owned.count()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     handle.shutdown().await;
     task.await.unwrap().unwrap();
 

@@ -15,6 +15,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -59,19 +61,54 @@ pub(crate) struct Heartbeat {
     pub poke: Arc<Notify>,
 }
 
+/// A heartbeat call in flight: (incarnation, send time, answer).
+type Beat = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = (
+                    String,
+                    Instant,
+                    Result<
+                        Result<Option<WorkerState>, kinesis_common::ServiceError>,
+                        tokio::time::error::Elapsed,
+                    >,
+                ),
+            > + Send,
+    >,
+>;
+
 impl Heartbeat {
     /// Runs until the coordinator drops its receivers.
+    ///
+    /// A heartbeat is sent at every tick even while earlier ones are still out (each has the
+    /// call timeout), so one slow or throttled call, retried inside the SDK, never delays the
+    /// next: the deadline follows the latest success, by send time.
     pub(crate) async fn run(self) {
         let mut ticker = tokio::time::interval(self.settings.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut incarnation: Option<String> = None;
+        let mut in_flight: FuturesUnordered<Beat> = FuturesUnordered::new();
+        let most_in_flight = (self.settings.call_timeout.as_millis()
+            / self.settings.interval.as_millis().max(1)) as usize
+            + 1;
+        // The latest success: (heartbeat counter, send time).
+        let mut latest: Option<(u64, Instant)> = None;
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = self.poke.notified() => {}
-            }
+            let beat_now = tokio::select! {
+                _ = ticker.tick() => true,
+                _ = self.poke.notified() => true,
+                Some((of, sent, answer)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if incarnation.as_deref() == Some(of.as_str()) {
+                        self.answered(sent, answer, &mut latest, &mut incarnation, &mut ticker);
+                    }
+                    false
+                }
+            };
             if self.membership.is_closed() {
                 return;
+            }
+            if !beat_now {
+                continue;
             }
             let sent = Instant::now();
             let capacity = (self.capacity)();
@@ -88,6 +125,7 @@ impl Heartbeat {
                             m.incarnation = fresh.clone();
                             m.state = None;
                         });
+                        latest = None;
                         incarnation = Some(fresh);
                     }
                     Ok(Err(e)) => tracing::warn!(error = %e, "registering the worker failed"),
@@ -95,30 +133,61 @@ impl Heartbeat {
                 }
                 continue;
             };
-            let call = self.table.heartbeat(&self.worker_id, &current, capacity);
-            match tokio::time::timeout(self.settings.call_timeout, call).await {
-                Ok(Ok(Some(state))) => {
-                    let _ = self.deadline.send(self.settings.deadline_after(sent));
-                    self.membership.send_if_modified(|m| {
-                        let changed = m.state.as_ref() != Some(&state);
-                        m.state = Some(state);
-                        changed
-                    });
-                }
-                Ok(Ok(None)) => {
-                    tracing::warn!(worker = %self.worker_id, "fenced by the leader; dropping every lease");
-                    metrics::counter!("kinesis_consumer_worker_fenced").increment(1);
-                    let _ = self.deadline.send(Instant::now());
-                    self.membership.send_modify(|m| {
-                        m.fenced += 1;
-                        m.state = None;
-                    });
-                    incarnation = None;
-                    ticker.reset_immediately();
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
-                Err(_) => tracing::warn!("heartbeat timed out"),
+            if in_flight.len() >= most_in_flight {
+                continue;
             }
+            let (table, worker, timeout) = (
+                self.table.clone(),
+                self.worker_id.clone(),
+                self.settings.call_timeout,
+            );
+            in_flight.push(Box::pin(async move {
+                let call = table.heartbeat(&worker, &current, capacity);
+                let answer = tokio::time::timeout(timeout, call).await;
+                (current, sent, answer)
+            }));
+        }
+    }
+
+    /// Acts on one heartbeat's answer.
+    fn answered(
+        &self,
+        sent: Instant,
+        answer: Result<
+            Result<Option<WorkerState>, kinesis_common::ServiceError>,
+            tokio::time::error::Elapsed,
+        >,
+        latest: &mut Option<(u64, Instant)>,
+        incarnation: &mut Option<String>,
+        ticker: &mut tokio::time::Interval,
+    ) {
+        match answer {
+            Ok(Ok(Some(state))) => {
+                // Answers may come back out of order: only a newer heartbeat counts.
+                if latest.is_some_and(|(counter, _)| counter >= state.heartbeat) {
+                    return;
+                }
+                *latest = Some((state.heartbeat, sent));
+                let _ = self.deadline.send(self.settings.deadline_after(sent));
+                self.membership.send_if_modified(|m| {
+                    let changed = m.state.as_ref() != Some(&state);
+                    m.state = Some(state);
+                    changed
+                });
+            }
+            Ok(Ok(None)) => {
+                tracing::warn!(worker = %self.worker_id, "fenced by the leader; dropping every lease");
+                metrics::counter!("kinesis_consumer_worker_fenced").increment(1);
+                let _ = self.deadline.send(Instant::now());
+                self.membership.send_modify(|m| {
+                    m.fenced += 1;
+                    m.state = None;
+                });
+                *incarnation = None;
+                ticker.reset_immediately();
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "heartbeat failed"),
+            Err(_) => tracing::warn!("heartbeat timed out"),
         }
     }
 }
