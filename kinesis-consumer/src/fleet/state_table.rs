@@ -21,7 +21,7 @@ use kinesis_common::ServiceError;
 
 use crate::lease::Lease;
 use crate::lease::capacity::CapacityMeter;
-use crate::lease::dynamo::{conditional, ensure_table, n, s};
+use crate::lease::dynamo::{conditional, ensure_table, n, s, scan_all};
 
 const KEY: &str = "key";
 const LEADER_KEY: &str = "Leader";
@@ -194,35 +194,19 @@ impl StateTable {
     /// fleet: a stale answer only delays a decision, every write is conditional).
     pub(crate) async fn scan(&self) -> Result<Snapshot, ServiceError> {
         let mut snapshot = Snapshot::default();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.name)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| ServiceError::from_sdk("Scan", e))?;
-            self.meter.record("Scan", page.consumed_capacity());
-            for item in page.items() {
-                match text(item, KEY).as_deref() {
-                    Some(LEADER_KEY) => snapshot.lock = decode_lock(item),
-                    Some(k) if k.starts_with(WORKER_PREFIX) => {
-                        snapshot.workers.extend(decode_worker(item))
-                    }
-                    _ => {}
+        for item in &scan_all(&self.client, &self.name, false, &self.meter).await? {
+            match text(item, KEY).as_deref() {
+                Some(LEADER_KEY) => snapshot.lock = decode_lock(item),
+                Some(k) if k.starts_with(WORKER_PREFIX) => {
+                    snapshot.workers.extend(decode_worker(item))
                 }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                snapshot
-                    .workers
-                    .sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
-                return Ok(snapshot);
+                _ => {}
             }
         }
+        snapshot
+            .workers
+            .sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
+        Ok(snapshot)
     }
 
     /// The lock, by eventually consistent read (a follower's occasional check).

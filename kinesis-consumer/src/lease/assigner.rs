@@ -187,13 +187,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     free.shuffle(&mut rand::rng());
     let mut unplaced = free.len();
     for lease in free {
-        let Some(worker) = input
-            .workers
-            .iter()
-            .map(|w| w.worker_id.as_str())
-            .filter(|w| load[w] < cap(w))
-            .min_by_key(|w| load[w])
-        else {
+        let Some(worker) = least_loaded(input.workers, &load, &cap) else {
             break;
         };
         *load.get_mut(worker).expect("live worker") += 1;
@@ -205,13 +199,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         leases.shuffle(&mut rand::rng());
     }
     for _ in 0..input.max_steal {
-        let Some(thief) = input
-            .workers
-            .iter()
-            .map(|w| w.worker_id.as_str())
-            .filter(|w| load[w] < cap(w))
-            .min_by_key(|w| load[w])
-        else {
+        let Some(thief) = least_loaded(input.workers, &load, &cap) else {
             break;
         };
         let Some(victim) = load
@@ -234,6 +222,19 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         assignments: out,
         unplaced,
     }
+}
+
+/// The live worker with the fewest leases among those below their cap.
+fn least_loaded<'a>(
+    workers: &'a [Candidate],
+    load: &HashMap<&str, usize>,
+    cap: &impl Fn(&str) -> usize,
+) -> Option<&'a str> {
+    workers
+        .iter()
+        .map(|w| w.worker_id.as_str())
+        .filter(|w| load[w] < cap(w))
+        .min_by_key(|w| load[w])
 }
 
 fn assignment(lease: &Lease, steal: bool) -> Assignment {

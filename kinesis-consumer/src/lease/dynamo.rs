@@ -1,12 +1,13 @@
 //! What the lease table and the coordinator-state table share: attribute values, conditional
 //! writes told apart from failures, capacity accounting, and table creation.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
-    ScalarAttributeType, TableStatus,
+    ReturnConsumedCapacity, ScalarAttributeType, TableStatus,
 };
 use kinesis_common::ServiceError;
 
@@ -68,6 +69,35 @@ where
             } else {
                 Err(e)
             }
+        }
+    }
+}
+
+/// Every item of a table, by paginated scan (`consistent`: strongly, else eventually, for
+/// half the read units), each page's consumed capacity recorded.
+pub(crate) async fn scan_all(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    consistent: bool,
+    meter: &CapacityMeter,
+) -> Result<Vec<HashMap<String, AttributeValue>>, ServiceError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(name)
+            .consistent_read(consistent)
+            .set_exclusive_start_key(start)
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await
+            .map_err(|e| ServiceError::from_sdk("Scan", e))?;
+        meter.record("Scan", page.consumed_capacity());
+        start = page.last_evaluated_key;
+        items.extend(page.items.unwrap_or_default());
+        if start.is_none() {
+            return Ok(items);
         }
     }
 }

@@ -1,13 +1,11 @@
 //! The lease table's DynamoDB operations, each a conditional write on what was read.
 
-use std::collections::HashMap;
-
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity, ReturnValue};
 use kinesis_common::ServiceError;
 
 use super::capacity::CapacityMeter;
-use super::dynamo::{Consumed, conditional, ensure_table, n, s};
+use super::dynamo::{Consumed, conditional, ensure_table, n, s, scan_all};
 use super::item::*;
 use super::{Checkpoint, Lease};
 
@@ -68,33 +66,17 @@ impl LeaseTable {
     /// Every lease, by paginated scan, strongly or eventually consistent (half the read
     /// units). Items that are not leases are skipped.
     pub(crate) async fn list(&self, consistent: bool) -> Result<Vec<Lease>, ServiceError> {
-        let mut leases = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.name)
-                .consistent_read(consistent)
-                .set_exclusive_start_key(start)
-                .return_consumed_capacity(ReturnConsumedCapacity::Total)
-                .send()
-                .await
-                .map_err(|e| ServiceError::from_sdk("Scan", e))?;
-            self.meter.record("Scan", page.consumed_capacity());
-            for item in page.items() {
-                match Lease::from_item(item) {
-                    Ok(lease) => leases.push(lease),
-                    Err(e) => {
-                        tracing::warn!(error = %e, table = %self.name, "skipping an item that is not a lease")
-                    }
+        let items = scan_all(&self.client, &self.name, consistent, &self.meter).await?;
+        let mut leases = Vec::with_capacity(items.len());
+        for item in &items {
+            match Lease::from_item(item) {
+                Ok(lease) => leases.push(lease),
+                Err(e) => {
+                    tracing::warn!(error = %e, table = %self.name, "skipping an item that is not a lease")
                 }
             }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(leases);
-            }
         }
+        Ok(leases)
     }
 
     /// Creates a lease unless one exists. Returns whether it was created.
