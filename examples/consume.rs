@@ -3,13 +3,19 @@
 //!
 //! `cargo run --example consume -- --stream NAME --app-name APP [--kinesis-endpoint URL]
 //! [--dynamodb-endpoint URL] [--initial-position trim-horizon|latest|at-timestamp:RFC3339]
-//! [--until-idle SECONDS] [--fan-out CONSUMER] [--worker-id ID] [--aws] [--print]`
+//! [--until-idle SECONDS] [--fan-out CONSUMER] [--worker-id ID] [--aws] [--print]
+//! [--records-out FILE]`
+//!
+//! `--records-out FILE` appends every record processed as `shard TAB key TAB sequence TAB
+//! subsequence TAB data`, written out before each checkpoint, after a `#init TAB shard` line
+//! for each processor started (the mixed-fleet interop check reads it).
 //!
 //! With `--until-idle S` it shuts down gracefully once no record arrived for S seconds and
 //! prints one JSON line; otherwise it runs until Ctrl-C or SIGTERM. Several copies with the
 //! same `--app-name` share the shards.
 
 use std::collections::HashSet;
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +52,9 @@ struct Args {
     /// The worker id (`leaseOwner`); default: host name + random suffix.
     #[arg(long)]
     worker_id: Option<String>,
+    /// Append every record processed to this file, before each checkpoint.
+    #[arg(long)]
+    records_out: Option<std::path::PathBuf>,
 }
 
 #[derive(Default)]
@@ -60,6 +69,7 @@ struct Seen {
 struct Counter {
     seen: Arc<Mutex<Seen>>,
     print: bool,
+    out: Option<Arc<Mutex<std::fs::File>>>,
 }
 
 impl RecordProcessor for Counter {
@@ -88,6 +98,23 @@ impl RecordProcessor for Counter {
                     );
                 }
             }
+        }
+        if let Some(out) = &self.out {
+            let mut lines = String::new();
+            for r in &input.records {
+                lines.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    input.shard_id,
+                    r.partition_key,
+                    r.sequence_number,
+                    r.sub_sequence_number,
+                    String::from_utf8_lossy(&r.data)
+                ));
+            }
+            out.lock()
+                .unwrap()
+                .write_all(lines.as_bytes())
+                .map_err(|e| ProcessorError::from(e.to_string()))?;
         }
         checkpointer.checkpoint().await?;
         Ok(())
@@ -124,11 +151,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("consuming from {}", target.description);
     let config = target.options.sdk_config().await;
     let seen = Arc::new(Mutex::new(Seen::default()));
+    let out = match &args.records_out {
+        Some(path) => Some(Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ))),
+        None => None,
+    };
     let factory = {
         let (seen, print) = (seen.clone(), args.print);
-        move |_: &str| Counter {
-            seen: seen.clone(),
-            print,
+        move |shard: &str| {
+            if let Some(out) = &out {
+                // Marks where this processor's records begin.
+                let _ = writeln!(out.lock().unwrap(), "#init\t{shard}");
+            }
+            Counter {
+                seen: seen.clone(),
+                print,
+                out: out.clone(),
+            }
         }
     };
     let mut builder = Worker::builder(args.app_name.as_str(), args.stream.as_str())

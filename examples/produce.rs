@@ -1,12 +1,16 @@
 //! Produce N records of a given size and print one JSON line of figures.
 //!
 //! `cargo run --example produce -- --stream NAME --records N --size BYTES [--create-shards S]
-//! [--kinesis-endpoint URL] [--enforce-limits] [--aws]`
+//! [--keys K] [--rate RECORDS_PER_S] [--kinesis-endpoint URL] [--enforce-limits] [--aws]`
+//!
+//! With `--keys K` the records cycle through K partition keys `key-0000`… and each one's data
+//! is `KEY:N` (N counting that key's records), so a consumer can check that nothing was lost;
+//! otherwise keys are random and data is `--size` random letters.
 //!
 //! With no endpoint (flag or `AWS_ENDPOINT_URL*`) and no `--aws`, it runs against the
 //! embedded emulators. Exit code 0 only if every record was put.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kinesis_producer::{Producer, UserRecord};
@@ -32,6 +36,12 @@ struct Args {
     /// Use real AWS (default credential chain and region).
     #[arg(long)]
     aws: bool,
+    /// Cycle through this many keys, with data `KEY:N`.
+    #[arg(long)]
+    keys: Option<usize>,
+    /// Send no faster than this many records a second.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[tokio::main]
@@ -65,11 +75,24 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut rng = rand::rng();
     let mut puts = Vec::with_capacity(args.records);
-    for _ in 0..args.records {
-        let key = format!("{:016x}", rng.random::<u64>());
-        let data: Vec<u8> = (0..args.size)
-            .map(|_| rng.random_range(b'a'..=b'z'))
-            .collect();
+    for i in 0..args.records {
+        if let Some(rate) = args.rate {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let (key, data) = match args.keys {
+            Some(keys) => {
+                let key = format!("key-{:04}", i % keys);
+                let data = format!("{key}:{}", i / keys).into_bytes();
+                (key, data)
+            }
+            None => (
+                format!("{:016x}", rng.random::<u64>()),
+                (0..args.size)
+                    .map(|_| rng.random_range(b'a'..=b'z'))
+                    .collect(),
+            ),
+        };
         puts.push(producer.send(UserRecord::new(key, data)).await?);
     }
     let (mut acknowledged, mut failed) = (0u64, 0u64);

@@ -173,8 +173,10 @@ def compare(consumer_out, expected_path):
     print(f"ok   our consumer delivered exactly the {sum(expected.values())} expected user records")
 
 
-# KCL's lease attributes and their DynamoDB types (KCL 2.x/3.x lease table, one item per shard).
+# KCL's lease attributes and their DynamoDB types (KCL 2.x/3.x lease table, one item per shard;
+# KCL 3.5 tags each item with its kind, "LEASE" for a lease, and reads an untagged one as a lease).
 KCL_ATTRIBUTES = {
+    "entityType": "S",
     "leaseKey": "S",
     "leaseOwner": "S",
     "leaseCounter": "N",

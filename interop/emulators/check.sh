@@ -12,17 +12,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
-ddb_version=2.9.30
-ddb_dir="$root/target/dynamodb-local-$ddb_version"
-if [ ! -f "$here/node_modules/kinesis-local/main.js" ]; then
-  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
-fi
-if [ ! -f "$ddb_dir/package/emulator/DynamoDBLocal.jar" ]; then
-  mkdir -p "$ddb_dir"
-  (cd "$ddb_dir" && npm pack --silent "amplify-dynamodb-simulator@$ddb_version" >/dev/null \
-    && tar xzf "amplify-dynamodb-simulator-$ddb_version.tgz")
-fi
-command -v java >/dev/null || { echo "java is needed for DynamoDB Local" >&2; exit 1; }
+source "$here/servers.sh"
+install_emulators
 
 # Build outside the namespace (which has no registry access), with the workspace's features so
 # CI's build is reused; run the test executables inside it.
@@ -32,6 +23,4 @@ test_executables 'kinesis-producer:*' 'kinesis-consumer:*' kinesis-testkit:kines
   kinesis-testkit:dynamodb_api >"$executables"
 [ "$(wc -l <"$executables")" -ge 4 ] || { echo "test executables missing: $(cat "$executables")" >&2; exit 1; }
 
-export KINESIS_MOCK_MAIN="$here/node_modules/kinesis-local/main.js"
-export DDB_LOCAL_DIR="$ddb_dir/package/emulator"
 exec unshare --net -- bash "$here/isolated.sh" "$executables"

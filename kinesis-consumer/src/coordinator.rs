@@ -40,6 +40,7 @@ use crate::retrieval::{FanOutFetcher, Fetcher, PollingFetcher};
 use crate::shard_consumer::{Exit, ShardConsumer, Signal};
 
 mod children;
+mod handover;
 mod shutdown;
 
 /// Calls made at once when taking or releasing many leases.
@@ -93,6 +94,8 @@ pub(crate) struct Coordinator<F: ProcessorFactory> {
     fenced: u64,
     /// Plan entries acted on: shard → counter of the entry.
     done: HashMap<String, u64>,
+    /// Leases being given to a KCL worker: shard → receiver.
+    giving: HashMap<String, String>,
     _renewer_task: AbortOnDrop,
     heartbeat_task: Option<AbortOnDrop>,
     leader_task: Option<AbortOnDrop>,
@@ -167,6 +170,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             worker_deadline,
             fenced: 0,
             done: HashMap::new(),
+            giving: HashMap::new(),
             _renewer_task: renewer_task,
             heartbeat_task: Some(heartbeat_task),
             leader_task: Some(leader_task),
@@ -233,7 +237,11 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let mut takes = Vec::new();
         for a in &todo {
             self.done.insert(a.shard_id.clone(), a.counter);
-            if !self.held.contains_key(&a.shard_id) && !self.stopping.contains_key(&a.shard_id) {
+            if let Some(to) = &a.give_to {
+                self.give(&a.shard_id, to);
+            } else if !self.held.contains_key(&a.shard_id)
+                && !self.stopping.contains_key(&a.shard_id)
+            {
                 takes.push(a.clone());
             }
         }
@@ -282,6 +290,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
 
     /// Stops processing a lease this worker no longer holds.
     fn lose(&mut self, shard: &str) {
+        self.giving.remove(shard);
         if let Some(held) = self.held.remove(shard) {
             metrics::counter!("kinesis_consumer_leases_lost").increment(1);
             let _ = held.signal.send(Signal::LeaseLost);
@@ -403,10 +412,12 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 self.drop_lease(&shard, true).await;
             }
             Exit::LeaseLost => {
+                self.giving.remove(&shard);
                 tracing::info!(shard = %shard, "lease lost");
                 metrics::counter!("kinesis_consumer_leases_lost").increment(1);
                 self.drop_lease(&shard, false).await;
             }
+            Exit::Shutdown if self.is_giving(&shard) => self.finish_give(&shard).await,
             // Still held: graceful shutdown releases it once every consumer has ended.
             Exit::Shutdown => {}
         }

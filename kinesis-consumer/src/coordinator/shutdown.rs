@@ -87,6 +87,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                             counter: 0,
                             owner: None,
                             steal: false,
+                            give_to: None,
                         });
                 }
                 let mut calls: Vec<(String, String, Vec<Assignment>)> = Vec::new();

@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use kinesis_common::stream::StreamRef;
@@ -35,7 +35,7 @@ use super::view::FleetView;
 use crate::config::InitialPosition;
 use crate::lease::assigner::{self, Candidate, Observed, PlanInput};
 use crate::lease::cleanup::Vanished;
-use crate::lease::{Lease, LeaseTable};
+use crate::lease::{Lease, LeaseScan, LeaseTable};
 use crate::shard_sync;
 
 /// Writes made at once by the leader.
@@ -90,6 +90,9 @@ pub(super) struct Duties {
     next_scan: Option<Instant>,
     next_sync: Option<Instant>,
     vanished: Vanished,
+    /// KCL workers seen dead (a lease of theirs expired), with the report they had then:
+    /// not members again until they report anew.
+    dead_kcl: HashMap<String, SystemTime>,
 }
 
 impl Leader {
@@ -224,7 +227,11 @@ impl Leader {
         }
         d.next_scan = Some(now + s.scan_interval);
         // A shard sync reads consistently: it must not recreate a lease it misses.
-        let Some(mut leases) = self.scan_leases(sync_due).await else {
+        let Some(LeaseScan {
+            mut leases,
+            kcl_workers,
+        }) = self.scan_leases(sync_due).await
+        else {
             return;
         };
         if sync_due {
@@ -234,7 +241,7 @@ impl Leader {
                 let Some(again) = self.scan_leases(false).await else {
                     return;
                 };
-                leases = again;
+                leases = again.leases;
             }
         }
         let mut leases: Vec<Lease> = leases;
@@ -267,17 +274,54 @@ impl Leader {
         let pending: HashMap<String, String> = live
             .iter()
             .flat_map(|w| {
-                w.plan
-                    .iter()
-                    .map(|a| (a.shard_id.clone(), w.worker_id.clone()))
+                w.plan.iter().map(|a| {
+                    let to = a.give_to.as_ref().unwrap_or(&w.worker_id);
+                    (a.shard_id.clone(), to.clone())
+                })
             })
             .collect();
+        // A KCL worker counts while it reports, unless a lease of its has expired: it died
+        // (its report stays fresh for up to a minute), and its share is ours to take.
+        let wall = SystemTime::now();
+        for k in &kcl_workers {
+            let expired = leases.iter().any(|l| {
+                l.owner.as_deref() == Some(k.worker_id.as_str())
+                    && d.observed.is_expired(l, now, s.failover)
+            });
+            if expired {
+                d.dead_kcl.insert(k.worker_id.clone(), k.last_update);
+            }
+        }
+        d.dead_kcl.retain(|id, at| {
+            kcl_workers
+                .iter()
+                .any(|k| k.worker_id == *id && k.last_update == *at)
+        });
+        let foreign: Vec<String> = kcl_workers
+            .into_iter()
+            .filter(|k| k.is_live(wall) && !live_ids.contains(k.worker_id.as_str()))
+            .filter(|k| !d.dead_kcl.contains_key(&k.worker_id))
+            .map(|k| k.worker_id)
+            .collect();
+        // Leases of owners outside our fleet (KCL's) expire only by their counters, which
+        // only scans show: scan at twice the failover rate while there are any (or KCL
+        // workers, which may get some at any time), so that one of theirs that dies is
+        // failed over within about 1.5 × the failover time.
+        if !foreign.is_empty()
+            || leases
+                .iter()
+                .any(|l| l.owner.as_deref().is_some_and(|o| !live_ids.contains(o)))
+        {
+            let soon = now + s.failover / 2;
+            d.next_scan = d.next_scan.map(|n| n.min(soon));
+        }
         let plan = assigner::plan(&PlanInput {
             leases: &leases,
             observed: &d.observed,
             workers: &candidates,
             orphans: &d.orphans,
             pending: &pending,
+            foreign: &foreign,
             now,
             failover: s.failover,
             max_steal: s.max_steal,
@@ -322,8 +366,8 @@ impl Leader {
 
     /// The lease table, by scan; eventually consistent will do for assignments (every write
     /// made from it is conditional, so a stale answer only delays a decision).
-    async fn scan_leases(&self, consistent: bool) -> Option<Vec<Lease>> {
-        let call = self.leases.list(consistent);
+    async fn scan_leases(&self, consistent: bool) -> Option<LeaseScan> {
+        let call = self.leases.scan(consistent);
         match tokio::time::timeout(self.settings.call_timeout * 4, call).await {
             Ok(Ok(leases)) => Some(leases),
             Ok(Err(e)) => {

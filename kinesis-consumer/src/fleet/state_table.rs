@@ -6,7 +6,10 @@
 //!  key = "Worker#<id>"  workerId (S)  heartbeatCounter (N)  incarnation (S)  leaseCapacity (N)
 //!                       isFenced (BOOL, set by the leader)  isStandby (BOOL, set by the leader)
 //!                       assignments (M: shard id → {c: counter seen (N), o: owner seen (S),
-//!                                                   st: steal (BOOL)})
+//!                                                   st: steal (BOOL),
+//!                                                   g: give to (S): hand the lease, once
+//!                                                      stopped, to this worker of the
+//!                                                      real KCL})
 //! ```
 //!
 //! A worker's heartbeat is an UpdateItem that returns the item, so it learns what the leader
@@ -38,6 +41,9 @@ pub(crate) struct Assignment {
     pub owner: Option<String>,
     /// Taken from a live owner: the taker waits out the failover time before processing.
     pub steal: bool,
+    /// Not a take: the worker holding the lease stops it and hands it to this worker (of
+    /// the real KCL, which takes no orders from our leader).
+    pub give_to: Option<String>,
 }
 
 impl Assignment {
@@ -128,6 +134,7 @@ fn decode_plan(item: &HashMap<String, AttributeValue>) -> Vec<Assignment> {
                 counter: number(entry, "c")?,
                 owner: text(entry, "o"),
                 steal: flag(entry, "st"),
+                give_to: text(entry, "g"),
             })
         })
         .collect();
@@ -155,6 +162,9 @@ fn encode_entry(a: &Assignment) -> AttributeValue {
     ]);
     if let Some(owner) = &a.owner {
         m.insert("o".to_owned(), s(owner));
+    }
+    if let Some(to) = &a.give_to {
+        m.insert("g".to_owned(), s(to));
     }
     AttributeValue::M(m)
 }

@@ -10,13 +10,19 @@
 //! * **Target** = ceil(available leases / workers), workers being the live ones plus any
 //!   other owner of a lease that is not free. Finished leases and children whose parents are
 //!   not finished are not available. A worker never gets more than it says it can renew.
-//! * Free leases go to the least loaded live workers below target. Then, at most `max_steal`
+//! * Free leases go to the least loaded live workers below target (beyond it, up to what
+//!   they can renew, only when every one of ours is at the target). Then, at most `max_steal`
 //!   leases move from the most loaded owner above target to the least loaded worker below
 //!   it: a large imbalance is fixed in one round, and a balanced fleet (everyone within one
 //!   of the target) never moves a lease. A stolen lease is processed by its taker only
 //!   after the failover time, when its old owner has stopped.
 //! * A lease already in a live worker's pending plan counts as that worker's and is left
 //!   alone until it is taken.
+//! * Workers of the real KCL sharing the table (`foreign`) count as members too. Our
+//!   leader cannot tell them what to take, so when one is below the target while one of
+//!   ours is above it, ours is asked to **give** it a lease: stop processing it, then hand
+//!   it over in the lease table (at most `max_steal` a round). Leases that KCL's own leader
+//!   gives its workers beyond the target are stolen back as from any owner.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -111,8 +117,10 @@ pub(crate) struct PlanInput<'a> {
     pub workers: &'a [Candidate],
     /// Leases held by a dead incarnation: shard → (owner, counter) when it died.
     pub orphans: &'a HashMap<String, (String, u64)>,
-    /// Leases already in a worker's pending plan: shard → worker.
+    /// Leases already in a worker's pending plan: shard → worker (for a give, the receiver).
     pub pending: &'a HashMap<String, String>,
+    /// Live workers of the real KCL sharing the table.
+    pub foreign: &'a [String],
     pub now: Instant,
     pub failover: Duration,
     pub max_steal: usize,
@@ -166,11 +174,15 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         .map(|w| (w.worker_id.as_str(), w.capacity))
         .collect();
     let mut load: HashMap<&str, usize> = live.keys().map(|w| (*w, 0)).collect();
+    for kcl in input.foreign {
+        load.entry(kcl.as_str()).or_default();
+    }
+    let is_member = |w: &str| live.contains_key(w) || input.foreign.iter().any(|f| f == w);
     let mut free: Vec<&Lease> = Vec::new();
     let mut owned_by: HashMap<&str, Vec<&Lease>> = HashMap::new();
     for lease in &available {
         if let Some(worker) = input.pending.get(&lease.shard_id)
-            && live.contains_key(worker.as_str())
+            && is_member(worker)
         {
             *load.entry(worker.as_str()).or_default() += 1;
         } else if input.is_free(lease) {
@@ -186,8 +198,17 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     // Free leases to the least loaded workers below their cap.
     free.shuffle(&mut rand::rng());
     let mut unplaced = free.len();
+    // Beyond the target only when every worker of ours is at it, which happens only when
+    // other members (KCL's) have a share: a free lease is better processed by one of ours
+    // than left to a KCL leader that may be slow to act (its lock lasts two minutes) or
+    // dead; the gives below move it once a KCL worker is below the target.
+    let overflow = |w: &str| live.get(w).copied().unwrap_or(0);
+    let mut overflowed = false;
     for lease in free {
-        let Some(worker) = least_loaded(input.workers, &load, &cap) else {
+        let Some(worker) = least_loaded(input.workers, &load, &cap).or_else(|| {
+            overflowed = true;
+            least_loaded(input.workers, &load, &overflow)
+        }) else {
             break;
         };
         *load.get_mut(worker).expect("live worker") += 1;
@@ -218,6 +239,36 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
         *load.get_mut(thief).expect("live worker") += 1;
         out.push((thief.to_owned(), assignment(lease, true)));
     }
+    // Then gives, from ours above the target to KCL's below it; not in a round that went
+    // beyond the target, so that a lease is not taken and another given at once.
+    for _ in 0..if overflowed { 0 } else { input.max_steal } {
+        let Some(receiver) = input
+            .foreign
+            .iter()
+            .filter(|f| !live.contains_key(f.as_str()) && load[f.as_str()] < target)
+            .min_by_key(|f| load[f.as_str()])
+        else {
+            break;
+        };
+        let Some(giver) = input
+            .workers
+            .iter()
+            .map(|w| w.worker_id.as_str())
+            .filter(|w| load[w] > target && owned_by.get(w).is_some_and(|l| !l.is_empty()))
+            .max_by_key(|w| load[w])
+        else {
+            break;
+        };
+        let lease = owned_by
+            .get_mut(giver)
+            .and_then(|l| l.pop())
+            .expect("giver has leases");
+        *load.get_mut(giver).expect("live worker") -= 1;
+        *load.get_mut(receiver.as_str()).expect("member") += 1;
+        let mut give = assignment(lease, false);
+        give.give_to = Some(receiver.clone());
+        out.push((giver.to_owned(), give));
+    }
     Plan {
         assignments: out,
         unplaced,
@@ -243,258 +294,9 @@ fn assignment(lease: &Lease, steal: bool) -> Assignment {
         counter: lease.counter,
         owner: lease.owner.clone(),
         steal,
+        give_to: None,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const FAILOVER: Duration = Duration::from_secs(10);
-
-    fn lease(shard: &str, owner: Option<&str>, counter: u64) -> Lease {
-        let mut l = Lease::new(shard, Checkpoint::TrimHorizon);
-        l.owner = owner.map(str::to_owned);
-        l.counter = counter;
-        l
-    }
-
-    fn leases(owners: &[Option<&str>]) -> Vec<Lease> {
-        owners
-            .iter()
-            .enumerate()
-            .map(|(i, o)| lease(&format!("shard-{i:04}"), *o, 1))
-            .collect()
-    }
-
-    fn workers(ids: &[&str]) -> Vec<Candidate> {
-        ids.iter()
-            .map(|id| Candidate {
-                worker_id: (*id).to_owned(),
-                capacity: usize::MAX,
-                failover: Duration::ZERO,
-            })
-            .collect()
-    }
-
-    struct Fleet {
-        observed: Observed,
-        orphans: HashMap<String, (String, u64)>,
-        pending: HashMap<String, String>,
-        max_steal: usize,
-    }
-
-    impl Fleet {
-        fn new(table: &[Lease]) -> Self {
-            let mut observed = Observed::default();
-            observed.update(table, Instant::now());
-            Fleet {
-                observed,
-                orphans: HashMap::new(),
-                pending: HashMap::new(),
-                max_steal: usize::MAX,
-            }
-        }
-
-        fn plan(&self, table: &[Lease], workers: &[Candidate]) -> Vec<(String, Assignment)> {
-            plan(&PlanInput {
-                leases: table,
-                observed: &self.observed,
-                workers,
-                orphans: &self.orphans,
-                pending: &self.pending,
-                now: Instant::now(),
-                failover: FAILOVER,
-                max_steal: self.max_steal,
-            })
-            .assignments
-        }
-    }
-
-    fn count(plan: &[(String, Assignment)], worker: &str) -> usize {
-        plan.iter().filter(|(w, _)| w == worker).count()
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_cold_table_is_split_evenly_in_one_round() {
-        let table = leases(&[None; 1000]);
-        let fleet = Fleet::new(&table);
-        let plan = fleet.plan(&table, &workers(&["a", "b", "c", "d"]));
-        assert_eq!(plan.len(), 1000);
-        for w in ["a", "b", "c", "d"] {
-            assert_eq!(count(&plan, w), 250);
-        }
-        assert!(plan.iter().all(|(_, a)| !a.steal));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn owned_leases_expire_only_after_the_failover_time_without_renewal() {
-        let mut table = leases(&[Some("gone"), Some("gone")]);
-        let mut fleet = Fleet::new(&table);
-        tokio::time::advance(Duration::from_secs(9)).await;
-        fleet.observed.update(&table, Instant::now());
-        let plan = fleet.plan(&table, &workers(&["a"]));
-        assert!(
-            plan.iter().all(|(_, a)| a.steal),
-            "only balancing, no expiry yet"
-        );
-        // A renewal resets the clock.
-        table[1].counter += 1;
-        fleet.observed.update(&table, Instant::now());
-        tokio::time::advance(Duration::from_secs(1)).await;
-        fleet.observed.update(&table, Instant::now());
-        assert!(
-            fleet
-                .observed
-                .is_expired(&table[0], Instant::now(), FAILOVER)
-        );
-        assert!(
-            !fleet
-                .observed
-                .is_expired(&table[1], Instant::now(), FAILOVER)
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_dead_incarnations_leases_are_free_at_once_at_the_counter_it_died_with() {
-        let mut table = leases(&[Some("dead"), Some("dead"), Some("a"), Some("a")]);
-        let mut fleet = Fleet::new(&table);
-        fleet
-            .orphans
-            .insert("shard-0000".into(), ("dead".into(), 1));
-        fleet
-            .orphans
-            .insert("shard-0001".into(), ("dead".into(), 1));
-        // The restarted "dead" took shard-0001 again since: that one is not free.
-        table[1].counter = 2;
-        let plan = fleet.plan(&table, &workers(&["a", "b", "dead"]));
-        let free: Vec<&str> = plan
-            .iter()
-            .filter(|(_, a)| !a.steal)
-            .map(|(_, a)| a.shard_id.as_str())
-            .collect();
-        assert_eq!(free, ["shard-0000"]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_large_imbalance_is_fixed_in_one_round_without_overshooting() {
-        let table = leases(&[Some("a"); 1000]);
-        let fleet = Fleet::new(&table);
-        let plan = fleet.plan(&table, &workers(&["a", "b"]));
-        assert_eq!(count(&plan, "b"), 500);
-        assert!(
-            plan.iter()
-                .all(|(_, a)| a.steal && a.owner.as_deref() == Some("a"))
-        );
-        // 334/333/333: within one of the target, nothing moves.
-        let owners: Vec<Option<&str>> = (0..1000).map(|i| Some(["a", "b", "c"][i % 3])).collect();
-        let nearly = leases(&owners);
-        let fleet = Fleet::new(&nearly);
-        assert!(fleet.plan(&nearly, &workers(&["a", "b", "c"])).is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn steals_are_bounded_per_round() {
-        let table = leases(&[Some("a"); 12]);
-        let mut fleet = Fleet::new(&table);
-        fleet.max_steal = 1;
-        let plan = fleet.plan(&table, &workers(&["a", "b", "c"]));
-        assert_eq!(plan.len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn free_leases_go_before_steals_and_to_the_least_loaded() {
-        let mut owners = vec![Some("a"); 6];
-        owners.extend([Some("b"), None, None]);
-        let table = leases(&owners);
-        let fleet = Fleet::new(&table);
-        let plan = fleet.plan(&table, &workers(&["a", "b", "c"]));
-        // Target 3: c gets both free leases and one stolen from a; b one stolen from a.
-        assert_eq!(count(&plan, "c"), 3);
-        assert_eq!(count(&plan, "b"), 2);
-        let frees: Vec<&String> = plan
-            .iter()
-            .filter(|(_, a)| !a.steal)
-            .map(|(w, _)| w)
-            .collect();
-        assert_eq!(frees.len(), 2);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pending_assignments_count_and_are_not_planned_twice() {
-        let table = leases(&[None; 4]);
-        let mut fleet = Fleet::new(&table);
-        fleet.pending.insert("shard-0000".into(), "a".into());
-        fleet.pending.insert("shard-0001".into(), "a".into());
-        let plan = fleet.plan(&table, &workers(&["a", "b"]));
-        assert_eq!(count(&plan, "b"), 2);
-        assert_eq!(count(&plan, "a"), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn children_wait_for_their_parents_and_finished_leases_are_ignored() {
-        let mut parent = lease("parent", None, 1);
-        let mut child = lease("child", None, 1);
-        child.parent_shard_ids = vec!["parent".into()];
-        let table = vec![parent.clone(), child.clone()];
-        let fleet = Fleet::new(&table);
-        let shards = |plan: Vec<(String, Assignment)>| -> Vec<String> {
-            plan.into_iter().map(|(_, a)| a.shard_id).collect()
-        };
-        assert_eq!(shards(fleet.plan(&table, &workers(&["a"]))), ["parent"]);
-        parent.checkpoint = Checkpoint::ShardEnd;
-        let table = vec![parent, child];
-        assert_eq!(shards(fleet.plan(&table, &workers(&["a"]))), ["child"]);
-        // A child whose parent lease is gone (cleaned up) is available too.
-        let mut orphan = lease("orphan", None, 1);
-        orphan.parent_shard_ids = vec!["long-gone".into()];
-        assert_eq!(fleet.plan(&[orphan], &workers(&["a"])).len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_worker_gets_no_more_than_it_can_renew() {
-        let table = leases(&[None; 10]);
-        let fleet = Fleet::new(&table);
-        let mut fleet_workers = workers(&["a"]);
-        fleet_workers[0].capacity = 3;
-        assert_eq!(fleet.plan(&table, &fleet_workers).len(), 3);
-        let outcome = plan(&PlanInput {
-            leases: &table,
-            observed: &fleet.observed,
-            workers: &fleet_workers,
-            orphans: &fleet.orphans,
-            pending: &fleet.pending,
-            now: Instant::now(),
-            failover: FAILOVER,
-            max_steal: usize::MAX,
-        });
-        assert_eq!(outcome.unplaced, 7, "the rest waits for more capacity");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_next_expiry_is_that_of_the_stillest_lease_outside_the_fleet() {
-        let start = Instant::now();
-        let mut table = leases(&[Some("a"), Some("b"), Some("me"), None]);
-        let mut observed = Observed::default();
-        observed.update(&table, start);
-        tokio::time::advance(Duration::from_secs(3)).await;
-        table[0].counter += 1; // "a" renewed; "b" did not
-        observed.update(&table, Instant::now());
-        let live = HashSet::from(["me"]);
-        assert_eq!(
-            observed.next_expiry(&live, Instant::now(), FAILOVER),
-            Some(start + FAILOVER)
-        );
-        tokio::time::advance(Duration::from_secs(8)).await;
-        assert_eq!(
-            observed.next_expiry(&live, Instant::now(), FAILOVER),
-            Some(start + Duration::from_secs(3) + FAILOVER)
-        );
-        // Leases of live workers are the heartbeats' business.
-        let everyone = HashSet::from(["me", "a", "b"]);
-        assert_eq!(
-            observed.next_expiry(&everyone, Instant::now(), FAILOVER),
-            None
-        );
-    }
-}
+mod tests;

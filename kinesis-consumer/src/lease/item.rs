@@ -45,6 +45,15 @@ pub enum LeaseDecodeError {
         /// The attribute.
         attribute: &'static str,
     },
+    /// An item of another kind that KCL 3.5+ keeps in the lease table (`entityType` other
+    /// than `LEASE`: its leader lock, migration state, worker metrics).
+    #[error("item {key:?} is a KCL {entity_type} entry, not a lease")]
+    OtherEntity {
+        /// Its `leaseKey`.
+        key: String,
+        /// Its `entityType`.
+        entity_type: String,
+    },
     /// An attribute has the wrong type or an unreadable value.
     #[error("lease item attribute {attribute} is malformed: {reason}")]
     Malformed {
@@ -67,6 +76,9 @@ pub(crate) const PARENT_SHARD_ID: &str = "parentShardId";
 pub(crate) const CHILD_SHARD_IDS: &str = "childShardIds";
 pub(crate) const STARTING_HASH_KEY: &str = "startingHashKey";
 pub(crate) const ENDING_HASH_KEY: &str = "endingHashKey";
+/// KCL 3.5+ tags every item of the lease table with its kind; items without it are leases.
+pub(crate) const ENTITY_TYPE: &str = "entityType";
+pub(crate) const ENTITY_LEASE: &str = "LEASE";
 
 fn string(
     item: &HashMap<String, AttributeValue>,
@@ -143,6 +155,12 @@ impl Lease {
         let shard_id = string(item, LEASE_KEY)?.ok_or(LeaseDecodeError::Missing {
             attribute: LEASE_KEY,
         })?;
+        if let Some(entity_type) = string(item, ENTITY_TYPE)?.filter(|t| t != ENTITY_LEASE) {
+            return Err(LeaseDecodeError::OtherEntity {
+                key: shard_id,
+                entity_type,
+            });
+        }
         let checkpoint = string(item, CHECKPOINT)?
             .map(|c| Checkpoint::parse(&c))
             .unwrap_or(Checkpoint::TrimHorizon);
@@ -166,6 +184,7 @@ impl Lease {
     pub fn to_item(&self) -> HashMap<String, AttributeValue> {
         let mut item = HashMap::new();
         item.insert(LEASE_KEY.into(), AttributeValue::S(self.shard_id.clone()));
+        item.insert(ENTITY_TYPE.into(), AttributeValue::S(ENTITY_LEASE.into()));
         if let Some(owner) = &self.owner {
             item.insert(LEASE_OWNER.into(), AttributeValue::S(owner.clone()));
         }
@@ -250,6 +269,7 @@ mod tests {
                 "checkpoint",
                 "checkpointSubSequenceNumber",
                 "endingHashKey",
+                "entityType",
                 "leaseCounter",
                 "leaseKey",
                 "leaseOwner",
@@ -287,6 +307,24 @@ mod tests {
             Lease::from_item(&item),
             Err(LeaseDecodeError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn kcl_entries_of_other_kinds_are_not_leases() {
+        let mut item = HashMap::new();
+        item.insert("leaseKey".into(), AttributeValue::S("Leader".into()));
+        item.insert("entityType".into(), AttributeValue::S("LEADER".into()));
+        assert_eq!(
+            Lease::from_item(&item),
+            Err(LeaseDecodeError::OtherEntity {
+                key: "Leader".into(),
+                entity_type: "LEADER".into()
+            })
+        );
+        item.insert("entityType".into(), AttributeValue::S("LEASE".into()));
+        assert_eq!(Lease::from_item(&item).unwrap().shard_id, "Leader");
+        item.remove("entityType");
+        assert!(Lease::from_item(&item).is_ok());
     }
 
     #[test]

@@ -16,12 +16,13 @@ pub(crate) mod capacity;
 pub(crate) mod cleanup;
 pub(crate) mod dynamo;
 mod item;
+pub(crate) mod kcl_workers;
 pub(crate) mod renewer;
 mod table;
 
 pub use capacity::LeaseTableCapacity;
 pub use item::{Lease, LeaseDecodeError};
-pub(crate) use table::LeaseTable;
+pub(crate) use table::{LeaseScan, LeaseTable};
 
 use std::fmt;
 

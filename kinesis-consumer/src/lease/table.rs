@@ -7,7 +7,16 @@ use kinesis_common::ServiceError;
 use super::capacity::CapacityMeter;
 use super::dynamo::{Consumed, conditional, ensure_table, n, s, scan_all};
 use super::item::*;
-use super::{Checkpoint, Lease};
+use super::kcl_workers::KclWorker;
+use super::{Checkpoint, Lease, LeaseDecodeError};
+
+/// What one scan of the lease table holds.
+#[derive(Debug, Default)]
+pub(crate) struct LeaseScan {
+    pub leases: Vec<Lease>,
+    /// Workers of the real KCL sharing the table.
+    pub kcl_workers: Vec<KclWorker>,
+}
 
 #[derive(Clone)]
 pub(crate) struct LeaseTable {
@@ -66,17 +75,30 @@ impl LeaseTable {
     /// Every lease, by paginated scan, strongly or eventually consistent (half the read
     /// units). Items that are not leases are skipped.
     pub(crate) async fn list(&self, consistent: bool) -> Result<Vec<Lease>, ServiceError> {
+        Ok(self.scan(consistent).await?.leases)
+    }
+
+    /// Every lease and every KCL worker's entry, by one paginated scan. KCL 3.5+ keeps its
+    /// lock, migration state and worker metrics in the lease table too: those are not
+    /// leases; anything else unreadable is skipped with a warning.
+    pub(crate) async fn scan(&self, consistent: bool) -> Result<LeaseScan, ServiceError> {
         let items = scan_all(&self.client, &self.name, consistent, &self.meter).await?;
-        let mut leases = Vec::with_capacity(items.len());
+        let mut scan = LeaseScan {
+            leases: Vec::with_capacity(items.len()),
+            kcl_workers: Vec::new(),
+        };
         for item in &items {
             match Lease::from_item(item) {
-                Ok(lease) => leases.push(lease),
+                Ok(lease) => scan.leases.push(lease),
+                Err(LeaseDecodeError::OtherEntity { .. }) => {
+                    scan.kcl_workers.extend(KclWorker::from_item(item));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, table = %self.name, "skipping an item that is not a lease")
                 }
             }
         }
-        Ok(leases)
+        Ok(scan)
     }
 
     /// Creates a lease unless one exists. Returns whether it was created.
@@ -216,6 +238,26 @@ impl LeaseTable {
             owner,
             "REMOVE leaseOwner SET leaseCounter = leaseCounter + :one",
             vec![(":one", n(1))],
+        )
+        .await
+    }
+
+    /// Hands a lease this worker has stopped processing straight to another worker (KCL's
+    /// `assignLease`: new owner, counter and owner switches bumped, any `checkpointOwner`
+    /// handoff mark cleared). Returns whether it was still ours.
+    pub(crate) async fn hand_over(
+        &self,
+        shard_id: &str,
+        owner: &str,
+        to: &str,
+    ) -> Result<bool, ServiceError> {
+        self.update_owned(
+            shard_id,
+            owner,
+            "SET leaseOwner = :to, leaseCounter = leaseCounter + :one, \
+             ownerSwitchesSinceCheckpoint = if_not_exists(ownerSwitchesSinceCheckpoint, :zero) + :one \
+             REMOVE checkpointOwner",
+            vec![(":to", s(to)), (":one", n(1)), (":zero", n(0))],
         )
         .await
     }

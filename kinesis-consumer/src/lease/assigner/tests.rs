@@ -1,0 +1,336 @@
+//! The assigner on paused time.
+
+use super::*;
+
+const FAILOVER: Duration = Duration::from_secs(10);
+
+fn lease(shard: &str, owner: Option<&str>, counter: u64) -> Lease {
+    let mut l = Lease::new(shard, Checkpoint::TrimHorizon);
+    l.owner = owner.map(str::to_owned);
+    l.counter = counter;
+    l
+}
+
+fn leases(owners: &[Option<&str>]) -> Vec<Lease> {
+    owners
+        .iter()
+        .enumerate()
+        .map(|(i, o)| lease(&format!("shard-{i:04}"), *o, 1))
+        .collect()
+}
+
+fn workers(ids: &[&str]) -> Vec<Candidate> {
+    ids.iter()
+        .map(|id| Candidate {
+            worker_id: (*id).to_owned(),
+            capacity: usize::MAX,
+            failover: Duration::ZERO,
+        })
+        .collect()
+}
+
+struct Fleet {
+    observed: Observed,
+    orphans: HashMap<String, (String, u64)>,
+    pending: HashMap<String, String>,
+    foreign: Vec<String>,
+    max_steal: usize,
+}
+
+impl Fleet {
+    fn new(table: &[Lease]) -> Self {
+        let mut observed = Observed::default();
+        observed.update(table, Instant::now());
+        Fleet {
+            observed,
+            orphans: HashMap::new(),
+            pending: HashMap::new(),
+            foreign: Vec::new(),
+            max_steal: usize::MAX,
+        }
+    }
+
+    fn plan(&self, table: &[Lease], workers: &[Candidate]) -> Vec<(String, Assignment)> {
+        plan(&PlanInput {
+            leases: table,
+            observed: &self.observed,
+            workers,
+            orphans: &self.orphans,
+            pending: &self.pending,
+            foreign: &self.foreign,
+            now: Instant::now(),
+            failover: FAILOVER,
+            max_steal: self.max_steal,
+        })
+        .assignments
+    }
+}
+
+fn count(plan: &[(String, Assignment)], worker: &str) -> usize {
+    plan.iter().filter(|(w, _)| w == worker).count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cold_table_is_split_evenly_in_one_round() {
+    let table = leases(&[None; 1000]);
+    let fleet = Fleet::new(&table);
+    let plan = fleet.plan(&table, &workers(&["a", "b", "c", "d"]));
+    assert_eq!(plan.len(), 1000);
+    for w in ["a", "b", "c", "d"] {
+        assert_eq!(count(&plan, w), 250);
+    }
+    assert!(plan.iter().all(|(_, a)| !a.steal));
+}
+
+#[tokio::test(start_paused = true)]
+async fn owned_leases_expire_only_after_the_failover_time_without_renewal() {
+    let mut table = leases(&[Some("gone"), Some("gone")]);
+    let mut fleet = Fleet::new(&table);
+    tokio::time::advance(Duration::from_secs(9)).await;
+    fleet.observed.update(&table, Instant::now());
+    let plan = fleet.plan(&table, &workers(&["a"]));
+    assert!(
+        plan.iter().all(|(_, a)| a.steal),
+        "only balancing, no expiry yet"
+    );
+    // A renewal resets the clock.
+    table[1].counter += 1;
+    fleet.observed.update(&table, Instant::now());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    fleet.observed.update(&table, Instant::now());
+    assert!(
+        fleet
+            .observed
+            .is_expired(&table[0], Instant::now(), FAILOVER)
+    );
+    assert!(
+        !fleet
+            .observed
+            .is_expired(&table[1], Instant::now(), FAILOVER)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_incarnations_leases_are_free_at_once_at_the_counter_it_died_with() {
+    let mut table = leases(&[Some("dead"), Some("dead"), Some("a"), Some("a")]);
+    let mut fleet = Fleet::new(&table);
+    fleet
+        .orphans
+        .insert("shard-0000".into(), ("dead".into(), 1));
+    fleet
+        .orphans
+        .insert("shard-0001".into(), ("dead".into(), 1));
+    // The restarted "dead" took shard-0001 again since: that one is not free.
+    table[1].counter = 2;
+    let plan = fleet.plan(&table, &workers(&["a", "b", "dead"]));
+    let free: Vec<&str> = plan
+        .iter()
+        .filter(|(_, a)| !a.steal)
+        .map(|(_, a)| a.shard_id.as_str())
+        .collect();
+    assert_eq!(free, ["shard-0000"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_large_imbalance_is_fixed_in_one_round_without_overshooting() {
+    let table = leases(&[Some("a"); 1000]);
+    let fleet = Fleet::new(&table);
+    let plan = fleet.plan(&table, &workers(&["a", "b"]));
+    assert_eq!(count(&plan, "b"), 500);
+    assert!(
+        plan.iter()
+            .all(|(_, a)| a.steal && a.owner.as_deref() == Some("a"))
+    );
+    // 334/333/333: within one of the target, nothing moves.
+    let owners: Vec<Option<&str>> = (0..1000).map(|i| Some(["a", "b", "c"][i % 3])).collect();
+    let nearly = leases(&owners);
+    let fleet = Fleet::new(&nearly);
+    assert!(fleet.plan(&nearly, &workers(&["a", "b", "c"])).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn steals_are_bounded_per_round() {
+    let table = leases(&[Some("a"); 12]);
+    let mut fleet = Fleet::new(&table);
+    fleet.max_steal = 1;
+    let plan = fleet.plan(&table, &workers(&["a", "b", "c"]));
+    assert_eq!(plan.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn free_leases_go_before_steals_and_to_the_least_loaded() {
+    let mut owners = vec![Some("a"); 6];
+    owners.extend([Some("b"), None, None]);
+    let table = leases(&owners);
+    let fleet = Fleet::new(&table);
+    let plan = fleet.plan(&table, &workers(&["a", "b", "c"]));
+    // Target 3: c gets both free leases and one stolen from a; b one stolen from a.
+    assert_eq!(count(&plan, "c"), 3);
+    assert_eq!(count(&plan, "b"), 2);
+    let frees: Vec<&String> = plan
+        .iter()
+        .filter(|(_, a)| !a.steal)
+        .map(|(w, _)| w)
+        .collect();
+    assert_eq!(frees.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_assignments_count_and_are_not_planned_twice() {
+    let table = leases(&[None; 4]);
+    let mut fleet = Fleet::new(&table);
+    fleet.pending.insert("shard-0000".into(), "a".into());
+    fleet.pending.insert("shard-0001".into(), "a".into());
+    let plan = fleet.plan(&table, &workers(&["a", "b"]));
+    assert_eq!(count(&plan, "b"), 2);
+    assert_eq!(count(&plan, "a"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn children_wait_for_their_parents_and_finished_leases_are_ignored() {
+    let mut parent = lease("parent", None, 1);
+    let mut child = lease("child", None, 1);
+    child.parent_shard_ids = vec!["parent".into()];
+    let table = vec![parent.clone(), child.clone()];
+    let fleet = Fleet::new(&table);
+    let shards = |plan: Vec<(String, Assignment)>| -> Vec<String> {
+        plan.into_iter().map(|(_, a)| a.shard_id).collect()
+    };
+    assert_eq!(shards(fleet.plan(&table, &workers(&["a"]))), ["parent"]);
+    parent.checkpoint = Checkpoint::ShardEnd;
+    let table = vec![parent, child];
+    assert_eq!(shards(fleet.plan(&table, &workers(&["a"]))), ["child"]);
+    // A child whose parent lease is gone (cleaned up) is available too.
+    let mut orphan = lease("orphan", None, 1);
+    orphan.parent_shard_ids = vec!["long-gone".into()];
+    assert_eq!(fleet.plan(&[orphan], &workers(&["a"])).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_gets_no_more_than_it_can_renew() {
+    let table = leases(&[None; 10]);
+    let fleet = Fleet::new(&table);
+    let mut fleet_workers = workers(&["a"]);
+    fleet_workers[0].capacity = 3;
+    assert_eq!(fleet.plan(&table, &fleet_workers).len(), 3);
+    let outcome = plan(&PlanInput {
+        leases: &table,
+        observed: &fleet.observed,
+        workers: &fleet_workers,
+        orphans: &fleet.orphans,
+        pending: &fleet.pending,
+        foreign: &[],
+        now: Instant::now(),
+        failover: FAILOVER,
+        max_steal: usize::MAX,
+    });
+    assert_eq!(outcome.unplaced, 7, "the rest waits for more capacity");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_next_expiry_is_that_of_the_stillest_lease_outside_the_fleet() {
+    let start = Instant::now();
+    let mut table = leases(&[Some("a"), Some("b"), Some("me"), None]);
+    let mut observed = Observed::default();
+    observed.update(&table, start);
+    tokio::time::advance(Duration::from_secs(3)).await;
+    table[0].counter += 1; // "a" renewed; "b" did not
+    observed.update(&table, Instant::now());
+    let live = HashSet::from(["me"]);
+    assert_eq!(
+        observed.next_expiry(&live, Instant::now(), FAILOVER),
+        Some(start + FAILOVER)
+    );
+    tokio::time::advance(Duration::from_secs(8)).await;
+    assert_eq!(
+        observed.next_expiry(&live, Instant::now(), FAILOVER),
+        Some(start + Duration::from_secs(3) + FAILOVER)
+    );
+    // Leases of live workers are the heartbeats' business.
+    let everyone = HashSet::from(["me", "a", "b"]);
+    assert_eq!(
+        observed.next_expiry(&everyone, Instant::now(), FAILOVER),
+        None
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn kcl_workers_count_and_get_leases_given_to_them() {
+    // Ours took all 8 before the two KCL workers showed up: target 2 each.
+    let owners: Vec<Option<&str>> = (0..8).map(|i| Some(["a", "b"][i % 2])).collect();
+    let table = leases(&owners);
+    let mut fleet = Fleet::new(&table);
+    fleet.foreign = vec!["kcl-1".into(), "kcl-2".into()];
+    let plan = fleet.plan(&table, &workers(&["a", "b"]));
+    assert_eq!(plan.len(), 4);
+    for (giver, a) in &plan {
+        assert!(!a.steal);
+        assert_eq!(
+            a.owner.as_deref(),
+            Some(giver.as_str()),
+            "a worker gives its own"
+        );
+    }
+    let to = |r: &str| {
+        plan.iter()
+            .filter(|(_, a)| a.give_to.as_deref() == Some(r))
+            .count()
+    };
+    assert_eq!((to("kcl-1"), to("kcl-2")), (2, 2));
+    assert_eq!((count(&plan, "a"), count(&plan, "b")), (2, 2));
+    // Once given (KCL's renewals now move their counters), nothing more moves.
+    let owners: Vec<Option<&str>> = (0..8)
+        .map(|i| Some(["a", "b", "kcl-1", "kcl-2"][i % 4]))
+        .collect();
+    let table = leases(&owners);
+    let mut fleet = Fleet::new(&table);
+    fleet.foreign = vec!["kcl-1".into(), "kcl-2".into()];
+    assert!(fleet.plan(&table, &workers(&["a", "b"])).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn leases_kcl_took_beyond_its_share_are_stolen_and_pending_gives_count() {
+    let table = leases(&[Some("kcl-1"); 6]);
+    let mut fleet = Fleet::new(&table);
+    fleet.foreign = vec!["kcl-1".into()];
+    let plan = fleet.plan(&table, &workers(&["a", "b"]));
+    assert_eq!((count(&plan, "a"), count(&plan, "b")), (2, 2));
+    assert!(plan.iter().all(|(_, a)| a.steal && a.give_to.is_none()));
+    // A give already planned counts for its receiver: not planned twice.
+    let table = leases(&[Some("a"), Some("a"), Some("a"), Some("a")]);
+    let mut fleet = Fleet::new(&table);
+    fleet.foreign = vec!["kcl-1".into()];
+    fleet.pending.insert("shard-0000".into(), "kcl-1".into());
+    fleet.pending.insert("shard-0001".into(), "kcl-1".into());
+    assert!(fleet.plan(&table, &workers(&["a"])).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn free_leases_go_beyond_the_target_rather_than_wait_for_kcl() {
+    // KCL's share is free (its leader is slow, or its worker died): ours takes it now.
+    let table = leases(&[Some("a"), Some("a"), None, None]);
+    let mut fleet = Fleet::new(&table);
+    fleet.foreign = vec!["kcl-1".into()];
+    let plan = fleet.plan(&table, &workers(&["a"]));
+    let taken: Vec<&str> = plan
+        .iter()
+        .filter(|(w, a)| w == "a" && a.give_to.is_none())
+        .map(|(_, a)| a.shard_id.as_str())
+        .collect();
+    assert_eq!(taken.len(), 2, "both free leases taken: {plan:?}");
+    assert!(
+        plan.iter().all(|(_, a)| a.give_to.is_none()),
+        "no give in the same round"
+    );
+    // A round later, with the leases held, two go to the KCL worker, below the target.
+    let table = leases(&[Some("a"); 4]);
+    let mut fleet = Fleet::new(&table);
+    fleet.foreign = vec!["kcl-1".into()];
+    let plan = fleet.plan(&table, &workers(&["a"]));
+    assert_eq!(
+        plan.iter()
+            .filter(|(_, a)| a.give_to.as_deref() == Some("kcl-1"))
+            .count(),
+        2
+    );
+}
