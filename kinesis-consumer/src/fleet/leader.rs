@@ -22,7 +22,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use kinesis_common::stream::StreamRef;
@@ -30,6 +30,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::heartbeat::Membership;
+use super::kcl_members::KclMembers;
 use super::state_table::{Assignment, PLAN_CHUNK, Snapshot, StateTable, WorkerState};
 use super::view::FleetView;
 use crate::config::InitialPosition;
@@ -90,9 +91,8 @@ pub(super) struct Duties {
     next_scan: Option<Instant>,
     next_sync: Option<Instant>,
     vanished: Vanished,
-    /// KCL workers seen dead (a lease of theirs expired), with the report they had then:
-    /// not members again until they report anew.
-    dead_kcl: HashMap<String, SystemTime>,
+    /// The real KCL's workers sharing the table.
+    kcl: KclMembers,
 }
 
 impl Leader {
@@ -229,11 +229,13 @@ impl Leader {
         // A shard sync reads consistently: it must not recreate a lease it misses.
         let Some(LeaseScan {
             mut leases,
-            kcl_workers,
+            mut kcl_workers,
         }) = self.scan_leases(sync_due).await
         else {
             return;
         };
+        let timeout = s.call_timeout * 4;
+        kcl_workers.extend(d.kcl.legacy(&self.leases, now, timeout).await);
         if sync_due {
             d.next_sync = Some(now + s.sync_interval);
             // Lists shards and creates the leases they need before assigning.
@@ -280,29 +282,14 @@ impl Leader {
                 })
             })
             .collect();
-        // A KCL worker counts while it reports, unless a lease of its has expired: it died
-        // (its report stays fresh for up to a minute), and its share is ours to take.
-        let wall = SystemTime::now();
-        for k in &kcl_workers {
-            let expired = leases.iter().any(|l| {
-                l.owner.as_deref() == Some(k.worker_id.as_str())
-                    && d.observed.is_expired(l, now, s.failover)
-            });
-            if expired {
-                d.dead_kcl.insert(k.worker_id.clone(), k.last_update);
-            }
-        }
-        d.dead_kcl.retain(|id, at| {
-            kcl_workers
-                .iter()
-                .any(|k| k.worker_id == *id && k.last_update == *at)
-        });
-        let foreign: Vec<String> = kcl_workers
-            .into_iter()
-            .filter(|k| k.is_live(wall) && !live_ids.contains(k.worker_id.as_str()))
-            .filter(|k| !d.dead_kcl.contains_key(&k.worker_id))
-            .map(|k| k.worker_id)
-            .collect();
+        let foreign = d.kcl.members(
+            kcl_workers,
+            &leases,
+            &d.observed,
+            &live_ids,
+            now,
+            s.failover,
+        );
         // Leases of owners outside our fleet (KCL's) expire only by their counters, which
         // only scans show: scan at twice the failover rate while there are any (or KCL
         // workers, which may get some at any time), so that one of theirs that dies is

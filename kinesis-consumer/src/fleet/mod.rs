@@ -7,6 +7,7 @@
 
 mod election;
 pub(crate) mod heartbeat;
+mod kcl_members;
 pub(crate) mod leader;
 pub(crate) mod state_table;
 mod view;

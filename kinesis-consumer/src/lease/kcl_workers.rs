@@ -1,7 +1,10 @@
-//! Workers of the real KCL (3.5+) sharing the lease table: each keeps a `WORKER_METRIC_STATS`
-//! entry there (`leaseKey` = its worker id, `lut` = the wall-clock second of its last report,
-//! every 30 s by default). The leader counts the fresh ones as members of the fleet, so a
-//! mixed fleet shares the leases instead of the first side up keeping them all.
+//! Workers of the real KCL 3.x sharing the lease table: each reports its metrics every 30 s
+//! (by default), with `lut` = the wall-clock second of its last report. KCL 3.5+ keeps the
+//! report in the lease table (a `WORKER_METRIC_STATS` entry, `leaseKey` = its worker id);
+//! KCL 3.0–3.4 (and 3.5 until an application migrates) in a table of its own,
+//! `<lease table>-WorkerMetricStats`, hash key `wid`. The leader counts the fresh ones as
+//! members of the fleet, so a mixed fleet shares the leases instead of the first side up
+//! keeping them all.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +15,12 @@ use super::item::{ENTITY_TYPE, LEASE_KEY};
 
 const WORKER_METRIC_STATS: &str = "WORKER_METRIC_STATS";
 const LAST_UPDATE: &str = "lut";
+const LEGACY_WORKER_ID: &str = "wid";
+
+/// The table where KCL 3.0–3.4 workers report.
+pub(crate) fn legacy_table(lease_table: &str) -> String {
+    format!("{lease_table}-WorkerMetricStats")
+}
 
 /// How old a KCL worker's report may be: KCL's own leader drops a worker whose metrics are
 /// older than two reporting intervals (2 × 30 s by default).
@@ -26,12 +35,21 @@ pub(crate) struct KclWorker {
 }
 
 impl KclWorker {
-    /// The entry, if the item is a KCL worker's.
+    /// The entry, if the item of the lease table is a KCL worker's.
     pub(crate) fn from_item(item: &HashMap<String, AttributeValue>) -> Option<KclWorker> {
         if item.get(ENTITY_TYPE)?.as_s().ok()? != WORKER_METRIC_STATS {
             return None;
         }
-        let worker_id = item.get(LEASE_KEY)?.as_s().ok()?.clone();
+        Self::read(item, LEASE_KEY)
+    }
+
+    /// The entry, from an item of the legacy worker-metrics table.
+    pub(crate) fn from_legacy_item(item: &HashMap<String, AttributeValue>) -> Option<KclWorker> {
+        Self::read(item, LEGACY_WORKER_ID)
+    }
+
+    fn read(item: &HashMap<String, AttributeValue>, key: &str) -> Option<KclWorker> {
+        let worker_id = item.get(key)?.as_s().ok()?.clone();
         let seconds: u64 = item.get(LAST_UPDATE)?.as_n().ok()?.parse().ok()?;
         Some(KclWorker {
             worker_id,

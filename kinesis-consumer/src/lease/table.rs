@@ -7,7 +7,7 @@ use kinesis_common::ServiceError;
 use super::capacity::CapacityMeter;
 use super::dynamo::{Consumed, conditional, ensure_table, n, s, scan_all};
 use super::item::*;
-use super::kcl_workers::KclWorker;
+use super::kcl_workers::{KclWorker, legacy_table};
 use super::{Checkpoint, Lease, LeaseDecodeError};
 
 /// What one scan of the lease table holds.
@@ -99,6 +99,20 @@ impl LeaseTable {
             }
         }
         Ok(scan)
+    }
+
+    /// The KCL 3.0–3.4 workers reporting in the legacy worker-metrics table; none when it
+    /// does not exist (a fleet without them, or one on KCL 3.5's single table).
+    pub(crate) async fn legacy_kcl_workers(&self) -> Result<Vec<KclWorker>, ServiceError> {
+        let table = legacy_table(&self.name);
+        match scan_all(&self.client, &table, false, &self.meter).await {
+            Ok(items) => Ok(items
+                .iter()
+                .filter_map(KclWorker::from_legacy_item)
+                .collect()),
+            Err(e) if e.code.as_deref() == Some("ResourceNotFoundException") => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates a lease unless one exists. Returns whether it was created.
