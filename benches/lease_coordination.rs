@@ -32,6 +32,9 @@ struct Args {
     /// Give up waiting for a state after this many seconds.
     #[arg(long, default_value_t = 300)]
     bound_seconds: u64,
+    /// The workers' failover time (renewals every third of it); the default is KCL's.
+    #[arg(long, default_value_t = 10.0)]
+    failover_seconds: f64,
 }
 
 struct Idle;
@@ -75,6 +78,7 @@ async fn main() {
         .expect("stream");
     let table = "fleet-app";
     let observer = aws.dynamodb_client().await;
+    let failover = Duration::from_secs_f64(args.failover_seconds);
     let start_worker = |i: usize| {
         let aws = &aws;
         async move {
@@ -83,6 +87,8 @@ async fn main() {
                 .dynamodb_client(aws.dynamodb_client().await)
                 .worker_id(format!("w{i:03}"))
                 .idle_time_between_reads(Duration::from_secs(3600))
+                .failover_time(failover)
+                .renewal_interval(failover / 3)
                 .build(|_: &str| Idle)
                 .expect("worker");
             let handle = worker.handle();
@@ -90,8 +96,8 @@ async fn main() {
         }
     };
     println!(
-        "lease coordination: {} leases, {} workers, default timings (failover 10 s)",
-        leases, args.workers
+        "lease coordination: {} leases, {} workers, failover {} s (renewals every third)",
+        leases, args.workers, args.failover_seconds
     );
     let cold = Instant::now();
     let mut fleet = Vec::new();

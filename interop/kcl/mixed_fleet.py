@@ -34,7 +34,7 @@ APP = "mixed-fleet"
 SHARDS = 8
 KEYS = 64
 RATE = 40.0
-SECONDS = 110
+SECONDS = 75
 
 BIN = os.environ["BIN"]
 KCL_CLASSPATH = os.environ["KCL_CLASSPATH"]

@@ -225,12 +225,24 @@ impl<F: ProcessorFactory> Coordinator<F> {
         // Entries gone from the plan need no memory any more.
         self.done
             .retain(|shard, _| state.plan.iter().any(|a| a.shard_id == *shard));
+        // A give stays in the plan until its hand-over is over, so that the leader counts
+        // the lease as the receiver's meanwhile and gives no other in its place.
+        let gives_over: Vec<String> = state
+            .plan
+            .iter()
+            .filter(|a| {
+                a.give_to.is_some()
+                    && self.done.get(&a.shard_id) == Some(&a.counter)
+                    && !self.giving.contains_key(&a.shard_id)
+            })
+            .map(|a| a.shard_id.clone())
+            .collect();
         let todo: Vec<Assignment> = state
             .plan
             .into_iter()
             .filter(|a| self.done.get(&a.shard_id) != Some(&a.counter))
             .collect();
-        if todo.is_empty() {
+        if todo.is_empty() && gives_over.is_empty() {
             return;
         }
         let cfg = self.parts.config.clone();
@@ -279,7 +291,12 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 }
             }
         }
-        let shards: Vec<String> = todo.into_iter().map(|a| a.shard_id).collect();
+        let mut shards: Vec<String> = todo
+            .into_iter()
+            .filter(|a| a.give_to.is_none() || !self.giving.contains_key(&a.shard_id))
+            .map(|a| a.shard_id)
+            .collect();
+        shards.extend(gives_over);
         for chunk in shards.chunks(PLAN_CHUNK) {
             let call = self.parts.state.done(&me, &membership.incarnation, chunk);
             if let Err(e) = call.await {
