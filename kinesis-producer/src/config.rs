@@ -6,6 +6,8 @@ use kinesis_common::aggregation::{Aggregator, DEFAULT_MAX_AGGREGATE_BYTES};
 use kinesis_common::backoff::Backoff;
 use kinesis_common::record::{DEFAULT_MAX_RECORD_BYTES, MAX_RECORD_BYTES_LIMIT};
 
+use crate::telemetry::MetricsGranularity;
+
 /// Most entries in one PutRecords request (AWS limit).
 pub const MAX_ENTRIES_PER_REQUEST: usize = 500;
 /// Most bytes in one PutRecords request (AWS limit, 5 MiB).
@@ -55,6 +57,7 @@ pub(crate) struct Config {
     pub fail_fast_on_throttling: bool,
     pub max_record_bytes: usize,
     pub backoff: Backoff,
+    pub metrics_granularity: MetricsGranularity,
 }
 
 impl Default for Config {
@@ -75,6 +78,7 @@ impl Default for Config {
             fail_fast_on_throttling: false,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            metrics_granularity: MetricsGranularity::Stream,
         }
     }
 }

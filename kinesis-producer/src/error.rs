@@ -49,7 +49,8 @@ pub enum ProduceError {
     /// The producer was shut down or dropped before the record was put.
     #[error("the producer is shut down")]
     ShutDown,
-    /// `try_send` found no room under the outstanding-records or -bytes bound.
+    /// `try_send` found no room under the outstanding-records or -bytes bound, or the record's
+    /// shard has more queued than it can send in time (where `send` would wait).
     #[error(
         "the producer is full: {outstanding_records} records / {outstanding_bytes} bytes outstanding"
     )]

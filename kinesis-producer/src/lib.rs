@@ -24,13 +24,14 @@
 //!
 //! Every record either lands or its future resolves to a [`PutError`] that hands it back.
 
+mod admission;
 mod config;
 mod engine;
 mod error;
-mod limiter;
 mod producer;
 mod result;
 mod stats;
+mod telemetry;
 mod ticket;
 
 pub use config::{ConfigError, MAX_BYTES_PER_REQUEST, MAX_ENTRIES_PER_REQUEST};
@@ -40,3 +41,4 @@ pub use kinesis_common::{KinesisRecord, StreamRef, UserRecord};
 pub use producer::{Producer, ProducerBuilder};
 pub use result::{PutFuture, PutResult};
 pub use stats::ProducerStats;
+pub use telemetry::MetricsGranularity;

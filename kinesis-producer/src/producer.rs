@@ -10,6 +10,7 @@ use kinesis_common::stream::StreamRef;
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::admission::Admission;
 use crate::config::{Config, ConfigError};
 use crate::engine::{Command, Engine};
 use crate::error::{ProduceError, PutError};
@@ -109,6 +110,11 @@ impl ProducerBuilder {
         /// Backoff between retries of a record (default 100 ms doubling to 5 s, full jitter).
         backoff: Backoff
     );
+    setter!(
+        /// Labels on the producer's metrics: `Global`, `Stream` (default) or `Shard` (a series
+        /// per shard for the per-shard counters; see the crate's metrics table).
+        metrics_granularity: crate::MetricsGranularity
+    );
 
     /// Validates the options and starts the producer's engine on the current Tokio runtime.
     pub fn build(self) -> Result<Producer, ConfigError> {
@@ -116,13 +122,15 @@ impl ProducerBuilder {
         let client = self.client.ok_or(ConfigError::MissingClient)?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError::NoRuntime)?;
         let config = Arc::new(self.config);
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new());
+        let admission = Arc::new(Admission::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Engine::new(
             config.clone(),
             client,
             self.stream.clone(),
             stats.clone(),
+            admission.clone(),
             rx,
         );
         runtime.spawn(engine.run());
@@ -133,6 +141,7 @@ impl ProducerBuilder {
                 config,
                 stream: self.stream,
                 stats,
+                admission,
                 tx,
                 closed: AtomicBool::new(false),
             }),
@@ -144,6 +153,7 @@ struct Inner {
     config: Arc<Config>,
     stream: StreamRef,
     stats: Arc<Stats>,
+    admission: Arc<Admission>,
     tx: mpsc::UnboundedSender<Command>,
     bytes: Arc<Semaphore>,
     records: Arc<Semaphore>,
@@ -186,11 +196,21 @@ impl Producer {
     /// Queues a record, waiting for room under the outstanding bounds, and returns a future
     /// of its put. Bad input fails here, at once, with the record handed back.
     ///
+    /// # Backpressure
+    /// It also waits while the shard the record is bound for holds more than it can send in a
+    /// third of the record TTL at the rate that shard is accepting (less after throttling), so
+    /// a sender faster than the stream slows to its pace instead of queueing records that
+    /// would expire unsent. The record's TTL starts when `send` returns.
+    ///
     /// # Cancellation
     /// Dropping this future before it completes drops the record unsent; nothing else is lost.
     /// Once it has returned a [`PutFuture`], dropping that does not cancel the put.
     pub async fn send(&self, record: UserRecord) -> Result<PutFuture, PutError> {
         let (record, hash_key, size) = self.admit(record)?;
+        let charge = self.inner.admission.charge(hash_key, size.into()).await;
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(PutError::new(record, ProduceError::ShutDown));
+        }
         let permits = async {
             let bytes = self
                 .inner
@@ -203,7 +223,7 @@ impl Producer {
             Some((bytes, slot))
         };
         match permits.await {
-            Some(permits) => self.enqueue(record, hash_key, permits),
+            Some(permits) => self.enqueue(record, hash_key, permits, charge),
             None => Err(PutError::new(record, ProduceError::ShutDown)),
         }
     }
@@ -217,6 +237,9 @@ impl Producer {
                 outstanding_bytes: self.outstanding_bytes(),
             };
             PutError::new(record, reason)
+        };
+        let Ok(charge) = self.inner.admission.try_charge(hash_key, size.into()) else {
+            return Err(full(record));
         };
         let bytes = match self.inner.bytes.clone().try_acquire_many_owned(size) {
             Ok(p) => p,
@@ -232,7 +255,7 @@ impl Producer {
                 return Err(PutError::new(record, ProduceError::ShutDown));
             }
         };
-        self.enqueue(record, hash_key, (bytes, slot))
+        self.enqueue(record, hash_key, (bytes, slot), charge)
     }
 
     fn admit(
@@ -263,6 +286,7 @@ impl Producer {
             tokio::sync::OwnedSemaphorePermit,
             tokio::sync::OwnedSemaphorePermit,
         ),
+        charge: Option<crate::admission::Charge>,
     ) -> Result<PutFuture, PutError> {
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
@@ -273,6 +297,7 @@ impl Producer {
             now + self.inner.config.record_ttl,
             tx,
             permits,
+            charge,
         );
         match self.inner.tx.send(Command::Record(ticket)) {
             Ok(()) => Ok(PutFuture::new(rx)),

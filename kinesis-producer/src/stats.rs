@@ -1,22 +1,10 @@
-//! Counters of what the producer did, as a snapshot and through the `metrics` facade.
+//! Counters of what the producer did, as a snapshot.
 //!
-//! Metric names (all with a `stream` label):
-//!
-//! | metric | kind | meaning |
-//! | --- | --- | --- |
-//! | `kinesis_producer_user_records_put` | counter | user records acknowledged |
-//! | `kinesis_producer_kinesis_records_put` | counter | Kinesis records (aggregates or plain) acknowledged |
-//! | `kinesis_producer_bytes_put` | counter | data + partition key bytes of acknowledged Kinesis records |
-//! | `kinesis_producer_requests` | counter | PutRecords requests sent |
-//! | `kinesis_producer_retries` | counter | user records sent again |
-//! | `kinesis_producer_throttles` | counter, `shard` label | throttled entries or requests per shard |
-//! | `kinesis_producer_errors` | counter, `code` label | failed entries or requests by error code |
-//! | `kinesis_producer_user_records_failed` | counter | user records resolved with an error |
-//! | `kinesis_producer_buffering_seconds` | histogram | time from `send` to the successful request |
-//! | `kinesis_producer_user_records_per_kinesis_record` | histogram | aggregation ratio |
-//! | `kinesis_producer_kinesis_records_per_request` | histogram | collection ratio |
+//! The metrics are described in [`crate::telemetry`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::time::Instant;
 
 /// A snapshot of the producer's counters since it was built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -52,10 +40,20 @@ pub struct ProducerStats {
     pub wrong_shard_resends: u64,
     /// Shard map loads.
     pub shard_map_refreshes: u64,
+    /// Shards whose queue is too long to send within the TTL at their current allowance, so
+    /// `send` waits for records bound for them (at the last pass of the engine).
+    pub gated_shards: u64,
+    /// Age of the oldest user record not yet resolved (KPL's `getOldestRecordTimeInMillis`),
+    /// as of the engine's last pass; `None` when nothing is outstanding.
+    pub oldest_record_age: Option<std::time::Duration>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
+    /// What `oldest_unresolved` counts from.
+    epoch: Instant,
+    /// Nanoseconds from `epoch` to the oldest unresolved record's `send`, plus one; 0: none.
+    oldest_unresolved: AtomicU64,
     /// Throttled entries or requests per shard.
     pub throttles_by_shard: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     pub user_records_sent: AtomicU64,
@@ -73,6 +71,52 @@ pub(crate) struct Stats {
     pub retries: AtomicU64,
     pub wrong_shard_resends: AtomicU64,
     pub shard_map_refreshes: AtomicU64,
+    pub gated_shards: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn new() -> Self {
+        Stats {
+            epoch: Instant::now(),
+            oldest_unresolved: AtomicU64::new(0),
+            throttles_by_shard: Default::default(),
+            user_records_sent: AtomicU64::new(0),
+            user_records_put: AtomicU64::new(0),
+            user_records_failed: AtomicU64::new(0),
+            user_records_expired: AtomicU64::new(0),
+            kinesis_records_put: AtomicU64::new(0),
+            bytes_put: AtomicU64::new(0),
+            user_bytes_put: AtomicU64::new(0),
+            put_payload_units: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            throttled_requests: AtomicU64::new(0),
+            throttled_entries: AtomicU64::new(0),
+            failed_requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            wrong_shard_resends: AtomicU64::new(0),
+            shard_map_refreshes: AtomicU64::new(0),
+            gated_shards: AtomicU64::new(0),
+        }
+    }
+
+    /// Records when the oldest unresolved record was sent, if any is.
+    pub(crate) fn set_oldest_unresolved(&self, at: Option<Instant>) {
+        let value = at.map_or(0, |at| {
+            let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+            u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1
+        });
+        self.oldest_unresolved.store(value, Ordering::Relaxed);
+    }
+
+    fn oldest_record_age(&self) -> Option<std::time::Duration> {
+        match self.oldest_unresolved.load(Ordering::Relaxed) {
+            0 => None,
+            n => {
+                let at = self.epoch + std::time::Duration::from_nanos(n - 1);
+                Some(Instant::now().saturating_duration_since(at))
+            }
+        }
+    }
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -113,55 +157,8 @@ impl Stats {
             retries: get(&self.retries),
             wrong_shard_resends: get(&self.wrong_shard_resends),
             shard_map_refreshes: get(&self.shard_map_refreshes),
+            gated_shards: get(&self.gated_shards),
+            oldest_record_age: self.oldest_record_age(),
         }
-    }
-}
-
-/// Metric handles, registered once per producer so the hot path does no label work.
-/// Install a `metrics` recorder before building the producer to receive them.
-pub(crate) struct Metrics {
-    stream: String,
-    pub user_records_put: metrics::Counter,
-    pub user_records_failed: metrics::Counter,
-    pub kinesis_records_put: metrics::Counter,
-    pub bytes_put: metrics::Counter,
-    pub requests: metrics::Counter,
-    pub retries: metrics::Counter,
-    pub buffering_seconds: metrics::Histogram,
-    pub user_records_per_kinesis_record: metrics::Histogram,
-    pub kinesis_records_per_request: metrics::Histogram,
-}
-
-impl Metrics {
-    pub(crate) fn new(stream: &str) -> Self {
-        let s = stream.to_owned();
-        Metrics {
-            user_records_put: metrics::counter!("kinesis_producer_user_records_put", "stream" => s.clone()),
-            user_records_failed: metrics::counter!("kinesis_producer_user_records_failed", "stream" => s.clone()),
-            kinesis_records_put: metrics::counter!("kinesis_producer_kinesis_records_put", "stream" => s.clone()),
-            bytes_put: metrics::counter!("kinesis_producer_bytes_put", "stream" => s.clone()),
-            requests: metrics::counter!("kinesis_producer_requests", "stream" => s.clone()),
-            retries: metrics::counter!("kinesis_producer_retries", "stream" => s.clone()),
-            buffering_seconds: metrics::histogram!("kinesis_producer_buffering_seconds", "stream" => s.clone()),
-            user_records_per_kinesis_record: metrics::histogram!(
-                "kinesis_producer_user_records_per_kinesis_record", "stream" => s.clone()
-            ),
-            kinesis_records_per_request: metrics::histogram!(
-                "kinesis_producer_kinesis_records_per_request", "stream" => s.clone()
-            ),
-            stream: s,
-        }
-    }
-
-    /// A throttled entry or request on `shard`.
-    pub(crate) fn throttle(&self, shard: &str) {
-        metrics::counter!("kinesis_producer_throttles", "stream" => self.stream.clone(), "shard" => shard.to_owned())
-            .increment(1);
-    }
-
-    /// A failed entry or request with error `code`.
-    pub(crate) fn error(&self, code: &str) {
-        metrics::counter!("kinesis_producer_errors", "stream" => self.stream.clone(), "code" => code.to_owned())
-            .increment(1);
     }
 }

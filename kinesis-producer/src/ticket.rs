@@ -4,6 +4,7 @@ use kinesis_common::{HashKey, KinesisRecord, UserRecord};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
+use crate::admission::Charge;
 use crate::error::{ProduceError, PutError};
 use crate::result::{Outcome, PutResult};
 
@@ -19,6 +20,9 @@ pub(crate) struct Ticket {
     pub deadline: Instant,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// Its bytes on its shard's admission gate, until its Kinesis record is taken into a
+    /// request (set to `None` then).
+    pub charge: Option<Charge>,
     tx: Option<oneshot::Sender<Outcome>>,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
@@ -31,6 +35,7 @@ impl Ticket {
         deadline: Instant,
         tx: oneshot::Sender<Outcome>,
         permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+        charge: Option<Charge>,
     ) -> Self {
         Ticket {
             id: 0,
@@ -40,6 +45,7 @@ impl Ticket {
             deadline,
             attempts: 0,
             last_error: None,
+            charge,
             tx: Some(tx),
             _permits: permits,
         }
@@ -90,7 +96,7 @@ pub(crate) struct Entry {
     /// Arrival of its oldest user record.
     pub oldest: Instant,
     /// Its claim on the shard's rate budget while in flight.
-    pub claim: Option<crate::limiter::Claim>,
+    pub claim: Option<crate::engine::limiter::Claim>,
 }
 
 impl Entry {

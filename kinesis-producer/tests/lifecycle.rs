@@ -227,6 +227,30 @@ async fn records_expire_after_their_ttl_with_the_record_back() {
 }
 
 #[tokio::test]
+async fn stats_show_the_age_of_the_oldest_unresolved_record() {
+    let (aws, client) = stream("oldest-age", 1).await;
+    let producer = Producer::builder("oldest-age")
+        .client(client)
+        .build()
+        .unwrap();
+    assert_eq!(producer.stats().oldest_record_age, None);
+    aws.kinesis_faults()
+        .add(FaultRule::throttle().on("PutRecords"));
+    let put = producer.send(UserRecord::new("k", "stuck")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let age = producer
+        .stats()
+        .oldest_record_age
+        .expect("one record outstanding");
+    assert!(age >= Duration::from_millis(500), "{age:?}");
+    aws.kinesis_faults().clear();
+    tokio::time::timeout(BOUND, put).await.unwrap().unwrap();
+    producer.flush().await;
+    assert_eq!(producer.stats().oldest_record_age, None);
+    producer.shutdown().await;
+}
+
+#[tokio::test]
 async fn fail_fast_on_throttling_returns_throttled_records_at_once() {
     let (aws, client) = stream("fail-fast", 1).await;
     aws.kinesis_faults()

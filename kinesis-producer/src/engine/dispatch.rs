@@ -4,15 +4,16 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use kinesis_common::error::classify_code;
 use kinesis_common::{ErrorKind, ServiceError};
 use tokio::task::JoinError;
 use tokio::time::Instant;
 
-use super::{Engine, Landed, clone_service_error};
+use super::outcome::{self, Fatal, Verdict};
+use super::{Engine, Landed};
 use crate::error::ProduceError;
 use crate::result::PutResult;
 use crate::stats;
+use crate::telemetry::ShardMetrics;
 use crate::ticket::Entry;
 
 /// A request's entries, kept by the engine while the request task runs.
@@ -35,8 +36,8 @@ impl Engine {
         while self.in_flight.len() < self.cfg.max_concurrent_requests {
             let (mut ready_entries, mut ready_bytes) = (0usize, 0usize);
             for shard in self.shards.values() {
-                ready_entries += shard.ready.len();
-                ready_bytes += shard.ready.iter().map(Entry::size).sum::<usize>();
+                ready_entries += shard.ready_len();
+                ready_bytes += shard.ready_bytes();
             }
             if ready_entries == 0 {
                 return;
@@ -72,11 +73,11 @@ impl Engine {
                 let Some(shard) = self.shards.get_mut(&self.shard_order[index]) else {
                     continue;
                 };
-                let Some(front) = shard.ready.front() else {
+                let Some(front) = shard.front() else {
                     continue;
                 };
                 if front.deadline() <= now {
-                    stale.extend(shard.ready.pop_front());
+                    stale.extend(shard.pop_front());
                     progress = true;
                     continue;
                 }
@@ -89,8 +90,12 @@ impl Engine {
                     continue;
                 };
                 bytes += size;
-                if let Some(mut entry) = shard.ready.pop_front() {
+                if let Some(mut entry) = shard.pop_front() {
                     entry.claim = Some(claim);
+                    // Out of the shard's queue: its records' bytes leave the admission gate.
+                    for ticket in &mut entry.tickets {
+                        ticket.charge = None;
+                    }
                     batch.push(entry);
                 }
                 progress = true;
@@ -201,141 +206,80 @@ impl Engine {
                 shard.limiter.answered(claim, now);
             }
         }
-        match outcome {
-            Err(error) => self.on_request_failed(entries, error, now),
-            Ok(output) => self.on_request_answered(entries, output, started, now),
+        let judged = outcome::judge(outcome.map(|output| output.records), entries.len());
+        if judged.request_failed {
+            stats::add(&self.stats.failed_requests, 1);
+            tracing::debug!(error = ?judged.error_codes, entries = entries.len(), "PutRecords failed");
         }
-    }
-
-    fn on_request_failed(&mut self, entries: Vec<Entry>, error: ServiceError, now: Instant) {
-        stats::add(&self.stats.failed_requests, 1);
-        let code = error
-            .code
-            .clone()
-            .unwrap_or_else(|| format!("{:?}", error.kind));
-        self.metrics.error(&code);
-        tracing::debug!(error = %error, entries = entries.len(), "PutRecords failed");
-        match error.kind {
-            ErrorKind::Fatal => {
-                for entry in entries {
-                    for ticket in entry.tickets {
-                        let source = clone_service_error(&error);
-                        self.fail(ticket, ProduceError::Service { source });
-                    }
-                }
-                // A missing stream may also mean a stale map; look again.
-                self.request_refresh(now);
-            }
-            kind => {
-                if kind == ErrorKind::Throttling {
-                    stats::add(&self.stats.throttled_requests, 1);
-                }
-                let text = error.to_string();
-                for entry in entries {
-                    if kind == ErrorKind::Throttling {
-                        self.throttled(&entry.shard_id, now);
-                    }
-                    if kind == ErrorKind::Throttling && self.cfg.fail_fast_on_throttling {
+        for code in &judged.error_codes {
+            self.metrics.error(code);
+        }
+        if judged.throttled {
+            stats::add(&self.stats.throttled_requests, 1);
+        }
+        stats::add(&self.stats.throttled_entries, judged.throttled_entries());
+        for (entry, verdict) in entries.into_iter().zip(judged.verdicts) {
+            match verdict {
+                Verdict::Put {
+                    shard_id,
+                    sequence_number,
+                } => self.on_entry_put(entry, shard_id, sequence_number, started, now),
+                Verdict::Throttled { code, detail } => {
+                    self.throttled(&entry.shard_id, now);
+                    if self.cfg.fail_fast_on_throttling {
                         for ticket in entry.tickets {
-                            let code = error.code.clone().unwrap_or_default();
+                            let code = code.clone();
                             self.fail(ticket, ProduceError::Throttled { code });
                         }
                     } else {
-                        self.retry(entry.tickets, &text, now);
+                        self.retry(entry.tickets, &detail, now);
+                    }
+                }
+                Verdict::Transient { detail } => self.retry(entry.tickets, &detail, now),
+                Verdict::Fatal(fatal) => {
+                    if matches!(fatal, Fatal::Request(_)) {
+                        // A missing stream may also mean a stale map; look again.
+                        self.request_refresh(now);
+                    }
+                    for ticket in entry.tickets {
+                        self.fail(ticket, fatal.to_error());
                     }
                 }
             }
         }
     }
 
-    fn on_request_answered(
+    /// An entry was stored: its records are put, unless it is an aggregate that landed on
+    /// a shard other than the predicted one.
+    fn on_entry_put(
         &mut self,
-        entries: Vec<Entry>,
-        output: PutRecordsOutput,
+        entry: Entry,
+        shard_id: String,
+        sequence_number: String,
         started: Instant,
         now: Instant,
     ) {
-        if output.records.len() != entries.len() {
-            let error = ServiceError {
-                operation: "PutRecords",
-                kind: ErrorKind::Transient,
-                code: None,
-                http_status: None,
-                message: format!(
-                    "{} results for {} entries",
-                    output.records.len(),
-                    entries.len()
-                ),
-                source: None,
-            };
-            self.on_request_failed(entries, error, now);
-            return;
-        }
-        let mut throttled = false;
-        for (entry, result) in entries.into_iter().zip(output.records) {
-            match (result.sequence_number, result.shard_id) {
-                (Some(sequence_number), Some(shard_id)) => {
-                    if shard_id == entry.shard_id || !entry.aggregated() {
-                        if shard_id != entry.shard_id {
-                            self.request_refresh(now);
-                        }
-                        self.succeed_entry(entry, &shard_id, &sequence_number, started);
-                    } else {
-                        // KCL drops user records outside the shard an aggregate is read from:
-                        // check each against the landing shard once the map is fresh.
-                        tracing::debug!(predicted = %entry.shard_id, landed = %shard_id, "aggregate landed on another shard");
-                        self.verify.push(Landed {
-                            entry,
-                            shard_id,
-                            sequence_number,
-                            started,
-                        });
-                        self.request_refresh(now);
-                    }
-                }
-                _ => {
-                    let code = result.error_code.unwrap_or_else(|| "Unknown".into());
-                    let message = result.error_message.unwrap_or_default();
-                    self.metrics.error(&code);
-                    match classify_code(&code, None) {
-                        ErrorKind::Throttling => {
-                            throttled = true;
-                            stats::add(&self.stats.throttled_entries, 1);
-                            self.throttled(&entry.shard_id, now);
-                            if self.cfg.fail_fast_on_throttling {
-                                for ticket in entry.tickets {
-                                    self.fail(
-                                        ticket,
-                                        ProduceError::Throttled { code: code.clone() },
-                                    );
-                                }
-                            } else {
-                                self.retry(entry.tickets, &format!("{code}: {message}"), now);
-                            }
-                        }
-                        ErrorKind::Transient => {
-                            self.retry(entry.tickets, &format!("{code}: {message}"), now)
-                        }
-                        _ => {
-                            for ticket in entry.tickets {
-                                let reason = ProduceError::Rejected {
-                                    code: code.clone(),
-                                    message: message.clone(),
-                                };
-                                self.fail(ticket, reason);
-                            }
-                        }
-                    }
-                }
+        if shard_id == entry.shard_id || !entry.aggregated() {
+            if shard_id != entry.shard_id {
+                self.request_refresh(now);
             }
-        }
-        if throttled {
-            stats::add(&self.stats.throttled_requests, 1);
+            self.succeed_entry(entry, &shard_id, &sequence_number, started);
+        } else {
+            // KCL drops user records outside the shard an aggregate is read from: check
+            // each against the landing shard once the map is fresh.
+            tracing::debug!(predicted = %entry.shard_id, landed = %shard_id, "aggregate landed on another shard");
+            self.verify.push(Landed {
+                entry,
+                shard_id,
+                sequence_number,
+                started,
+            });
+            self.request_refresh(now);
         }
     }
 
     fn throttled(&mut self, shard_id: &str, now: Instant) {
-        self.metrics.throttle(shard_id);
+        self.shard_metrics(shard_id).throttles.increment(1);
         *self
             .stats
             .throttles_by_shard
@@ -353,6 +297,13 @@ impl Engine {
         }
     }
 
+    /// The counters of `shard_id` (shared ones for a shard not in the map).
+    pub(super) fn shard_metrics(&self, shard_id: &str) -> &ShardMetrics {
+        self.shards
+            .get(shard_id)
+            .map_or(&self.metrics.shared, |shard| &shard.metrics)
+    }
+
     /// Resolves every user record of an acknowledged entry.
     pub(super) fn succeed_entry(
         &mut self,
@@ -364,8 +315,10 @@ impl Engine {
         let aggregated = entry.aggregated();
         let count = entry.tickets.len() as u64;
         self.stats.kinesis_record_put(entry.size());
-        self.metrics.kinesis_records_put.increment(1);
-        self.metrics.bytes_put.increment(entry.size() as u64);
+        let metrics = self.shard_metrics(shard_id);
+        metrics.kinesis_records_put.increment(1);
+        metrics.bytes_put.increment(entry.size() as u64);
+        metrics.user_records_put.increment(count);
         self.metrics
             .user_records_per_kinesis_record
             .record(count as f64);
@@ -391,7 +344,6 @@ impl Engine {
         stats::add(&self.stats.user_records_put, 1);
         stats::add(&self.stats.user_bytes_put, ticket.record.data.len() as u64);
         let buffered = started.saturating_duration_since(ticket.arrival);
-        self.metrics.user_records_put.increment(1);
         self.metrics
             .buffering_seconds
             .record(buffered.as_secs_f64());

@@ -1,24 +1,31 @@
 //! The engine: one task that owns all pipeline state.
 //!
 //! ```text
-//!  send() ──cmd──▶ route ──▶ shard: Aggregator ─(full or due)─▶ ready queue ─┐
-//!                    ▲                                                       │ rate limiter
+//!  send() ─(shard gate: admission)─cmd─▶ route ──▶ shard: Aggregator ─(full or due)─▶ ready ─┐
+//!                    ▲                                                     limiter (limiter.rs)
 //!                    │ retry queue (backoff, until TTL)          collect ≤ 500 entries, ≤ 5 MiB
 //!                    │                                                       ▼
-//!                    └──────── failed entries / wrong shard ◀── PutRecords tasks (≤ N at once)
+//!                    └── judged answers (outcome.rs) ◀── PutRecords tasks (≤ N at once)
 //! ```
+//!
+//! Stages: `routing` (shard prediction, aggregation, ready queues, retry), `limiter` (each
+//! shard's rate), `dispatch` (collect, send, apply verdicts), `outcome` (the pure judgement
+//! of an answer: put, throttled, transient or fatal), `refresh` (the shard map, loaded in an
+//! owned task bounded by a timeout).
 //!
 //! Invariants: every ticket is in exactly one place (unrouted, retry queue, an aggregator, a
 //! ready entry, an in-flight request, or awaiting shard verification) until it is resolved
 //! once; `outstanding` holds the ids of unresolved tickets, which is what `flush` waits on.
-//! Senders never wait for the engine beyond the outstanding bounds, and a shard map refresh
-//! runs in its own task so routing never blocks on ListShards.
+//! Senders never wait for the engine beyond the outstanding bounds and their shard's gate,
+//! and a shard map refresh runs in its own task so routing never blocks on ListShards.
 
 mod dispatch;
+pub(crate) mod limiter;
+mod outcome;
 mod refresh;
 mod routing;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use kinesis_common::ServiceError;
@@ -30,9 +37,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::admission::{self, Admission, Gate};
 use crate::config::Config;
 use crate::error::ProduceError;
-use crate::stats::{self, Metrics, Stats};
+use crate::stats::{self, Stats};
+use crate::telemetry::Metrics;
 use crate::ticket::{Entry, Ticket};
 
 use dispatch::{InFlight, RequestOutcome};
@@ -73,6 +82,10 @@ pub(crate) struct Engine {
     map_error: Option<ServiceError>,
     known_ranges: HashMap<String, ShardRange>,
     shards: HashMap<String, ShardState>,
+    /// Shared with the handles: where `send` waits for a shard with too much queued.
+    admission: Arc<Admission>,
+    /// Each open shard's gate, whether or not it has a `ShardState` yet.
+    gates: HashMap<String, Arc<Gate>>,
     /// Round-robin position over shards when collecting.
     shard_order: Vec<String>,
     cursor: usize,
@@ -83,14 +96,14 @@ pub(crate) struct Engine {
     in_flight: JoinSet<RequestOutcome>,
     requests: HashMap<tokio::task::Id, InFlight>,
 
-    refresh_tx: mpsc::UnboundedSender<RefreshResult>,
-    refresh_rx: mpsc::UnboundedReceiver<RefreshResult>,
-    refresh_running: bool,
+    /// The running ListShards task, if any: owned here, so it ends with the engine.
+    refresh: JoinSet<RefreshResult>,
     next_refresh: Instant,
     refresh_failures: u32,
 
     next_id: u64,
-    outstanding: BTreeSet<u64>,
+    /// Unresolved tickets: id → arrival (ids grow with arrival, so the first is the oldest).
+    outstanding: BTreeMap<u64, Instant>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     shutdowns: Vec<oneshot::Sender<()>>,
     rng: StdRng,
@@ -102,13 +115,13 @@ impl Engine {
         client: aws_sdk_kinesis::Client,
         stream: StreamRef,
         stats: Arc<Stats>,
+        admission: Arc<Admission>,
         rx: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
-        let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
         Engine {
+            metrics: Metrics::new(stream.name(), cfg.metrics_granularity),
             cfg,
             client,
-            metrics: Metrics::new(stream.name()),
             stream,
             stats,
             rx,
@@ -117,6 +130,8 @@ impl Engine {
             map_error: None,
             known_ranges: HashMap::new(),
             shards: HashMap::new(),
+            admission,
+            gates: HashMap::new(),
             shard_order: Vec::new(),
             cursor: 0,
             unrouted: Vec::new(),
@@ -124,13 +139,11 @@ impl Engine {
             verify: Vec::new(),
             in_flight: JoinSet::new(),
             requests: HashMap::new(),
-            refresh_tx,
-            refresh_rx,
-            refresh_running: false,
+            refresh: JoinSet::new(),
             next_refresh: Instant::now(),
             refresh_failures: 0,
             next_id: 0,
-            outstanding: BTreeSet::new(),
+            outstanding: BTreeMap::new(),
             flushes: Vec::new(),
             shutdowns: Vec::new(),
             rng: StdRng::from_os_rng(),
@@ -153,7 +166,9 @@ impl Engine {
                 Some(joined) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
                     self.on_request_done(joined, Instant::now());
                 }
-                Some(result) = self.refresh_rx.recv() => self.on_refresh(result, Instant::now()),
+                Some(joined) = self.refresh.join_next(), if !self.refresh.is_empty() => {
+                    self.on_refresh(refresh::joined(joined), Instant::now());
+                }
                 command = self.rx.recv(), if self.rx_open => match command {
                     Some(command) => {
                         self.on_command(command);
@@ -179,7 +194,7 @@ impl Engine {
             Command::Record(mut ticket) => {
                 ticket.id = self.next_id;
                 self.next_id += 1;
-                self.outstanding.insert(ticket.id);
+                self.outstanding.insert(ticket.id, ticket.arrival);
                 stats::add(&self.stats.user_records_sent, 1);
                 let now = Instant::now();
                 self.route(ticket, now);
@@ -191,7 +206,10 @@ impl Engine {
                     self.flushes.push((self.next_id, done));
                 }
             }
-            Command::Shutdown(done) => self.shutdowns.push(done),
+            Command::Shutdown(done) => {
+                self.admission.shut();
+                self.shutdowns.push(done);
+            }
         }
     }
 
@@ -212,6 +230,7 @@ impl Engine {
     /// requests in flight are waited for and their records resolved as they come back.
     fn on_all_handles_dropped(&mut self) {
         self.rx_open = false;
+        self.admission.shut();
         let mut abandoned: Vec<Ticket> = std::mem::take(&mut self.unrouted);
         abandoned.extend(std::mem::take(&mut self.retries).into_values());
         for shard in self.shards.values_mut() {
@@ -283,7 +302,10 @@ impl Engine {
         if self.flushes.is_empty() {
             return;
         }
-        let first_outstanding = self.outstanding.first().copied().unwrap_or(u64::MAX);
+        let first_outstanding = self
+            .outstanding
+            .first_key_value()
+            .map_or(u64::MAX, |(id, _)| *id);
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
             .into_iter()
             .partition(|(upto, _)| *upto <= first_outstanding);
@@ -312,7 +334,50 @@ impl Engine {
             }
         }
         self.dispatch(now);
+        self.update_gates();
+        self.report(now);
         self.release_flushes();
+    }
+
+    /// Publishes what `stats()` and the gauges show of the engine's state.
+    fn report(&self, now: Instant) {
+        let oldest = self.outstanding.first_key_value().map(|(_, at)| *at);
+        self.stats.set_oldest_unresolved(oldest);
+        let age = oldest.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
+        self.metrics.oldest_record_age_seconds.set(age);
+        self.metrics
+            .outstanding_records
+            .set(self.outstanding.len() as f64);
+    }
+
+    /// The admission limit of a shard sending `bytes_per_sec`.
+    fn gate_limit(&self, bytes_per_sec: f64) -> u64 {
+        (bytes_per_sec * admission::drain_budget(self.cfg.record_ttl).as_secs_f64()) as u64
+    }
+
+    /// The gate of shard `id`, made on first use.
+    fn gate(&mut self, id: &str) -> Arc<Gate> {
+        if let Some(gate) = self.gates.get(id) {
+            return gate.clone();
+        }
+        let gate = Arc::new(Gate::new(self.gate_limit(self.cfg.shard_bytes_per_sec())));
+        self.gates.insert(id.to_owned(), gate.clone());
+        gate
+    }
+
+    /// Sets each shard's admission limit to what it sends in the drain budget at its current
+    /// allowance, and counts the shards where senders wait.
+    fn update_gates(&mut self) {
+        let mut full = 0u64;
+        for shard in self.shards.values() {
+            let limit = self.gate_limit(shard.limiter.allowance().0);
+            shard.gate.set_limit(limit);
+            full += u64::from(shard.gate.is_full());
+        }
+        self.stats
+            .gated_shards
+            .store(full, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.gated_shards.set(full as f64);
     }
 
     /// When the loop must look again even if nothing arrives.

@@ -14,6 +14,27 @@ use crate::stats;
 /// A ListShards result: every shard (open and closed) or the error.
 pub(super) type RefreshResult = Result<Vec<aws_sdk_kinesis::types::Shard>, ServiceError>;
 
+/// The longest a whole shard map load (every ListShards page) may take: three request
+/// timeouts. A load that hangs fails as transient and is retried after a backoff, so one
+/// stuck call can never stop refreshes for good.
+pub(super) fn refresh_timeout(request_timeout: std::time::Duration) -> std::time::Duration {
+    request_timeout * 3
+}
+
+/// The result of a finished refresh task (a panic becomes a transient failure).
+pub(super) fn joined(joined: Result<RefreshResult, tokio::task::JoinError>) -> RefreshResult {
+    joined.unwrap_or_else(|e| {
+        Err(ServiceError {
+            operation: "ListShards",
+            kind: ErrorKind::Transient,
+            code: None,
+            http_status: None,
+            message: format!("refresh task failed: {e}"),
+            source: None,
+        })
+    })
+}
+
 impl Engine {
     /// Asks for a refresh as soon as possible.
     pub(super) fn request_refresh(&mut self, now: Instant) {
@@ -23,7 +44,7 @@ impl Engine {
     /// When the next ListShards should start, if one should.
     pub(super) fn refresh_due_at(&self) -> Option<Instant> {
         let idle_closing = self.closing() && self.map.is_some() && self.verify.is_empty();
-        (!self.refresh_running && !idle_closing).then_some(self.next_refresh)
+        (self.refresh.is_empty() && !idle_closing).then_some(self.next_refresh)
     }
 
     /// Starts a ListShards task when one is due and none is running.
@@ -31,18 +52,27 @@ impl Engine {
         if self.refresh_due_at().is_none_or(|at| at > now) {
             return;
         }
-        self.refresh_running = true;
         let client = self.client.clone();
         let stream = self.stream.clone();
-        let tx = self.refresh_tx.clone();
-        tokio::spawn(async move {
-            let result = shard_map::list_shards(&client, &stream, false).await;
-            let _ = tx.send(result);
+        let timeout = refresh_timeout(self.cfg.request_timeout);
+        self.refresh.spawn(async move {
+            match tokio::time::timeout(timeout, shard_map::list_shards(&client, &stream, false))
+                .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(ServiceError {
+                    operation: "ListShards",
+                    kind: ErrorKind::Transient,
+                    code: Some("RequestTimeout".into()),
+                    http_status: None,
+                    message: format!("shard map not loaded within {timeout:?}"),
+                    source: None,
+                }),
+            }
         });
     }
 
     pub(super) fn on_refresh(&mut self, result: RefreshResult, now: Instant) {
-        self.refresh_running = false;
         let shards = match result {
             Ok(shards) => shards,
             Err(error) => return self.on_refresh_failed(error, now),
@@ -81,6 +111,11 @@ impl Engine {
         if changed {
             tracing::debug!(shards = map.len(), "shard map loaded");
         }
+        let open: std::collections::HashSet<&str> =
+            map.shards().iter().map(|s| s.shard_id.as_str()).collect();
+        self.gates.retain(|id, _| open.contains(id.as_str()));
+        let admission = self.admission.clone();
+        admission.install(&map, |id| self.gate(id));
         self.map = Some(Arc::new(map));
 
         // Shards that closed: everything they hold goes through routing again.
@@ -148,8 +183,12 @@ impl Engine {
             } = landed;
             let range = self.known_ranges.get(&shard_id).cloned();
             self.stats.kinesis_record_put(entry.size());
+            let metrics = self.shard_metrics(&shard_id).clone();
+            metrics.kinesis_records_put.increment(1);
+            metrics.bytes_put.increment(entry.size() as u64);
             for (index, ticket) in entry.tickets.into_iter().enumerate() {
                 if range.as_ref().is_some_and(|r| r.contains(ticket.hash_key)) {
+                    metrics.user_records_put.increment(1);
                     self.succeed_ticket(
                         ticket,
                         &shard_id,

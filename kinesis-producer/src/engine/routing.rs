@@ -1,16 +1,19 @@
 //! Routing user records to shards, and each shard's aggregation and ready queue.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kinesis_common::aggregation::Aggregator;
 use kinesis_common::shard_map::ShardRange;
 use tokio::time::Instant;
 
+use super::limiter::ShardLimiter;
 use super::{Engine, clone_service_error};
+use crate::admission::Gate;
 use crate::config::Config;
 use crate::error::ProduceError;
-use crate::limiter::ShardLimiter;
+use crate::telemetry::ShardMetrics;
 use crate::ticket::{Entry, Ticket};
 
 /// One shard's part of the pipeline.
@@ -26,12 +29,23 @@ pub(super) struct ShardState {
     /// joins late though it was sent long ago, and must not cut the aggregate short.
     pending_since: Option<Instant>,
     /// Closed aggregates and plain records, oldest first.
-    pub ready: VecDeque<Entry>,
+    ready: VecDeque<Entry>,
+    /// Their bytes.
+    ready_bytes: usize,
     pub limiter: ShardLimiter,
+    /// Where `send` waits while this shard has more queued than it can drain in time.
+    pub gate: Arc<Gate>,
+    pub metrics: ShardMetrics,
 }
 
 impl ShardState {
-    fn new(range: ShardRange, cfg: &Config, now: Instant) -> Self {
+    fn new(
+        range: ShardRange,
+        cfg: &Config,
+        gate: Arc<Gate>,
+        metrics: ShardMetrics,
+        now: Instant,
+    ) -> Self {
         let aggregator = cfg
             .aggregation
             .then(|| Aggregator::new(cfg.max_aggregate_bytes).expect("validated by Config"));
@@ -42,8 +56,33 @@ impl ShardState {
             pending_oldest: None,
             pending_since: None,
             ready: VecDeque::new(),
+            ready_bytes: 0,
             limiter: ShardLimiter::new(cfg.shard_bytes_per_sec(), cfg.shard_records_per_sec(), now),
+            gate,
+            metrics,
         }
+    }
+
+    /// The oldest ready entry.
+    pub fn front(&self) -> Option<&Entry> {
+        self.ready.front()
+    }
+
+    /// Takes the oldest ready entry.
+    pub fn pop_front(&mut self) -> Option<Entry> {
+        let entry = self.ready.pop_front()?;
+        self.ready_bytes -= entry.size();
+        Some(entry)
+    }
+
+    /// Ready entries.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Bytes of the ready entries.
+    pub fn ready_bytes(&self) -> usize {
+        self.ready_bytes
     }
 
     /// Adds a ticket to the open aggregate, closing it first if the ticket does not fit.
@@ -88,6 +127,7 @@ impl ShardState {
     /// instead of waiting behind the whole backlog and running out of time to live.
     fn enqueue(&mut self, entry: Entry) {
         let at = self.ready.partition_point(|e| e.oldest <= entry.oldest);
+        self.ready_bytes += entry.size();
         self.ready.insert(at, entry);
     }
 
@@ -132,10 +172,9 @@ impl ShardState {
             front.oldest + max_buffered
         };
         let front_size = front.size();
-        let backlog: usize = self.ready.iter().map(Entry::size).sum();
-        let ready = self
-            .limiter
-            .batch_ready_at(front_size, backlog, self.ready.len(), now)?;
+        let ready =
+            self.limiter
+                .batch_ready_at(front_size, self.ready_bytes, self.ready.len(), now)?;
         Some(due.max(ready))
     }
 
@@ -164,6 +203,7 @@ impl ShardState {
         self.pending_oldest = None;
         self.pending_since = None;
         let mut out = std::mem::take(&mut self.pending);
+        self.ready_bytes = 0;
         for entry in self.ready.drain(..) {
             out.extend(entry.tickets);
         }
@@ -197,9 +237,13 @@ impl Engine {
             Some(shard) => shard,
             None => {
                 self.shard_order.push(range.shard_id.clone());
+                let gate = self.gate(&range.shard_id);
+                let metrics = self.metrics.shard(&range.shard_id);
                 self.shards
                     .entry(range.shard_id.clone())
-                    .or_insert_with(|| ShardState::new(range.clone(), &self.cfg, now))
+                    .or_insert_with(|| {
+                        ShardState::new(range.clone(), &self.cfg, gate, metrics, now)
+                    })
             }
         };
         shard.add(ticket, now);
@@ -269,6 +313,7 @@ mod tests {
                 permits.clone().try_acquire_owned().unwrap(),
                 permits.try_acquire_owned().unwrap(),
             ),
+            None,
         )
     }
 
@@ -281,7 +326,9 @@ mod tests {
             starting_hash_key: HashKey(0),
             ending_hash_key: HashKey(u128::MAX),
         };
-        let mut shard = ShardState::new(range, &cfg, start);
+        let metrics = crate::telemetry::Metrics::new("s", Default::default()).shared;
+        let gate = Arc::new(Gate::new(u64::MAX));
+        let mut shard = ShardState::new(range, &cfg, gate, metrics, start);
         let later = start + Duration::from_secs(10);
         for i in 0..3 {
             shard.add(ticket(&format!("new-{i}"), later), later);

@@ -242,6 +242,14 @@ impl ShardLimiter {
         self.last_throttle = Some(now);
     }
 
+    /// Bytes and Kinesis records per second currently allowed.
+    pub(crate) fn allowance(&self) -> (f64, f64) {
+        (
+            self.bytes_per_sec * self.factor,
+            (self.records_per_sec * self.factor).max(1.0),
+        )
+    }
+
     /// The share of the configured rate currently allowed (1.0 unless throttled lately).
     pub(crate) fn factor(&self) -> f64 {
         self.factor
