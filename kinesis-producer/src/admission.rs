@@ -5,13 +5,14 @@
 //! they say nothing about time. At 2 shards' 2 MiB/s the default 64 MiB is 32 s of data, more
 //! than the 30 s TTL, so a sender filling the bounds would see records expire that were never
 //! sent. So each shard has a gate: a record takes a [`Charge`] of its bytes on its shard's
-//! gate in `send`, before any room under the outstanding bounds, and gives it back when its
-//! Kinesis record leaves the shard's queue for a request (or the record is resolved). The
-//! engine sets each gate's limit to what the shard sends in [`drain_budget`] at its current
-//! allowance (which shrinks when Kinesis throttles). A sender whose record would take its
-//! shard over the limit waits until the queue is back below 80% of it; records bound for other
-//! shards keep flowing. Charges are taken by the handles, so records still in the channel to
-//! the engine count too.
+//! gate in `send`, before any room under the outstanding bounds, and gives it back when it is
+//! resolved, so queued, in-flight and retried records all count. The engine sets each gate's
+//! limit to what the shard sends in [`drain_budget`] at the rate it is accepting (its
+//! allowance, or while Kinesis throttles it, what it actually accepted lately; see
+//! `ShardLimiter::admission_rate`). A sender whose record would take its shard over the limit
+//! waits until the shard is back below 80% of it; records bound for other shards keep
+//! flowing. Charges are taken by the handles, so records still in the channel to the engine
+//! count too.
 //!
 //! A record waiting here has no TTL yet: its clock starts when `send` returns.
 

@@ -25,20 +25,23 @@
 //! Every record either lands or its future resolves to a [`PutError`] that hands it back.
 
 mod admission;
+mod builder;
 mod config;
 mod engine;
 mod error;
+mod pipeline;
 mod producer;
 mod result;
 mod stats;
 mod telemetry;
 mod ticket;
 
+pub use builder::ProducerBuilder;
 pub use config::{ConfigError, MAX_BYTES_PER_REQUEST, MAX_ENTRIES_PER_REQUEST};
 pub use error::{ProduceError, PutError};
 pub use kinesis_common::backoff::Backoff;
 pub use kinesis_common::{KinesisRecord, StreamRef, UserRecord};
-pub use producer::{Producer, ProducerBuilder};
+pub use producer::Producer;
 pub use result::{PutFuture, PutResult};
 pub use stats::ProducerStats;
 pub use telemetry::MetricsGranularity;

@@ -20,9 +20,8 @@ pub(crate) struct Ticket {
     pub deadline: Instant,
     pub attempts: u32,
     pub last_error: Option<String>,
-    /// Its bytes on its shard's admission gate, until its Kinesis record is taken into a
-    /// request (set to `None` then).
-    pub charge: Option<Charge>,
+    /// Its bytes on its shard's admission gate, given back when it is resolved.
+    _charge: Option<Charge>,
     tx: Option<oneshot::Sender<Outcome>>,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
@@ -45,7 +44,7 @@ impl Ticket {
             deadline,
             attempts: 0,
             last_error: None,
-            charge,
+            _charge: charge,
             tx: Some(tx),
             _permits: permits,
         }

@@ -92,10 +92,6 @@ impl Engine {
                 bytes += size;
                 if let Some(mut entry) = shard.pop_front() {
                     entry.claim = Some(claim);
-                    // Out of the shard's queue: its records' bytes leave the admission gate.
-                    for ticket in &mut entry.tickets {
-                        ticket.charge = None;
-                    }
                     batch.push(entry);
                 }
                 progress = true;
@@ -223,7 +219,12 @@ impl Engine {
                 Verdict::Put {
                     shard_id,
                     sequence_number,
-                } => self.on_entry_put(entry, shard_id, sequence_number, started, now),
+                } => {
+                    if let Some(shard) = self.shards.get_mut(&entry.shard_id) {
+                        shard.limiter.accepted(entry.size(), now);
+                    }
+                    self.on_entry_put(entry, shard_id, sequence_number, started, now)
+                }
                 Verdict::Throttled { code, detail } => {
                     self.throttled(&entry.shard_id, now);
                     if self.cfg.fail_fast_on_throttling {

@@ -36,6 +36,52 @@ const MIN_FACTOR: f64 = 0.1;
 /// Burst of the pacing bucket, as seconds of rate.
 const BURST_SECS: f64 = 0.1;
 
+/// Seconds over which the stored rate is measured.
+const ACCEPTANCE_SECS: u64 = 5;
+
+/// Bytes stored per second over the last [`ACCEPTANCE_SECS`] seconds, in one-second buckets.
+#[derive(Debug)]
+struct Acceptance {
+    buckets: [usize; ACCEPTANCE_SECS as usize],
+    /// The second (counted from `start`) of the newest bucket.
+    second: u64,
+    start: Instant,
+}
+
+impl Acceptance {
+    fn new(now: Instant) -> Self {
+        Acceptance {
+            buckets: [0; ACCEPTANCE_SECS as usize],
+            second: 0,
+            start: now,
+        }
+    }
+
+    /// Moves to the bucket of `now`, clearing those skipped.
+    fn advance(&mut self, now: Instant) {
+        let second = now.saturating_duration_since(self.start).as_secs();
+        let skipped = second.saturating_sub(self.second).min(ACCEPTANCE_SECS);
+        for s in 1..=skipped {
+            self.buckets[((self.second + s) % ACCEPTANCE_SECS) as usize] = 0;
+        }
+        self.second = self.second.max(second);
+    }
+
+    fn add(&mut self, bytes: usize, now: Instant) {
+        self.advance(now);
+        self.buckets[(self.second % ACCEPTANCE_SECS) as usize] += bytes;
+    }
+
+    /// Bytes per second over the full buckets and the current one's elapsed part.
+    fn rate(&mut self, now: Instant) -> f64 {
+        self.advance(now);
+        let elapsed = now.saturating_duration_since(self.start).as_secs_f64();
+        let full = (ACCEPTANCE_SECS - 1) as f64 + elapsed.fract();
+        let span = elapsed.min(full).max(1.0);
+        self.buckets.iter().sum::<usize>() as f64 / span
+    }
+}
+
 /// A token bucket that may run into debt by one entry, so entries larger than its burst pass.
 #[derive(Debug)]
 struct Bucket {
@@ -97,6 +143,7 @@ pub(crate) struct ShardLimiter {
     factor: f64,
     last_throttle: Option<Instant>,
     last_recovery: Instant,
+    acceptance: Acceptance,
 }
 
 impl ShardLimiter {
@@ -113,6 +160,7 @@ impl ShardLimiter {
             factor: 1.0,
             last_throttle: None,
             last_recovery: now,
+            acceptance: Acceptance::new(now),
         }
     }
 
@@ -242,12 +290,26 @@ impl ShardLimiter {
         self.last_throttle = Some(now);
     }
 
-    /// Bytes and Kinesis records per second currently allowed.
-    pub(crate) fn allowance(&self) -> (f64, f64) {
-        (
-            self.bytes_per_sec * self.factor,
-            (self.records_per_sec * self.factor).max(1.0),
-        )
+    /// Bytes of this shard's records Kinesis stored, answered at `now`.
+    pub(crate) fn accepted(&mut self, bytes: usize, now: Instant) {
+        self.acceptance.add(bytes, now);
+    }
+
+    /// The bytes per second this shard can be expected to take: its allowance, or, while
+    /// Kinesis throttles it (within [`ACCEPTANCE_SECS`] of a throttle), what it actually
+    /// stored per second over that span if that is less (others share the shard), never below
+    /// the allowance floor.
+    pub(crate) fn admission_rate(&mut self, now: Instant) -> f64 {
+        self.update(now);
+        let allowance = self.bytes_per_sec * self.factor;
+        let throttled_lately = self.last_throttle.is_some_and(|t| {
+            now.saturating_duration_since(t) < Duration::from_secs(ACCEPTANCE_SECS)
+        });
+        if !throttled_lately {
+            return allowance;
+        }
+        let measured = self.acceptance.rate(now);
+        measured.min(allowance).max(self.bytes_per_sec * MIN_FACTOR)
     }
 
     /// The share of the configured rate currently allowed (1.0 unless throttled lately).
@@ -415,5 +477,29 @@ mod tests {
         }
         assert!(limiter.factor() >= MIN_FACTOR);
         assert!(limiter.try_acquire(1000, Instant::now()).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn while_throttled_admission_follows_what_the_shard_stored() {
+        let mut limiter = ShardLimiter::new(MIB, 1000.0, Instant::now());
+        assert_eq!(limiter.admission_rate(Instant::now()), MIB);
+        // Others take most of the shard: it stores 200 KiB a second of ours, and throttles.
+        for _ in 0..5 {
+            limiter.accepted(200 * 1024, Instant::now());
+            limiter.on_throttle(Instant::now());
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        let rate = limiter.admission_rate(Instant::now());
+        assert!((rate - 200.0 * 1024.0).abs() < 1.0, "{rate}");
+        // Nothing stored at all: the floor, a tenth of the limit.
+        for _ in 0..6 {
+            limiter.on_throttle(Instant::now());
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert!((limiter.admission_rate(Instant::now()) - 0.1 * MIB).abs() < 1.0);
+        // Quiet for a while: the allowance again.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let rate = limiter.admission_rate(Instant::now());
+        assert!(rate > 0.1 * MIB, "{rate}");
     }
 }

@@ -152,8 +152,6 @@ impl Engine {
 
     /// Runs until shut down, or until every handle is dropped and nothing is in flight.
     pub(crate) async fn run(mut self) {
-        let span = tracing::debug_span!("kinesis_producer", stream = %self.stream);
-        let _guard = span.enter();
         loop {
             let now = Instant::now();
             self.pump(now);
@@ -334,7 +332,7 @@ impl Engine {
             }
         }
         self.dispatch(now);
-        self.update_gates();
+        self.update_gates(now);
         self.report(now);
         self.release_flushes();
     }
@@ -365,12 +363,14 @@ impl Engine {
         gate
     }
 
-    /// Sets each shard's admission limit to what it sends in the drain budget at its current
-    /// allowance, and counts the shards where senders wait.
-    fn update_gates(&mut self) {
+    /// Sets each shard's admission limit to what it sends in the drain budget at the rate it
+    /// is accepting, and counts the shards where senders wait.
+    fn update_gates(&mut self, now: Instant) {
         let mut full = 0u64;
-        for shard in self.shards.values() {
-            let limit = self.gate_limit(shard.limiter.allowance().0);
+        for shard in self.shards.values_mut() {
+            let limit = (shard.limiter.admission_rate(now)
+                * admission::drain_budget(self.cfg.record_ttl).as_secs_f64())
+                as u64;
             shard.gate.set_limit(limit);
             full += u64::from(shard.gate.is_full());
         }

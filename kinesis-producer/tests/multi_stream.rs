@@ -1,0 +1,153 @@
+//! One producer writing three streams, one of them throttled hard by another writer: the
+//! others keep their rate, and every record lands on its own stream exactly once.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kinesis_producer::{Producer, PutFuture, UserRecord};
+use kinesis_testkit::LocalAws;
+use support::read_stream;
+use tokio::time::Instant;
+
+/// Sends 1 KiB records tagged `tag` at `rate` a second for `seconds`; returns the futures
+/// and the time `send` spent waiting.
+async fn send_for(
+    producer: &Producer,
+    tag: &str,
+    rate: f64,
+    seconds: f64,
+) -> (Vec<PutFuture>, Duration) {
+    let start = Instant::now();
+    let (mut puts, mut waited, mut i) = (Vec::new(), Duration::ZERO, 0usize);
+    while start.elapsed().as_secs_f64() < seconds {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / rate)).await;
+        let mut data = format!("{tag}:{i:08}:").into_bytes();
+        data.resize(1024, b'x');
+        let before = Instant::now();
+        puts.push(
+            producer
+                .send(UserRecord::new(format!("{tag}-{i}"), data))
+                .await
+                .unwrap(),
+        );
+        waited += before.elapsed();
+        i += 1;
+    }
+    (puts, waited)
+}
+
+/// How many of `puts` were put and how many failed.
+async fn resolve(puts: Vec<PutFuture>) -> (usize, usize) {
+    let (mut ok, mut failed) = (0, 0);
+    for put in puts {
+        match put.await {
+            Ok(_) => ok += 1,
+            Err(e) => {
+                failed += 1;
+                if failed < 3 {
+                    eprintln!("failed: {e}");
+                }
+            }
+        }
+    }
+    (ok, failed)
+}
+
+/// Copies of each record tagged `tag` found on `stream`, by payload, and records of other
+/// tags from this producer (`a:`, `b:`, `c:` prefixes).
+async fn tagged(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    tag: &str,
+) -> (HashMap<Vec<u8>, usize>, usize) {
+    let (records, _) = read_stream(client, stream).await;
+    let (mut own, mut foreign) = (HashMap::new(), 0);
+    for r in records {
+        if r.data.starts_with(format!("{tag}:").as_bytes()) {
+            *own.entry(r.data).or_insert(0) += 1;
+        } else if [&b"a:"[..], b"b:", b"c:"]
+            .iter()
+            .any(|t| r.data.starts_with(t))
+        {
+            foreign += 1;
+        }
+    }
+    (own, foreign)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_streams_in_one_producer_one_throttled_hard_the_others_keep_their_rate() {
+    let aws = LocalAws::builder()
+        .enforce_limits(true)
+        .start()
+        .await
+        .unwrap();
+    for (stream, shards) in [("multi-a", 1), ("multi-b", 2), ("multi-c", 1)] {
+        aws.create_stream(stream, shards).await.unwrap();
+    }
+    let client = aws.kinesis_client().await;
+    // Another writer floods multi-a at five times its limit, so Kinesis throttles it.
+    let hog = Producer::builder("multi-a")
+        .client(aws.kinesis_client().await)
+        .rate_limit_percent(500)
+        .build()
+        .unwrap();
+    let a = Producer::builder("multi-a")
+        .client(client.clone())
+        .build()
+        .unwrap();
+    let b = a.for_stream("multi-b");
+    let c = a.for_stream("multi-c");
+    assert_eq!(b.stream().name(), "multi-b");
+
+    let seconds = 8.0;
+    // multi-a is offered twice its limit by us; multi-b and multi-c half of theirs.
+    let (hog_run, (a_puts, _), (b_puts, b_waited), (c_puts, c_waited)) = tokio::join!(
+        send_for(&hog, "hog", 5_000.0, seconds),
+        send_for(&a, "a", 2_000.0, seconds),
+        send_for(&b, "b", 1_000.0, seconds),
+        send_for(&c, "c", 500.0, seconds),
+    );
+    let (a_sent, b_sent, c_sent) = (a_puts.len(), b_puts.len(), c_puts.len());
+    let ((a_ok, a_failed), (b_ok, b_failed), (c_ok, c_failed), _) = tokio::join!(
+        resolve(a_puts),
+        resolve(b_puts),
+        resolve(c_puts),
+        resolve(hog_run.0),
+    );
+    a.shutdown().await;
+    hog.shutdown().await;
+    let by_stream = a.stats_by_stream();
+    eprintln!(
+        "a {a_sent} sent, b {b_sent} (waited {b_waited:?}), c {c_sent} (waited {c_waited:?}); {by_stream:#?}"
+    );
+    assert_eq!(by_stream.len(), 3);
+    assert!(
+        by_stream["multi-a"].throttled_requests > 0,
+        "multi-a was not throttled"
+    );
+    assert_eq!(by_stream["multi-b"].throttled_requests, 0);
+    assert_eq!(by_stream["multi-c"].throttled_requests, 0);
+    // The throttled stream held only its own senders: the others kept their pace.
+    for (sent, rate, waited) in [(b_sent, 1_000.0, b_waited), (c_sent, 500.0, c_waited)] {
+        assert!(sent as f64 >= 0.9 * rate * seconds, "{sent} of {rate}/s");
+        assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+    }
+    assert_eq!((b_ok, b_failed), (b_sent, 0));
+    assert_eq!((c_ok, c_failed), (c_sent, 0));
+    assert_eq!(a_ok + a_failed, a_sent);
+    assert_eq!(by_stream["multi-a"].user_records_expired, 0);
+
+    for (stream, tag, put) in [
+        ("multi-a", "a", a_ok),
+        ("multi-b", "b", b_ok),
+        ("multi-c", "c", c_ok),
+    ] {
+        let (own, foreign) = tagged(&client, stream, tag).await;
+        assert_eq!(own.len(), put, "{stream}");
+        assert!(own.values().all(|n| *n == 1), "{stream}: a record twice");
+        assert_eq!(foreign, 0, "{stream} holds another stream's records");
+    }
+}
