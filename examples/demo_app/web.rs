@@ -3,7 +3,7 @@
 //! | route | does |
 //! | --- | --- |
 //! | `GET /` | the page (polls `/api/status` twice a second) |
-//! | `GET /api/status` | counts, shards with lease owner and checkpoint, workers, files |
+//! | `GET /api/status` | counts, shards with lease owner, checkpoint, throttles and hottest key, workers, files |
 //! | `POST /api/produce?count=N&size=B` | produces N records of about B bytes in the background |
 //! | `POST /api/split` | splits the open shard with the widest hash range |
 //! | `POST /api/workers/start`, `POST /api/workers/stop?index=I` | starts a worker, stops one gracefully |
@@ -43,6 +43,7 @@ async fn status(State(demo): State<Arc<Demo>>) -> Response {
         .unwrap_or_default();
     let leases = demo.leases().await;
     let throttles = demo.producer.throttles_by_shard();
+    let hot_keys = demo.producer.hot_keys();
     let workers: Vec<_> = demo
         .workers
         .lock()
@@ -56,6 +57,10 @@ async fn status(State(demo): State<Arc<Demo>>) -> Response {
         .iter()
         .map(|s| {
             let lease = leases.iter().find(|l| l.shard_id == s.shard_id());
+            let hottest = hot_keys
+                .iter()
+                .find(|h| h.shard_id == s.shard_id())
+                .and_then(|h| h.by_bytes.first());
             json!({
                 "shard_id": s.shard_id(),
                 "open": shard_map::is_open(s),
@@ -64,6 +69,8 @@ async fn status(State(demo): State<Arc<Demo>>) -> Response {
                 "consumed": stats.per_shard.get(s.shard_id()).copied().unwrap_or(0),
                 "lag_ms": stats.lag_ms.get(s.shard_id()).copied(),
                 "throttles": throttles.get(s.shard_id()).copied().unwrap_or(0),
+                "hot_key": hottest.map(|k| k.partition_key.clone()),
+                "hot_key_share": hottest.map(|k| k.share),
             })
         })
         .collect();

@@ -111,6 +111,10 @@ impl ProducerBuilder {
         backoff: Backoff
     );
     setter!(
+        /// Span of the hot-key report, `Producer::hot_keys` (default 60 s; at least 2 s).
+        hot_key_window: Duration
+    );
+    setter!(
         /// Labels on the producer's metrics: `Global`, `Stream` (default) or `Shard` (a series
         /// per shard for the per-shard counters; see the crate's metrics table).
         metrics_granularity: crate::MetricsGranularity

@@ -58,6 +58,7 @@ pub(crate) struct Config {
     pub max_record_bytes: usize,
     pub backoff: Backoff,
     pub metrics_granularity: MetricsGranularity,
+    pub hot_key_window: Duration,
 }
 
 impl Default for Config {
@@ -79,6 +80,7 @@ impl Default for Config {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             metrics_granularity: MetricsGranularity::Stream,
+            hot_key_window: Duration::from_secs(60),
         }
     }
 }
@@ -146,6 +148,13 @@ impl Config {
         }
         if self.request_timeout.is_zero() {
             return Err(invalid("request_timeout", "0s", "must be positive"));
+        }
+        if self.hot_key_window < Duration::from_secs(2) {
+            return Err(invalid(
+                "hot_key_window",
+                format!("{:?}", self.hot_key_window),
+                "must be at least 2 s",
+            ));
         }
         if self.shard_map_refresh_interval.is_zero() {
             return Err(invalid(

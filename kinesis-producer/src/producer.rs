@@ -222,6 +222,19 @@ impl Producer {
             .collect()
     }
 
+    /// The heaviest partition keys of each shard of this handle's stream, by bytes and by
+    /// records, over the last `hot_key_window` (as of the engine's last report, at most a
+    /// second old), ordered by shard id. A key with more than an eighth of a shard's traffic
+    /// is always listed.
+    pub fn hot_keys(&self) -> Vec<crate::ShardHotKeys> {
+        self.pipeline
+            .stats
+            .hot_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Throttled entries or requests so far on this handle's stream, by shard.
     pub fn throttles_by_shard(&self) -> std::collections::BTreeMap<String, u64> {
         self.pipeline

@@ -72,6 +72,8 @@ pub(crate) struct Stats {
     pub wrong_shard_resends: AtomicU64,
     pub shard_map_refreshes: AtomicU64,
     pub gated_shards: AtomicU64,
+    /// The last hot-key report, by shard.
+    pub hot_keys: std::sync::Mutex<Vec<crate::hot_keys::ShardHotKeys>>,
 }
 
 impl Stats {
@@ -96,6 +98,7 @@ impl Stats {
             wrong_shard_resends: AtomicU64::new(0),
             shard_map_refreshes: AtomicU64::new(0),
             gated_shards: AtomicU64::new(0),
+            hot_keys: Default::default(),
         }
     }
 

@@ -13,12 +13,13 @@
 //! | `kinesis_producer_outstanding_records` | gauge | user records sent but not resolved |
 //! | `kinesis_producer_oldest_record_age_seconds` | gauge | age of the oldest unresolved user record |
 //! | `kinesis_producer_gated_shards` | gauge | shards where `send` waits (queue too long for the TTL) |
+//! | `kinesis_producer_hottest_key_share` | gauge | the hottest partition key's share of its shard's bytes (the largest over shards, or per shard at `Shard` granularity) |
 //! | `kinesis_producer_buffering_seconds` | histogram | time from `send` to the successful request |
 //! | `kinesis_producer_user_records_per_kinesis_record` | histogram | aggregation ratio |
 //! | `kinesis_producer_kinesis_records_per_request` | histogram | collection ratio |
 //!
 //! Labels follow [`MetricsGranularity`]: none (`Global`), `stream` (`Stream`, the default), or
-//! `stream` and, on the first four metrics, `shard` (`Shard`): a series per shard, which at
+//! `stream` and, on the first four metrics and the hottest key's share, `shard` (`Shard`): a series per shard, which at
 //! thousands of shards is thousands of series, so it is asked for, not the default.
 
 /// How finely metrics are broken down, as KPL's `metricsGranularity`.
@@ -43,6 +44,7 @@ pub(crate) struct ShardMetrics {
     pub kinesis_records_put: metrics::Counter,
     pub bytes_put: metrics::Counter,
     pub throttles: metrics::Counter,
+    pub hottest_key_share: metrics::Gauge,
 }
 
 impl std::fmt::Debug for ShardMetrics {
@@ -58,6 +60,7 @@ impl ShardMetrics {
             kinesis_records_put: metrics::counter!("kinesis_producer_kinesis_records_put", labels),
             bytes_put: metrics::counter!("kinesis_producer_bytes_put", labels),
             throttles: metrics::counter!("kinesis_producer_throttles", labels),
+            hottest_key_share: metrics::gauge!("kinesis_producer_hottest_key_share", labels),
         }
     }
 }
@@ -120,6 +123,11 @@ impl Metrics {
         let mut labels = self.labels.clone();
         labels.push(("shard", shard_id.to_owned()));
         ShardMetrics::new(&labels)
+    }
+
+    /// Whether each shard has its own series.
+    pub(crate) fn per_shard(&self) -> bool {
+        self.granularity == MetricsGranularity::Shard
     }
 
     /// A failed entry or request with error `code`.

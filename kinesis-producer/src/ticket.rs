@@ -20,6 +20,8 @@ pub(crate) struct Ticket {
     pub deadline: Instant,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// Counted in its shard's hot-key report (once, whatever its retries).
+    pub counted: bool,
     /// Its bytes on its shard's admission gate, given back when it is resolved.
     _charge: Option<Charge>,
     tx: Option<oneshot::Sender<Outcome>>,
@@ -44,6 +46,7 @@ impl Ticket {
             deadline,
             attempts: 0,
             last_error: None,
+            counted: false,
             _charge: charge,
             tx: Some(tx),
             _permits: permits,

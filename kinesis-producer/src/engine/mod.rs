@@ -48,6 +48,9 @@ use dispatch::{InFlight, RequestOutcome};
 use refresh::RefreshResult;
 use routing::ShardState;
 
+/// Keys per shard and measure in the hot-key report.
+const HOT_KEYS_REPORTED: usize = 5;
+
 /// What producer handles tell the engine.
 // Records are nearly every command; boxing them would cost an allocation per record to
 // shrink the rare flush and shutdown commands.
@@ -107,6 +110,7 @@ pub(crate) struct Engine {
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     shutdowns: Vec<oneshot::Sender<()>>,
     rng: StdRng,
+    next_hot_report: Instant,
 }
 
 impl Engine {
@@ -147,6 +151,7 @@ impl Engine {
             flushes: Vec::new(),
             shutdowns: Vec::new(),
             rng: StdRng::from_os_rng(),
+            next_hot_report: Instant::now(),
         }
     }
 
@@ -334,6 +339,7 @@ impl Engine {
         self.dispatch(now);
         self.update_gates(now);
         self.report(now);
+        self.report_hot_keys(now);
         self.release_flushes();
     }
 
@@ -346,6 +352,38 @@ impl Engine {
         self.metrics
             .outstanding_records
             .set(self.outstanding.len() as f64);
+    }
+
+    /// Publishes each shard's heaviest keys, once a second.
+    fn report_hot_keys(&mut self, now: Instant) {
+        if now < self.next_hot_report {
+            return;
+        }
+        self.next_hot_report = now + std::time::Duration::from_secs(1);
+        let mut reports: Vec<_> = self
+            .shards
+            .iter_mut()
+            .map(|(id, shard)| shard.hot.report(id, HOT_KEYS_REPORTED, now))
+            .collect();
+        reports.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
+        if self.metrics.per_shard() {
+            for report in &reports {
+                if let Some(shard) = self.shards.get(&report.shard_id) {
+                    shard.metrics.hottest_key_share.set(report.hottest_share());
+                }
+            }
+        } else {
+            let hottest = reports
+                .iter()
+                .map(|r| r.hottest_share())
+                .fold(0.0, f64::max);
+            self.metrics.shared.hottest_key_share.set(hottest);
+        }
+        *self
+            .stats
+            .hot_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = reports;
     }
 
     /// The admission limit of a shard sending `bytes_per_sec`.
@@ -387,6 +425,10 @@ impl Engine {
             .unwrap_or(now + std::time::Duration::from_secs(3600));
         if let Some(((at, _), _)) = self.retries.first_key_value() {
             wake = wake.min(*at);
+        }
+        if !self.shards.is_empty() {
+            // The hot-key report slides with time, traffic or not.
+            wake = wake.min(self.next_hot_report);
         }
         if let Some(deadline) = self.unrouted.iter().map(|t| t.deadline).min() {
             wake = wake.min(deadline);

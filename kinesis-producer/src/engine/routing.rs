@@ -13,6 +13,7 @@ use super::{Engine, clone_service_error};
 use crate::admission::Gate;
 use crate::config::Config;
 use crate::error::ProduceError;
+use crate::hot_keys::HotKeys;
 use crate::telemetry::ShardMetrics;
 use crate::ticket::{Entry, Ticket};
 
@@ -36,6 +37,8 @@ pub(super) struct ShardState {
     /// Where `send` waits while this shard has more queued than it can drain in time.
     pub gate: Arc<Gate>,
     pub metrics: ShardMetrics,
+    /// The heaviest keys sent to it lately.
+    pub hot: HotKeys,
 }
 
 impl ShardState {
@@ -60,6 +63,7 @@ impl ShardState {
             limiter: ShardLimiter::new(cfg.shard_bytes_per_sec(), cfg.shard_records_per_sec(), now),
             gate,
             metrics,
+            hot: HotKeys::new(cfg.hot_key_window, now),
         }
     }
 
@@ -213,7 +217,7 @@ impl ShardState {
 
 impl Engine {
     /// Sends a ticket to its shard's aggregator, or parks it until a shard map exists.
-    pub(super) fn route(&mut self, ticket: Ticket, now: Instant) {
+    pub(super) fn route(&mut self, mut ticket: Ticket, now: Instant) {
         if !self.rx_open {
             self.fail(ticket, ProduceError::ShutDown);
             return;
@@ -246,6 +250,11 @@ impl Engine {
                     })
             }
         };
+        if !ticket.counted {
+            ticket.counted = true;
+            let key = &ticket.record.partition_key;
+            shard.hot.add(ticket.hash_key.0, key, ticket.size(), now);
+        }
         shard.add(ticket, now);
     }
 
