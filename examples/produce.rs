@@ -1,7 +1,8 @@
 //! Produce N records of a given size and print one JSON line of figures.
 //!
 //! `cargo run --example produce -- --stream NAME --records N --size BYTES [--create-shards S]
-//! [--keys K] [--rate RECORDS_PER_S] [--kinesis-endpoint URL] [--enforce-limits] [--aws]`
+//! [--keys K] [--rate RECORDS_PER_S] [--seconds S] [--kinesis-endpoint URL] [--enforce-limits]
+//! [--aws]`
 //!
 //! With `--keys K` the records cycle through K partition keys `key-0000`… and each one's data
 //! is `KEY:N` (N counting that key's records), so a consumer can check that nothing was lost;
@@ -42,6 +43,9 @@ struct Args {
     /// Send no faster than this many records a second.
     #[arg(long)]
     rate: Option<f64>,
+    /// Stop sending after this many seconds, even if fewer than --records were sent.
+    #[arg(long)]
+    seconds: Option<f64>,
 }
 
 #[tokio::main]
@@ -75,7 +79,11 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     let start = Instant::now();
     let mut rng = rand::rng();
     let mut puts = Vec::with_capacity(args.records);
+    let mut waited = Duration::ZERO;
     for i in 0..args.records {
+        if args.seconds.is_some_and(|s| start.elapsed().as_secs_f64() >= s) {
+            break;
+        }
         if let Some(rate) = args.rate {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             tokio::time::sleep_until(due.into()).await;
@@ -93,8 +101,11 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
                     .collect(),
             ),
         };
+        let before = Instant::now();
         puts.push(producer.send(UserRecord::new(key, data)).await?);
+        waited += before.elapsed();
     }
+    let sent = puts.len();
     let (mut acknowledged, mut failed) = (0u64, 0u64);
     for put in puts {
         match put.await {
@@ -112,7 +123,8 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     println!(
         "{}",
         serde_json::json!({
-            "records": args.records, "acknowledged": acknowledged, "failed": failed,
+            "records": sent, "acknowledged": acknowledged, "failed": failed,
+            "expired": s.user_records_expired, "send_waited_s": waited.as_secs_f64(),
             "seconds": seconds, "records_per_s": acknowledged as f64 / seconds,
             "mb_per_s_per_shard": s.bytes_put as f64 / mib / seconds / shards as f64,
             "user_mb_per_s": s.user_bytes_put as f64 / mib / seconds,
