@@ -81,7 +81,10 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     let mut puts = Vec::with_capacity(args.records);
     let mut waited = Duration::ZERO;
     for i in 0..args.records {
-        if args.seconds.is_some_and(|s| start.elapsed().as_secs_f64() >= s) {
+        if args
+            .seconds
+            .is_some_and(|s| start.elapsed().as_secs_f64() >= s)
+        {
             break;
         }
         if let Some(rate) = args.rate {

@@ -1,5 +1,5 @@
-//! One producer writing three streams, one of them throttled hard by another writer: the
-//! others keep their rate, and every record lands on its own stream exactly once.
+//! One producer writing three streams, one of them throttled hard: the others keep their
+//! rate, and every record lands on its own stream exactly once.
 
 mod support;
 
@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use kinesis_producer::{Producer, PutFuture, UserRecord};
-use kinesis_testkit::LocalAws;
+use kinesis_testkit::{FaultRule, LocalAws};
 use support::read_stream;
 use tokio::time::Instant;
 
@@ -38,18 +38,13 @@ async fn send_for(
     (puts, waited)
 }
 
-/// How many of `puts` were put and how many failed.
-async fn resolve(puts: Vec<PutFuture>) -> (usize, usize) {
-    let (mut ok, mut failed) = (0, 0);
+/// How many of `puts` were put, and the failures.
+async fn resolve(puts: Vec<PutFuture>) -> (usize, Vec<String>) {
+    let (mut ok, mut failed) = (0, Vec::new());
     for put in puts {
         match put.await {
             Ok(_) => ok += 1,
-            Err(e) => {
-                failed += 1;
-                if failed < 3 {
-                    eprintln!("failed: {e}");
-                }
-            }
+            Err(e) => failed.push(e.to_string()),
         }
     }
     (ok, failed)
@@ -88,14 +83,12 @@ async fn three_streams_in_one_producer_one_throttled_hard_the_others_keep_their_
         aws.create_stream(stream, shards).await.unwrap();
     }
     let client = aws.kinesis_client().await;
-    // Another writer floods multi-a at five times its limit, so Kinesis throttles it.
-    let hog = Producer::builder("multi-a")
-        .client(aws.kinesis_client().await)
-        .rate_limit_percent(500)
-        .build()
-        .unwrap();
+    // Kinesis throttles 60% of multi-a's entries, as when other writers take most of it.
+    aws.kinesis_faults()
+        .add(FaultRule::fail_entries(0.6).for_stream("multi-a"));
     let a = Producer::builder("multi-a")
         .client(client.clone())
+        .record_ttl(Duration::from_secs(10))
         .build()
         .unwrap();
     let b = a.for_stream("multi-b");
@@ -103,22 +96,16 @@ async fn three_streams_in_one_producer_one_throttled_hard_the_others_keep_their_
     assert_eq!(b.stream().name(), "multi-b");
 
     let seconds = 8.0;
-    // multi-a is offered twice its limit by us; multi-b and multi-c half of theirs.
-    let (hog_run, (a_puts, _), (b_puts, b_waited), (c_puts, c_waited)) = tokio::join!(
-        send_for(&hog, "hog", 5_000.0, seconds),
+    // multi-a is offered twice its limit; multi-b and multi-c half of theirs.
+    let ((a_puts, _), (b_puts, b_waited), (c_puts, c_waited)) = tokio::join!(
         send_for(&a, "a", 2_000.0, seconds),
         send_for(&b, "b", 1_000.0, seconds),
         send_for(&c, "c", 500.0, seconds),
     );
     let (a_sent, b_sent, c_sent) = (a_puts.len(), b_puts.len(), c_puts.len());
-    let ((a_ok, a_failed), (b_ok, b_failed), (c_ok, c_failed), _) = tokio::join!(
-        resolve(a_puts),
-        resolve(b_puts),
-        resolve(c_puts),
-        resolve(hog_run.0),
-    );
+    let ((a_ok, a_failed), (b_ok, b_failed), (c_ok, c_failed)) =
+        tokio::join!(resolve(a_puts), resolve(b_puts), resolve(c_puts));
     a.shutdown().await;
-    hog.shutdown().await;
     let by_stream = a.stats_by_stream();
     eprintln!(
         "a {a_sent} sent, b {b_sent} (waited {b_waited:?}), c {c_sent} (waited {c_waited:?}); {by_stream:#?}"
@@ -133,12 +120,26 @@ async fn three_streams_in_one_producer_one_throttled_hard_the_others_keep_their_
     // The throttled stream held only its own senders: the others kept their pace.
     for (sent, rate, waited) in [(b_sent, 1_000.0, b_waited), (c_sent, 500.0, c_waited)] {
         assert!(sent as f64 >= 0.9 * rate * seconds, "{sent} of {rate}/s");
-        assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+        // Never held by multi-a's gate: any wait is the machine's (a debug build on 2 cores).
+        assert!(waited.as_secs_f64() < seconds / 4.0, "waited {waited:?}");
     }
-    assert_eq!((b_ok, b_failed), (b_sent, 0));
-    assert_eq!((c_ok, c_failed), (c_sent, 0));
-    assert_eq!(a_ok + a_failed, a_sent);
-    assert_eq!(by_stream["multi-a"].user_records_expired, 0);
+    assert_eq!((b_ok, b_failed.len()), (b_sent, 0), "{b_failed:?}");
+    assert_eq!((c_ok, c_failed.len()), (c_sent, 0), "{c_failed:?}");
+    // On multi-a, a record throttled at every attempt for its whole TTL fails, and says so:
+    // a real failure, not a queue too long (what was admitted could be sent in time).
+    assert_eq!(a_ok + a_failed.len(), a_sent);
+    assert!(
+        a_failed
+            .iter()
+            .all(|e| e.contains("expired") && e.contains("ProvisionedThroughputExceeded")),
+        "{:?}",
+        &a_failed[..a_failed.len().min(3)]
+    );
+    assert!(
+        a_failed.len() * 10 < a_sent,
+        "{} of {a_sent} failed",
+        a_failed.len()
+    );
 
     for (stream, tag, put) in [
         ("multi-a", "a", a_ok),

@@ -88,6 +88,7 @@ pub enum FaultAction {
 pub struct FaultRule {
     operation: Option<String>,
     client: Option<String>,
+    stream: Option<String>,
     action: FaultAction,
     probability: f64,
     times: Option<u64>,
@@ -99,6 +100,7 @@ impl FaultRule {
         FaultRule {
             operation: None,
             client: None,
+            stream: None,
             action,
             probability: 1.0,
             times: None,
@@ -160,6 +162,13 @@ impl FaultRule {
         self
     }
 
+    /// Only Kinesis requests for this stream (its `StreamName`, or the name in its
+    /// `StreamARN`): one stream's traffic among several.
+    pub fn for_stream(mut self, stream: impl Into<String>) -> Self {
+        self.stream = Some(stream.into());
+        self
+    }
+
     /// Fire on a matching request with this probability (0.0–1.0).
     pub fn probability(mut self, probability: f64) -> Self {
         self.probability = probability.clamp(0.0, 1.0);
@@ -172,9 +181,41 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, operation: &str, client: Option<&str>) -> bool {
-        self.operation.as_deref().is_none_or(|op| op == operation)
-            && self.client.as_deref().is_none_or(|c| Some(c) == client)
+    fn matches(&self, request: &RequestInfo<'_>) -> bool {
+        self.operation
+            .as_deref()
+            .is_none_or(|op| op == request.operation)
+            && self
+                .client
+                .as_deref()
+                .is_none_or(|c| Some(c) == request.client)
+            && self
+                .stream
+                .as_deref()
+                .is_none_or(|s| Some(s) == request.stream)
+    }
+}
+
+/// What a rule can match a request on.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RequestInfo<'a> {
+    /// The operation (the part of `X-Amz-Target` after the dot).
+    pub operation: &'a str,
+    /// The access key id the request is signed with.
+    pub client: Option<&'a str>,
+    /// The Kinesis stream it names, if read (only when a rule asks for a stream).
+    pub stream: Option<&'a str>,
+}
+
+impl RequestInfo<'_> {
+    /// The stream a Kinesis request body names, by `StreamName` or `StreamARN`.
+    pub(crate) fn stream_of(body: &[u8]) -> Option<String> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        if let Some(name) = value.get("StreamName").and_then(|v| v.as_str()) {
+            return Some(name.to_owned());
+        }
+        let arn = value.get("StreamARN").and_then(|v| v.as_str())?;
+        arn.rsplit('/').next().map(str::to_owned)
     }
 }
 
@@ -305,7 +346,22 @@ impl Faults {
     }
 
     /// Decides the fate of a request for `operation` from `client` (its access key id).
+    #[cfg(test)]
     pub(crate) fn decide(&self, operation: &str, client: Option<&str>) -> Decision {
+        self.decide_for(&RequestInfo {
+            operation,
+            client,
+            stream: None,
+        })
+    }
+
+    /// Whether some rule matches on the stream, so requests' bodies must be read first.
+    pub(crate) fn needs_stream(&self) -> bool {
+        self.lock().rules.iter().any(|r| r.rule.stream.is_some())
+    }
+
+    /// Decides the fate of a request.
+    pub(crate) fn decide_for(&self, request: &RequestInfo<'_>) -> Decision {
         let mut rng = rand::rng();
         let service = self.service;
         let mut state = self.lock();
@@ -313,9 +369,7 @@ impl Faults {
         let mut decision = Decision::default();
         let mut delayed = false;
         for rule in state.rules.iter_mut() {
-            if !rule.rule.matches(operation, client)
-                || rule.rule.times.is_some_and(|t| rule.fired >= t)
-            {
+            if !rule.rule.matches(request) || rule.rule.times.is_some_and(|t| rule.fired >= t) {
                 continue;
             }
             if rule.rule.probability < 1.0 && !rng.random_bool(rule.rule.probability) {
@@ -372,6 +426,32 @@ impl Faults {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rule_for_one_stream_leaves_the_others_alone() {
+        let faults = Faults::new(Service::Kinesis);
+        faults.add(FaultRule::throttle().on("PutRecords").for_stream("hot"));
+        assert!(faults.needs_stream());
+        let on = |stream| {
+            faults.decide_for(&RequestInfo {
+                operation: "PutRecords",
+                client: None,
+                stream,
+            })
+        };
+        assert!(matches!(on(Some("hot")).outcome, Outcome::Respond { .. }));
+        assert!(matches!(on(Some("cold")).outcome, Outcome::Forward));
+        assert!(matches!(on(None).outcome, Outcome::Forward));
+        assert_eq!(
+            RequestInfo::stream_of(br#"{"StreamName":"hot","Records":[]}"#).as_deref(),
+            Some("hot")
+        );
+        assert_eq!(
+            RequestInfo::stream_of(br#"{"StreamARN":"arn:aws:kinesis:us-east-1:1:stream/hot"}"#)
+                .as_deref(),
+            Some("hot")
+        );
+    }
 
     #[test]
     fn rules_fire_in_order_with_counts() {

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tower::ServiceExt;
 
 use crate::capacity::Capacity;
-use crate::fault::{Faults, Outcome, Service};
+use crate::fault::{Faults, Outcome, RequestInfo, Service};
 
 /// How often a held request checks whether its black hole is still in place.
 const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -144,11 +144,27 @@ impl Front {
             .unwrap_or("")
             .to_owned();
         let client = access_key_id(&request);
-        let decision = self.faults.decide(&operation, client.as_deref());
+        let mut request = request.map(Body::new);
+        let mut stream = None;
+        if self.faults.needs_stream() {
+            // A rule picks requests by stream: read the body, then pass it on unchanged.
+            let (parts, body) = request.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            stream = RequestInfo::stream_of(&bytes);
+            request = Request::from_parts(parts, Body::from(bytes));
+        }
+        let decision = self.faults.decide_for(&RequestInfo {
+            operation: &operation,
+            client: client.as_deref(),
+            stream: stream.as_deref(),
+        });
         if !decision.delay.is_zero() {
             tokio::time::sleep(decision.delay).await;
         }
-        let request = request.map(Body::new);
         match decision.outcome {
             Outcome::Forward => match &self.capacity {
                 Some(capacity) => Ok(self.forward_counted(capacity, &operation, request).await),
