@@ -7,9 +7,9 @@
 //! sent. So each shard has a gate: a record takes a [`Charge`] of its bytes on its shard's
 //! gate in `send`, before any room under the outstanding bounds, and gives it back when it is
 //! resolved, so queued, in-flight and retried records all count. The engine sets each gate's
-//! limit to what the shard sends in [`drain_budget`] at the rate it is accepting (its
-//! allowance, or while Kinesis throttles it, what it actually accepted lately; see
-//! `ShardLimiter::admission_rate`). A sender whose record would take its shard over the limit
+//! limit to what the shard sends in [`drain_budget`] at the rate it is accepting: what
+//! Kinesis stored of ours per second over the last seconds, within the shard's allowance
+//! (see `ShardLimiter::admission_rate`). A sender whose record would take its shard over the limit
 //! waits until the shard is back below 80% of it; records bound for other shards keep
 //! flowing. Charges are taken by the handles, so records still in the channel to the engine
 //! count too.

@@ -32,7 +32,7 @@ const DECREASE: f64 = 0.8;
 /// Allowance factor regained per second without throttling.
 const RECOVERY_PER_SEC: f64 = 0.05;
 /// The allowance never drops below this share of the configured rate.
-const MIN_FACTOR: f64 = 0.1;
+pub(crate) const MIN_FACTOR: f64 = 0.1;
 /// Burst of the pacing bucket, as seconds of rate.
 const BURST_SECS: f64 = 0.1;
 
@@ -295,21 +295,20 @@ impl ShardLimiter {
         self.acceptance.add(bytes, now);
     }
 
-    /// The bytes per second this shard can be expected to take: its allowance, or, while
-    /// Kinesis throttles it (within [`ACCEPTANCE_SECS`] of a throttle), what it actually
-    /// stored per second over that span if that is less (others share the shard), never below
-    /// the allowance floor.
+    /// The bytes per second this shard can be expected to take: what Kinesis stored of ours
+    /// per second over the last [`ACCEPTANCE_SECS`] seconds, at most the allowance, at least
+    /// the allowance floor. Measured, not assumed: the shard may take less than its allowance
+    /// (other writers share it, a slow endpoint, the record-count limit with small records).
+    /// A sender slower than the shard measures its own rate, which only bounds the queue it
+    /// keeps, not the rate: the queue that rate fills in the drain budget keeps the shard fed,
+    /// and the measure follows the sender up within seconds.
     pub(crate) fn admission_rate(&mut self, now: Instant) -> f64 {
         self.update(now);
         let allowance = self.bytes_per_sec * self.factor;
-        let throttled_lately = self.last_throttle.is_some_and(|t| {
-            now.saturating_duration_since(t) < Duration::from_secs(ACCEPTANCE_SECS)
-        });
-        if !throttled_lately {
-            return allowance;
-        }
-        let measured = self.acceptance.rate(now);
-        measured.min(allowance).max(self.bytes_per_sec * MIN_FACTOR)
+        self.acceptance
+            .rate(now)
+            .min(allowance)
+            .max(self.bytes_per_sec * MIN_FACTOR)
     }
 
     /// The share of the configured rate currently allowed (1.0 unless throttled lately).
@@ -480,26 +479,30 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn while_throttled_admission_follows_what_the_shard_stored() {
+    async fn admission_follows_what_the_shard_stored_within_allowance_and_floor() {
         let mut limiter = ShardLimiter::new(MIB, 1000.0, Instant::now());
-        assert_eq!(limiter.admission_rate(Instant::now()), MIB);
-        // Others take most of the shard: it stores 200 KiB a second of ours, and throttles.
+        // Nothing stored yet: the floor, a tenth of the limit.
+        assert!((limiter.admission_rate(Instant::now()) - 0.1 * MIB).abs() < 1.0);
+        // Others take most of the shard: it stores 200 KiB a second of ours.
         for _ in 0..5 {
             limiter.accepted(200 * 1024, Instant::now());
-            limiter.on_throttle(Instant::now());
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         let rate = limiter.admission_rate(Instant::now());
         assert!((rate - 200.0 * 1024.0).abs() < 1.0, "{rate}");
-        // Nothing stored at all: the floor, a tenth of the limit.
-        for _ in 0..6 {
-            limiter.on_throttle(Instant::now());
-            tokio::time::advance(Duration::from_secs(1)).await;
+        // It stores more than the allowance after a throttle: the allowance.
+        limiter.on_throttle(Instant::now());
+        for _ in 0..5 {
+            limiter.accepted(MIB as usize, Instant::now());
+            tokio::time::advance(Duration::from_millis(999)).await;
         }
-        assert!((limiter.admission_rate(Instant::now()) - 0.1 * MIB).abs() < 1.0);
-        // Quiet for a while: the allowance again.
-        tokio::time::advance(Duration::from_secs(6)).await;
         let rate = limiter.admission_rate(Instant::now());
-        assert!(rate > 0.1 * MIB, "{rate}");
+        assert!(
+            rate <= limiter.bytes_per_sec * limiter.factor() + 1.0,
+            "{rate}"
+        );
+        // Idle again: back to the floor.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!((limiter.admission_rate(Instant::now()) - 0.1 * MIB).abs() < 1.0);
     }
 }

@@ -396,7 +396,9 @@ impl Engine {
         if let Some(gate) = self.gates.get(id) {
             return gate.clone();
         }
-        let gate = Arc::new(Gate::new(self.gate_limit(self.cfg.shard_bytes_per_sec())));
+        // Nothing measured yet: the floor, as the limiter's admission rate starts.
+        let rate = self.cfg.shard_bytes_per_sec() * limiter::MIN_FACTOR;
+        let gate = Arc::new(Gate::new(self.gate_limit(rate)));
         self.gates.insert(id.to_owned(), gate.clone());
         gate
     }
