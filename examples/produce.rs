@@ -1,8 +1,8 @@
 //! Produce N records of a given size and print one JSON line of figures.
 //!
 //! `cargo run --example produce -- --stream NAME --records N --size BYTES [--create-shards S]
-//! [--keys K] [--rate RECORDS_PER_S] [--seconds S] [--kinesis-endpoint URL] [--enforce-limits]
-//! [--aws]`
+//! [--keys K] [--rate RECORDS_PER_S] [--seconds S] [--ordered] [--kinesis-endpoint URL]
+//! [--enforce-limits] [--aws]`
 //!
 //! With `--keys K` the records cycle through K partition keys `key-0000`… and each one's data
 //! is `KEY:N` (N counting that key's records), so a consumer can check that nothing was lost;
@@ -46,6 +46,9 @@ struct Args {
     /// Stop sending after this many seconds, even if fewer than --records were sent.
     #[arg(long)]
     seconds: Option<f64>,
+    /// Keep each key's records in send order (the producer's `ordered` option).
+    #[arg(long)]
+    ordered: bool,
 }
 
 #[tokio::main]
@@ -74,6 +77,7 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
         .max(1);
     let producer = Producer::builder(args.stream.as_str())
         .client(client)
+        .ordered(args.ordered)
         .build()?;
 
     let start = Instant::now();

@@ -115,6 +115,13 @@ impl ProducerBuilder {
         hot_key_window: Duration
     );
     setter!(
+        /// Keep each partition key's (or explicit hash key's) records in send order on the
+        /// stream, through retries, throttling, timeouts and reshards (default false). Each
+        /// shard then has one PutRecords entry unsettled at a time, so a shard's rate is
+        /// bounded by one aggregate per round trip; see the README for the measured cost.
+        ordered: bool
+    );
+    setter!(
         /// Labels on the producer's metrics: `Global`, `Stream` (default) or `Shard` (a series
         /// per shard for the per-shard counters; see the crate's metrics table).
         metrics_granularity: crate::MetricsGranularity

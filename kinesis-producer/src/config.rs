@@ -59,6 +59,7 @@ pub(crate) struct Config {
     pub backoff: Backoff,
     pub metrics_granularity: MetricsGranularity,
     pub hot_key_window: Duration,
+    pub ordered: bool,
 }
 
 impl Default for Config {
@@ -81,6 +82,7 @@ impl Default for Config {
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             metrics_granularity: MetricsGranularity::Stream,
             hot_key_window: Duration::from_secs(60),
+            ordered: false,
         }
     }
 }

@@ -8,13 +8,14 @@ use kinesis_common::{ErrorKind, ServiceError};
 use tokio::task::JoinError;
 use tokio::time::Instant;
 
+use super::order::Turn;
 use super::outcome::{self, Fatal, Verdict};
 use super::{Engine, Landed};
 use crate::error::ProduceError;
 use crate::result::PutResult;
 use crate::stats;
 use crate::telemetry::ShardMetrics;
-use crate::ticket::Entry;
+use crate::ticket::{Entry, Ticket};
 
 /// A request's entries, kept by the engine while the request task runs.
 #[derive(Debug)]
@@ -43,9 +44,14 @@ impl Engine {
                 return;
             }
             let fills_request = ready_entries >= max_entries || ready_bytes >= max_bytes;
+            let order = &self.order;
             let triggered = self.shards.values_mut().any(|shard| {
+                let turn = order
+                    .as_ref()
+                    .map_or(Turn::Now, |o| o.turn(&shard.range, now));
                 shard
                     .sendable_at(now, max_buffered, flushing, fills_request)
+                    .and_then(|at| turn.not_before(at))
                     .is_some_and(|at| at <= now)
             });
             if !triggered {
@@ -64,6 +70,7 @@ impl Engine {
         let mut batch: Vec<Entry> = Vec::new();
         let mut bytes = 0usize;
         let mut stale: Vec<Entry> = Vec::new();
+        let mut expired: Vec<Ticket> = Vec::new();
         let shard_count = self.shard_order.len();
         let mut progress = true;
         while progress && batch.len() < max_entries {
@@ -73,11 +80,26 @@ impl Engine {
                 let Some(shard) = self.shards.get_mut(&self.shard_order[index]) else {
                     continue;
                 };
+                if let Some(order) = &self.order
+                    && order.turn(&shard.range, now) != Turn::Now
+                {
+                    continue;
+                }
                 let Some(front) = shard.front() else {
                     continue;
                 };
                 if front.deadline() <= now {
-                    stale.extend(shard.pop_front());
+                    if let Some(entry) = shard.pop_front() {
+                        if self.order.is_some() {
+                            // In order: the live records stay at the front, packed again.
+                            let (dead, live): (Vec<_>, Vec<_>) =
+                                entry.tickets.into_iter().partition(|t| t.deadline <= now);
+                            expired.extend(dead);
+                            shard.requeue_front(live);
+                        } else {
+                            stale.push(entry);
+                        }
+                    }
                     progress = true;
                     continue;
                 }
@@ -92,6 +114,9 @@ impl Engine {
                 bytes += size;
                 if let Some(mut entry) = shard.pop_front() {
                     entry.claim = Some(claim);
+                    if let Some(order) = self.order.as_mut() {
+                        order.sent(&entry.shard_id);
+                    }
                     batch.push(entry);
                 }
                 progress = true;
@@ -102,6 +127,9 @@ impl Engine {
             if shard_count > 0 {
                 self.cursor = (self.cursor + 1) % shard_count;
             }
+        }
+        for ticket in expired {
+            self.expire(ticket);
         }
         // Entries holding an expired record: expired records fail, the rest are routed again.
         for entry in stale {
@@ -226,6 +254,7 @@ impl Engine {
                     self.on_entry_put(entry, shard_id, sequence_number, started, now)
                 }
                 Verdict::Throttled { code, detail } => {
+                    self.settled(&entry.shard_id);
                     self.throttled(&entry.shard_id, now);
                     if self.cfg.fail_fast_on_throttling {
                         for ticket in entry.tickets {
@@ -233,11 +262,15 @@ impl Engine {
                             self.fail(ticket, ProduceError::Throttled { code });
                         }
                     } else {
-                        self.retry(entry.tickets, &detail, now);
+                        self.retry_entry(entry, &detail, now);
                     }
                 }
-                Verdict::Transient { detail } => self.retry(entry.tickets, &detail, now),
+                Verdict::Transient { detail } => {
+                    self.settled(&entry.shard_id);
+                    self.retry_entry(entry, &detail, now);
+                }
                 Verdict::Fatal(fatal) => {
+                    self.settled(&entry.shard_id);
                     if matches!(fatal, Fatal::Request(_)) {
                         // A missing stream may also mean a stale map; look again.
                         self.request_refresh(now);
@@ -261,6 +294,7 @@ impl Engine {
         now: Instant,
     ) {
         if shard_id == entry.shard_id || !entry.aggregated() {
+            self.settled(&entry.shard_id);
             if shard_id != entry.shard_id {
                 self.request_refresh(now);
             }
@@ -276,6 +310,23 @@ impl Engine {
                 started,
             });
             self.request_refresh(now);
+        }
+    }
+
+    /// A failed entry goes again: in order, back to its shard's front; otherwise record by
+    /// record through the retry queue.
+    fn retry_entry(&mut self, entry: Entry, detail: &str, now: Instant) {
+        if self.order.is_some() {
+            self.retry_in_order(entry, detail, now);
+        } else {
+            self.retry(entry.tickets, detail, now);
+        }
+    }
+
+    /// Under per-key order, an entry of `shard_id` is no longer out.
+    pub(super) fn settled(&mut self, shard_id: &str) {
+        if let Some(order) = self.order.as_mut() {
+            order.settled(shard_id);
         }
     }
 

@@ -9,9 +9,9 @@
 //! ```
 //!
 //! Stages: `routing` (shard prediction, aggregation, ready queues, retry), `limiter` (each
-//! shard's rate), `dispatch` (collect, send, apply verdicts), `outcome` (the pure judgement
-//! of an answer: put, throttled, transient or fatal), `refresh` (the shard map, loaded in an
-//! owned task bounded by a timeout).
+//! shard's rate), `order` (per-key order: which shards may send), `dispatch` (collect, send,
+//! apply verdicts), `outcome` (the pure judgement of an answer: put, throttled, transient or
+//! fatal), `refresh` (the shard map, loaded in an owned task bounded by a timeout).
 //!
 //! Invariants: every ticket is in exactly one place (unrouted, retry queue, an aggregator, a
 //! ready entry, an in-flight request, or awaiting shard verification) until it is resolved
@@ -21,6 +21,7 @@
 
 mod dispatch;
 pub(crate) mod limiter;
+mod order;
 mod outcome;
 mod refresh;
 mod routing;
@@ -45,6 +46,7 @@ use crate::telemetry::Metrics;
 use crate::ticket::{Entry, Ticket};
 
 use dispatch::{InFlight, RequestOutcome};
+use order::{OrderGuard, Turn};
 use refresh::RefreshResult;
 use routing::ShardState;
 
@@ -95,6 +97,8 @@ pub(crate) struct Engine {
     unrouted: Vec<Ticket>,
     retries: BTreeMap<(Instant, u64), Ticket>,
     verify: Vec<Landed>,
+    /// Per-key order's bookkeeping, when the `ordered` option is on.
+    order: Option<OrderGuard>,
 
     in_flight: JoinSet<RequestOutcome>,
     requests: HashMap<tokio::task::Id, InFlight>,
@@ -124,6 +128,7 @@ impl Engine {
     ) -> Self {
         Engine {
             metrics: Metrics::new(stream.name(), cfg.metrics_granularity),
+            order: cfg.ordered.then(OrderGuard::default),
             cfg,
             client,
             stream,
@@ -439,7 +444,11 @@ impl Engine {
         let max_buffered = self.cfg.max_buffered_time;
         let room = self.in_flight.len() < self.cfg.max_concurrent_requests;
         for shard in self.shards.values_mut() {
-            if let Some(due) = shard.next_due(now, max_buffered, flushing, room) {
+            let turn = self
+                .order
+                .as_ref()
+                .map_or(Turn::Now, |o| o.turn(&shard.range, now));
+            if let Some(due) = shard.next_due(now, max_buffered, flushing, room, turn) {
                 wake = wake.min(due);
             }
         }

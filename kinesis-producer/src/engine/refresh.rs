@@ -133,14 +133,17 @@ impl Engine {
         let mut reroute = std::mem::take(&mut self.unrouted);
         for id in closed {
             if let Some(mut shard) = self.shards.remove(&id) {
+                if let Some(order) = self.order.as_mut() {
+                    order.shard_closed(&shard.range);
+                }
                 reroute.extend(shard.drain());
             }
             self.shard_order.retain(|s| s != &id);
         }
         self.cursor = 0;
-        for ticket in reroute {
-            self.route(ticket, now);
-        }
+        self.route_returned(reroute, None, now);
+        // Landed aggregates were sent before anything still queued: under per-key order
+        // their records that must go again go to the very front.
         self.verify_landed(now);
     }
 
@@ -174,6 +177,7 @@ impl Engine {
     /// Checks aggregates that landed on an unexpected shard against that shard's range:
     /// records it owns are put; the others are sent again, since KCL would drop them.
     fn verify_landed(&mut self, now: Instant) {
+        let (mut predicted, mut again) = (Vec::new(), Vec::new());
         for landed in std::mem::take(&mut self.verify) {
             let Landed {
                 entry,
@@ -186,6 +190,7 @@ impl Engine {
             let metrics = self.shard_metrics(&shard_id).clone();
             metrics.kinesis_records_put.increment(1);
             metrics.bytes_put.increment(entry.size() as u64);
+            predicted.push(entry.shard_id);
             for (index, ticket) in entry.tickets.into_iter().enumerate() {
                 if range.as_ref().is_some_and(|r| r.contains(ticket.hash_key)) {
                     metrics.user_records_put.increment(1);
@@ -198,9 +203,15 @@ impl Engine {
                     );
                 } else {
                     stats::add(&self.stats.wrong_shard_resends, 1);
-                    self.route(ticket, now);
+                    again.push(ticket);
                 }
             }
+        }
+        // Sent again (to the front of their shards' queues under per-key order) before the
+        // shards they were predicted for are settled and their children may go on.
+        self.route_returned(again, None, now);
+        for shard_id in predicted {
+            self.settled(&shard_id);
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Routing user records to shards, and each shard's aggregation and ready queue.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ pub(super) struct ShardState {
     pub metrics: ShardMetrics,
     /// The heaviest keys sent to it lately.
     pub hot: HotKeys,
+    /// Per-key order: the ready queue is in send order, never reordered by age.
+    ordered: bool,
 }
 
 impl ShardState {
@@ -64,6 +66,7 @@ impl ShardState {
             gate,
             metrics,
             hot: HotKeys::new(cfg.hot_key_window, now),
+            ordered: cfg.ordered,
         }
     }
 
@@ -129,10 +132,34 @@ impl ShardState {
     /// Adds an entry to the ready queue, which is kept oldest first: new records go to the
     /// back, and an entry holding a retried record (sent long ago) goes ahead of newer ones,
     /// instead of waiting behind the whole backlog and running out of time to live.
+    /// Under per-key order the queue stays in send order: a retried entry goes back to the
+    /// front through [`ShardState::requeue_front`] instead.
     fn enqueue(&mut self, entry: Entry) {
-        let at = self.ready.partition_point(|e| e.oldest <= entry.oldest);
         self.ready_bytes += entry.size();
+        if self.ordered {
+            self.ready.push_back(entry);
+            return;
+        }
+        let at = self.ready.partition_point(|e| e.oldest <= entry.oldest);
         self.ready.insert(at, entry);
+    }
+
+    /// Puts an entry that went out and must go again back at the front of the queue.
+    pub fn push_front(&mut self, entry: Entry) {
+        self.ready_bytes += entry.size();
+        self.ready.push_front(entry);
+    }
+
+    /// Puts user records that must go before everything this shard holds (sent earlier,
+    /// and back from a failed entry or a closed parent) at the front, in send order,
+    /// aggregated afresh.
+    pub fn requeue_front(&mut self, mut tickets: Vec<Ticket>) {
+        tickets.sort_by_key(|t| t.id);
+        let limit = self.aggregator.as_ref().map(Aggregator::limit);
+        let entries = pack(&self.range.shard_id, tickets, limit);
+        for entry in entries.into_iter().rev() {
+            self.push_front(entry);
+        }
     }
 
     /// Moves the open aggregate, if any, to the ready queue.
@@ -189,11 +216,15 @@ impl ShardState {
         max_buffered: Duration,
         flushing: bool,
         room: bool,
+        turn: super::order::Turn,
     ) -> Option<Instant> {
         let mut due: Option<Instant> = self
             .pending_since
             .map(|since| if flushing { now } else { since + max_buffered });
-        if room && let Some(at) = self.sendable_at(now, max_buffered, flushing, false) {
+        if room
+            && let Some(at) = self.sendable_at(now, max_buffered, flushing, false)
+            && let Some(at) = turn.not_before(at)
+        {
             due = Some(due.map_or(at, |d| d.min(at)));
         }
         due
@@ -206,12 +237,71 @@ impl ShardState {
         }
         self.pending_oldest = None;
         self.pending_since = None;
-        let mut out = std::mem::take(&mut self.pending);
         self.ready_bytes = 0;
+        let mut out = Vec::new();
         for entry in self.ready.drain(..) {
             out.extend(entry.tickets);
         }
+        // The open aggregate holds the newest records: after the ready ones.
+        out.append(&mut self.pending);
         out
+    }
+}
+
+/// Entries for `shard_id` carrying `tickets` in their order: aggregates of at most `limit`
+/// bytes (a record too big for one goes alone), or one plain record each without a limit.
+pub(super) fn pack(shard_id: &str, tickets: Vec<Ticket>, limit: Option<usize>) -> Vec<Entry> {
+    let plain = |ticket: Ticket| Entry {
+        shard_id: shard_id.to_owned(),
+        record: ticket.record.clone().into(),
+        oldest: ticket.arrival,
+        claim: None,
+        tickets: vec![ticket],
+    };
+    let Some(mut aggregator) = limit.and_then(|l| Aggregator::new(l).ok()) else {
+        return tickets.into_iter().map(plain).collect();
+    };
+    let mut entries = Vec::new();
+    let mut group: Vec<Ticket> = Vec::new();
+    let close = |aggregator: &mut Aggregator, group: &mut Vec<Ticket>, out: &mut Vec<Entry>| {
+        if let Some(record) = aggregator.finish() {
+            let tickets = std::mem::take(group);
+            let oldest = tickets.iter().map(|t| t.arrival).min();
+            out.push(Entry {
+                shard_id: shard_id.to_owned(),
+                record,
+                oldest: oldest.unwrap_or_else(Instant::now),
+                claim: None,
+                tickets,
+            });
+        }
+    };
+    for ticket in tickets {
+        if ticket.size() > aggregator.limit() {
+            close(&mut aggregator, &mut group, &mut entries);
+            entries.push(plain(ticket));
+            continue;
+        }
+        if aggregator.try_add(&ticket.record, ticket.hash_key).is_err() {
+            close(&mut aggregator, &mut group, &mut entries);
+            if aggregator.try_add(&ticket.record, ticket.hash_key).is_err() {
+                // Cannot happen: an empty aggregator takes any record within its limit.
+                entries.push(plain(ticket));
+                continue;
+            }
+        }
+        group.push(ticket);
+    }
+    close(&mut aggregator, &mut group, &mut entries);
+    entries
+}
+
+/// Counts a record in its shard's hot-key report, once whatever its retries.
+fn count_hot(shard: &mut ShardState, ticket: &mut Ticket, now: Instant) {
+    if !ticket.counted {
+        ticket.counted = true;
+        let key = &ticket.record.partition_key;
+        shard.hot.add(ticket.hash_key.0, key, ticket.size(), now);
     }
 }
 
@@ -237,25 +327,69 @@ impl Engine {
             return;
         };
         let range = map.shard_for(ticket.hash_key);
-        let shard = match self.shards.get_mut(&range.shard_id) {
-            Some(shard) => shard,
-            None => {
-                self.shard_order.push(range.shard_id.clone());
-                let gate = self.gate(&range.shard_id);
-                let metrics = self.metrics.shard(&range.shard_id);
-                self.shards
-                    .entry(range.shard_id.clone())
-                    .or_insert_with(|| {
-                        ShardState::new(range.clone(), &self.cfg, gate, metrics, now)
-                    })
-            }
-        };
-        if !ticket.counted {
-            ticket.counted = true;
-            let key = &ticket.record.partition_key;
-            shard.hot.add(ticket.hash_key.0, key, ticket.size(), now);
-        }
+        let shard = self.shard_state(range, now);
+        count_hot(shard, &mut ticket, now);
         shard.add(ticket, now);
+    }
+
+    /// The state of the shard `range`, made on first use.
+    fn shard_state(&mut self, range: &ShardRange, now: Instant) -> &mut ShardState {
+        if !self.shards.contains_key(&range.shard_id) {
+            self.shard_order.push(range.shard_id.clone());
+            let gate = self.gate(&range.shard_id);
+            let metrics = self.metrics.shard(&range.shard_id);
+            let state = ShardState::new(range.clone(), &self.cfg, gate, metrics, now);
+            self.shards.insert(range.shard_id.clone(), state);
+        }
+        self.shards
+            .get_mut(&range.shard_id)
+            .expect("inserted above")
+    }
+
+    /// Routes user records that went out before and come back (a closed shard's queue, a
+    /// failed entry of a closed shard, an aggregate that landed elsewhere). Under per-key
+    /// order they go to the front of their shards' queues in send order, held until
+    /// `hold` if given; otherwise they are routed as new.
+    pub(super) fn route_returned(
+        &mut self,
+        mut tickets: Vec<Ticket>,
+        hold: Option<Instant>,
+        now: Instant,
+    ) {
+        let Some(map) = self
+            .map
+            .clone()
+            .filter(|_| self.order.is_some() && self.rx_open)
+        else {
+            for ticket in tickets {
+                self.route(ticket, now);
+            }
+            return;
+        };
+        tickets.sort_by_key(|t| t.id);
+        let mut by_shard: HashMap<String, (ShardRange, Vec<Ticket>)> = HashMap::new();
+        for ticket in tickets {
+            if ticket.deadline <= now {
+                self.expire(ticket);
+                continue;
+            }
+            let range = map.shard_for(ticket.hash_key);
+            by_shard
+                .entry(range.shard_id.clone())
+                .or_insert_with(|| (range.clone(), Vec::new()))
+                .1
+                .push(ticket);
+        }
+        for (id, (range, mut tickets)) in by_shard {
+            let shard = self.shard_state(&range, now);
+            for ticket in &mut tickets {
+                count_hot(shard, ticket, now);
+            }
+            shard.requeue_front(tickets);
+            if let (Some(order), Some(until)) = (self.order.as_mut(), hold) {
+                order.hold(&id, until);
+            }
+        }
     }
 
     /// Fails parked tickets whose TTL ran out while no shard map could be loaded.
@@ -293,6 +427,47 @@ impl Engine {
             }
             retried += 1;
             self.retries.insert((at, ticket.id), ticket);
+        }
+        crate::stats::add(&self.stats.retries, retried);
+        self.metrics.retries.increment(retried);
+    }
+
+    /// Under per-key order: a failed entry goes back to the front of its shard's queue,
+    /// which sends nothing else until a jittered backoff has passed. Records whose TTL the
+    /// backoff would outlast fail; the others are packed again if any did, or if the entry
+    /// belonged to a shard that has since closed (its records go to the children's fronts).
+    pub(super) fn retry_in_order(&mut self, mut entry: Entry, error: &str, now: Instant) {
+        entry.claim = None;
+        for ticket in &mut entry.tickets {
+            ticket.last_error = Some(error.to_owned());
+        }
+        if !self.rx_open {
+            for ticket in entry.tickets {
+                self.fail(ticket, ProduceError::ShutDown);
+            }
+            return;
+        }
+        let attempts = entry.tickets.iter().map(|t| t.attempts).max().unwrap_or(1);
+        let at = now
+            + self
+                .cfg
+                .backoff
+                .delay(attempts.saturating_sub(1), &mut self.rng);
+        let live = entry.tickets.iter().filter(|t| t.deadline > at).count();
+        let expiring = live < entry.tickets.len();
+        let retried = live as u64;
+        if !expiring && let Some(shard) = self.shards.get_mut(&entry.shard_id) {
+            shard.push_front(entry);
+            if let Some(order) = self.order.as_mut() {
+                order.hold(&shard.range.shard_id, at);
+            }
+        } else {
+            let (dead, live): (Vec<_>, Vec<_>) =
+                entry.tickets.into_iter().partition(|t| t.deadline <= at);
+            for ticket in dead {
+                self.expire(ticket);
+            }
+            self.route_returned(live, Some(at), now);
         }
         crate::stats::add(&self.stats.retries, retried);
         self.metrics.retries.increment(retried);
