@@ -28,9 +28,24 @@ pub struct ShardRange {
 }
 
 impl ShardRange {
+    /// The shard `shard_id` owning the hash keys from `start` to `end`, both inclusive.
+    pub fn new(shard_id: impl Into<String>, start: HashKey, end: HashKey) -> Self {
+        ShardRange {
+            shard_id: shard_id.into(),
+            starting_hash_key: start,
+            ending_hash_key: end,
+        }
+    }
+
     /// Whether the shard owns `key`.
     pub fn contains(&self, key: HashKey) -> bool {
         self.starting_hash_key <= key && key <= self.ending_hash_key
+    }
+
+    /// Whether the two shards share a hash key (a parent and its child do).
+    pub fn overlaps(&self, other: &ShardRange) -> bool {
+        self.starting_hash_key <= other.ending_hash_key
+            && other.starting_hash_key <= self.ending_hash_key
     }
 }
 
@@ -256,11 +271,7 @@ mod tests {
     use super::*;
 
     fn range(id: &str, start: u128, end: u128) -> ShardRange {
-        ShardRange {
-            shard_id: id.into(),
-            starting_hash_key: HashKey(start),
-            ending_hash_key: HashKey(end),
-        }
+        ShardRange::new(id, HashKey(start), HashKey(end))
     }
 
     /// `n` shards splitting the key space evenly, as CreateStream does.
@@ -298,6 +309,18 @@ mod tests {
         let map = ShardMap::new(shards).unwrap();
         assert_eq!(map.shards()[0].shard_id, "shard-0");
         assert_eq!(map.len(), 5);
+    }
+
+    #[test]
+    fn ranges_overlap_when_they_share_a_hash_key() {
+        let parent = range("p", 0, 99);
+        assert!(parent.overlaps(&range("l", 0, 49)));
+        assert!(range("r", 50, 99).overlaps(&parent));
+        assert!(
+            range("e", 99, 150).overlaps(&parent),
+            "one shared key is enough"
+        );
+        assert!(!range("o", 100, 199).overlaps(&parent));
     }
 
     #[test]

@@ -173,13 +173,18 @@ impl Producer {
     /// resolved (put or failed). Records still buffered are sent at once rather than after
     /// their buffering time.
     pub async fn flush(&self) {
+        self.tell_every_pipeline(Command::Flush).await;
+    }
+
+    /// Sends `command` to every stream's engine at once, then waits for each to answer.
+    async fn tell_every_pipeline(&self, command: fn(oneshot::Sender<()>) -> Command) {
         let waits: Vec<_> = self
             .shared
             .all()
             .into_iter()
             .filter_map(|pipeline| {
                 let (tx, rx) = oneshot::channel();
-                pipeline.tx.send(Command::Flush(tx)).ok().map(|()| rx)
+                pipeline.tx.send(command(tx)).ok().map(|()| rx)
             })
             .collect();
         for rx in waits {
@@ -192,18 +197,7 @@ impl Producer {
     /// flight.
     pub async fn shutdown(&self) {
         self.shared.closed.store(true, Ordering::Release);
-        let waits: Vec<_> = self
-            .shared
-            .all()
-            .into_iter()
-            .filter_map(|pipeline| {
-                let (tx, rx) = oneshot::channel();
-                pipeline.tx.send(Command::Shutdown(tx)).ok().map(|()| rx)
-            })
-            .collect();
-        for rx in waits {
-            let _ = rx.await;
-        }
+        self.tell_every_pipeline(Command::Shutdown).await;
         self.shared.bytes.close();
         self.shared.records.close();
     }

@@ -301,15 +301,7 @@ async fn flush_sends_buffered_records_at_once_and_waits_for_them() {
         .max_buffered_time(Duration::from_secs(60))
         .build()
         .unwrap();
-    let mut puts = Vec::new();
-    for i in 0..500 {
-        puts.push(
-            producer
-                .send(UserRecord::new(format!("k{i}"), "x"))
-                .await
-                .unwrap(),
-        );
-    }
+    let puts = support::send_tiny(&producer, 500).await;
     let start = Instant::now();
     tokio::time::timeout(BOUND, producer.flush()).await.unwrap();
     assert!(
@@ -339,15 +331,7 @@ async fn shutdown_puts_pending_records_then_refuses_new_ones() {
         .max_buffered_time(Duration::from_secs(60))
         .build()
         .unwrap();
-    let mut puts = Vec::new();
-    for i in 0..300 {
-        puts.push(
-            producer
-                .send(UserRecord::new(format!("k{i}"), "x"))
-                .await
-                .unwrap(),
-        );
-    }
+    let puts = support::send_tiny(&producer, 300).await;
     tokio::time::timeout(BOUND, producer.shutdown())
         .await
         .unwrap();

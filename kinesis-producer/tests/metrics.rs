@@ -1,6 +1,8 @@
 //! The producer reports through the `metrics` facade.
 
-use kinesis_producer::{Producer, UserRecord};
+mod support;
+
+use kinesis_producer::Producer;
 use kinesis_testkit::LocalAws;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
@@ -15,15 +17,7 @@ async fn counters_and_histograms_reach_the_installed_recorder() {
     let producer = metrics::with_local_recorder(&recorder, || {
         Producer::builder("metered").client(client).build().unwrap()
     });
-    let mut puts = Vec::new();
-    for i in 0..100 {
-        puts.push(
-            producer
-                .send(UserRecord::new(format!("k{i}"), "x"))
-                .await
-                .unwrap(),
-        );
-    }
+    let puts = support::send_tiny(&producer, 100).await;
     for put in puts {
         put.await.unwrap();
     }

@@ -2,7 +2,9 @@
 //! make. Its own test binary: per-shard handles are registered as shards are first written,
 //! inside the engine's task, so they reach a globally installed recorder only.
 
-use kinesis_producer::{MetricsGranularity, Producer, UserRecord};
+mod support;
+
+use kinesis_producer::{MetricsGranularity, Producer};
 use kinesis_testkit::LocalAws;
 use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 
@@ -15,15 +17,7 @@ async fn produce(granularity: MetricsGranularity, stream: &str) {
         .metrics_granularity(granularity)
         .build()
         .unwrap();
-    let mut puts = Vec::new();
-    for i in 0..50 {
-        puts.push(
-            producer
-                .send(UserRecord::new(format!("k{i}"), "x"))
-                .await
-                .unwrap(),
-        );
-    }
+    let puts = support::send_tiny(&producer, 50).await;
     for put in puts {
         put.await.unwrap();
     }

@@ -8,10 +8,13 @@
 //!                    └── judged answers (outcome.rs) ◀── PutRecords tasks (≤ N at once)
 //! ```
 //!
-//! Stages: `routing` (shard prediction, aggregation, ready queues, retry), `limiter` (each
-//! shard's rate), `order` (per-key order: which shards may send), `dispatch` (collect, send,
-//! apply verdicts), `outcome` (the pure judgement of an answer: put, throttled, transient or
-//! fatal), `refresh` (the shard map, loaded in an owned task bounded by a timeout).
+//! Stages, a file each: `shard` (one shard's aggregate and ready queue), `routing` (the
+//! shard map's prediction, records coming back from a closed shard or a wrong landing),
+//! `limiter` (each shard's rate), `order` (per-key order: which shards may send), `collect`
+//! (ready entries into requests), `send` (a request in its own task, under a timeout),
+//! `outcome` (the pure judgement of an answer: put, throttled, transient or fatal), `answer`
+//! (acting on the judgement), `retry` (backoff until the TTL), `refresh` (the shard map,
+//! loaded in an owned task bounded by a timeout).
 //!
 //! Invariants: every ticket is in exactly one place (unrouted, retry queue, an aggregator, a
 //! ready entry, an in-flight request, or awaiting shard verification) until it is resolved
@@ -19,12 +22,16 @@
 //! Senders never wait for the engine beyond the outstanding bounds and their shard's gate,
 //! and a shard map refresh runs in its own task so routing never blocks on ListShards.
 
-mod dispatch;
+mod answer;
+mod collect;
 pub(crate) mod limiter;
 mod order;
 mod outcome;
 mod refresh;
+mod retry;
 mod routing;
+mod send;
+mod shard;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -45,10 +52,10 @@ use crate::stats::{self, Stats};
 use crate::telemetry::Metrics;
 use crate::ticket::{Entry, Ticket};
 
-use dispatch::{InFlight, RequestOutcome};
 use order::{OrderGuard, Turn};
 use refresh::RefreshResult;
-use routing::ShardState;
+use send::{InFlight, RequestOutcome};
+use shard::ShardState;
 
 /// Keys per shard and measure in the hot-key report.
 const HOT_KEYS_REPORTED: usize = 5;

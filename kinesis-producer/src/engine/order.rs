@@ -47,10 +47,6 @@ pub(super) struct OrderGuard {
     held: HashMap<String, Instant>,
 }
 
-fn overlaps(a: &ShardRange, b: &ShardRange) -> bool {
-    a.starting_hash_key <= b.ending_hash_key && b.starting_hash_key <= a.ending_hash_key
-}
-
 impl OrderGuard {
     /// When `shard` may send.
     pub(super) fn turn(&self, shard: &ShardRange, now: Instant) -> Turn {
@@ -58,7 +54,7 @@ impl OrderGuard {
             || self
                 .closed
                 .values()
-                .any(|parent| parent.shard_id != shard.shard_id && overlaps(parent, shard))
+                .any(|parent| parent.shard_id != shard.shard_id && parent.overlaps(shard))
         {
             return Turn::AfterAnswer;
         }
@@ -110,11 +106,7 @@ mod tests {
     use super::*;
 
     fn range(id: &str, start: u128, end: u128) -> ShardRange {
-        ShardRange {
-            shard_id: id.into(),
-            starting_hash_key: HashKey(start),
-            ending_hash_key: HashKey(end),
-        }
+        ShardRange::new(id, HashKey(start), HashKey(end))
     }
 
     #[test]

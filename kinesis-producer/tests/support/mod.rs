@@ -91,3 +91,16 @@ pub fn counts(records: &[ReadBack]) -> HashMap<Vec<u8>, usize> {
     }
     counts
 }
+
+/// Sends `n` one-byte records with keys `k0`, `k1`…, and returns their futures.
+pub async fn send_tiny(
+    producer: &kinesis_producer::Producer,
+    n: usize,
+) -> Vec<kinesis_producer::PutFuture> {
+    let mut puts = Vec::with_capacity(n);
+    for i in 0..n {
+        let record = kinesis_producer::UserRecord::new(format!("k{i}"), "x");
+        puts.push(producer.send(record).await.unwrap());
+    }
+    puts
+}

@@ -1,0 +1,354 @@
+//! One shard's part of the pipeline: its open aggregate, its ready queue (oldest first, or
+//! in send order under per-key order), its rate limiter, gate, metrics and hot keys.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kinesis_common::aggregation::Aggregator;
+use kinesis_common::shard_map::ShardRange;
+use tokio::time::Instant;
+
+use super::limiter::ShardLimiter;
+use crate::admission::Gate;
+use crate::config::Config;
+use crate::hot_keys::HotKeys;
+use crate::telemetry::ShardMetrics;
+use crate::ticket::{Entry, Ticket};
+
+/// One shard's part of the pipeline.
+#[derive(Debug)]
+pub(super) struct ShardState {
+    pub range: ShardRange,
+    aggregator: Option<Aggregator>,
+    /// Tickets in the open aggregate, in order.
+    pending: Vec<Ticket>,
+    /// Earliest `send` among them: where the closed aggregate goes in the ready queue.
+    pending_oldest: Option<Instant>,
+    /// When the first of them joined the aggregate: when it must close. A retried record
+    /// joins late though it was sent long ago, and must not cut the aggregate short.
+    pending_since: Option<Instant>,
+    /// Closed aggregates and plain records, oldest first.
+    ready: VecDeque<Entry>,
+    /// Their bytes.
+    ready_bytes: usize,
+    pub limiter: ShardLimiter,
+    /// Where `send` waits while this shard has more queued than it can drain in time.
+    pub gate: Arc<Gate>,
+    pub metrics: ShardMetrics,
+    /// The heaviest keys sent to it lately.
+    pub hot: HotKeys,
+    /// Per-key order: the ready queue is in send order, never reordered by age.
+    ordered: bool,
+}
+
+impl ShardState {
+    pub fn new(
+        range: ShardRange,
+        cfg: &Config,
+        gate: Arc<Gate>,
+        metrics: ShardMetrics,
+        now: Instant,
+    ) -> Self {
+        let aggregator = cfg
+            .aggregation
+            .then(|| Aggregator::new(cfg.max_aggregate_bytes).expect("validated by Config"));
+        ShardState {
+            range,
+            aggregator,
+            pending: Vec::new(),
+            pending_oldest: None,
+            pending_since: None,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            limiter: ShardLimiter::new(cfg.shard_bytes_per_sec(), cfg.shard_records_per_sec(), now),
+            gate,
+            metrics,
+            hot: HotKeys::new(cfg.hot_key_window, now),
+            ordered: cfg.ordered,
+        }
+    }
+
+    /// The oldest ready entry.
+    pub fn front(&self) -> Option<&Entry> {
+        self.ready.front()
+    }
+
+    /// Takes the oldest ready entry.
+    pub fn pop_front(&mut self) -> Option<Entry> {
+        let entry = self.ready.pop_front()?;
+        self.ready_bytes -= entry.size();
+        Some(entry)
+    }
+
+    /// Ready entries.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Bytes of the ready entries.
+    pub fn ready_bytes(&self) -> usize {
+        self.ready_bytes
+    }
+
+    /// Adds a ticket to the open aggregate, closing it first if the ticket does not fit.
+    pub fn add(&mut self, ticket: Ticket, now: Instant) {
+        let Some(aggregator) = self.aggregator.as_mut() else {
+            self.push_plain(ticket);
+            return;
+        };
+        if ticket.size() > aggregator.limit() {
+            // Too big to share an aggregate: it goes alone, after what came before it.
+            self.close_aggregate();
+            self.push_plain(ticket);
+            return;
+        }
+        if aggregator.try_add(&ticket.record, ticket.hash_key).is_err() {
+            self.close_aggregate();
+            let aggregator = self.aggregator.as_mut().expect("aggregation is on");
+            aggregator
+                .try_add(&ticket.record, ticket.hash_key)
+                .expect("an empty aggregator takes any record");
+        }
+        self.pending_oldest = Some(
+            self.pending_oldest
+                .map_or(ticket.arrival, |o| o.min(ticket.arrival)),
+        );
+        self.pending_since.get_or_insert(now);
+        self.pending.push(ticket);
+    }
+
+    fn push_plain(&mut self, ticket: Ticket) {
+        self.enqueue(Entry {
+            shard_id: self.range.shard_id.clone(),
+            record: ticket.record.clone().into(),
+            oldest: ticket.arrival,
+            claim: None,
+            tickets: vec![ticket],
+        });
+    }
+
+    /// Adds an entry to the ready queue, which is kept oldest first: new records go to the
+    /// back, and an entry holding a retried record (sent long ago) goes ahead of newer ones,
+    /// instead of waiting behind the whole backlog and running out of time to live.
+    /// Under per-key order the queue stays in send order: a retried entry goes back to the
+    /// front through [`ShardState::requeue_front`] instead.
+    fn enqueue(&mut self, entry: Entry) {
+        self.ready_bytes += entry.size();
+        if self.ordered {
+            self.ready.push_back(entry);
+            return;
+        }
+        let at = self.ready.partition_point(|e| e.oldest <= entry.oldest);
+        self.ready.insert(at, entry);
+    }
+
+    /// Puts an entry that went out and must go again back at the front of the queue.
+    pub fn push_front(&mut self, entry: Entry) {
+        self.ready_bytes += entry.size();
+        self.ready.push_front(entry);
+    }
+
+    /// Puts user records that must go before everything this shard holds (sent earlier,
+    /// and back from a failed entry or a closed parent) at the front, in send order,
+    /// aggregated afresh.
+    pub fn requeue_front(&mut self, mut tickets: Vec<Ticket>) {
+        tickets.sort_by_key(|t| t.id);
+        let limit = self.aggregator.as_ref().map(Aggregator::limit);
+        let entries = pack(&self.range.shard_id, tickets, limit);
+        for entry in entries.into_iter().rev() {
+            self.push_front(entry);
+        }
+    }
+
+    /// Moves the open aggregate, if any, to the ready queue.
+    pub fn close_aggregate(&mut self) {
+        let Some(aggregator) = self.aggregator.as_mut() else {
+            return;
+        };
+        if let Some(record) = aggregator.finish() {
+            self.pending_since = None;
+            let entry = Entry {
+                shard_id: self.range.shard_id.clone(),
+                record,
+                oldest: self.pending_oldest.take().unwrap_or_else(Instant::now),
+                tickets: std::mem::take(&mut self.pending),
+                claim: None,
+            };
+            self.enqueue(entry);
+        }
+    }
+
+    /// Whether the open aggregate must close now.
+    pub fn pending_due(&self, now: Instant, max_buffered: Duration, flushing: bool) -> bool {
+        self.pending_since
+            .is_some_and(|since| flushing || since + max_buffered <= now)
+    }
+
+    /// When the ready queue should go out: once its oldest entry is due (at once when
+    /// flushing or when the backlog fills a request) and the rate limiter has room for a
+    /// batch. `None` when there is nothing ready, or only an answer in flight can make room.
+    pub fn sendable_at(
+        &mut self,
+        now: Instant,
+        max_buffered: Duration,
+        flushing: bool,
+        fills_request: bool,
+    ) -> Option<Instant> {
+        let front = self.ready.front()?;
+        let due = if flushing || fills_request {
+            now
+        } else {
+            front.oldest + max_buffered
+        };
+        let front_size = front.size();
+        let ready =
+            self.limiter
+                .batch_ready_at(front_size, self.ready_bytes, self.ready.len(), now)?;
+        Some(due.max(ready))
+    }
+
+    /// When this shard next needs the engine's attention.
+    pub fn next_due(
+        &mut self,
+        now: Instant,
+        max_buffered: Duration,
+        flushing: bool,
+        room: bool,
+        turn: super::order::Turn,
+    ) -> Option<Instant> {
+        let mut due: Option<Instant> = self
+            .pending_since
+            .map(|since| if flushing { now } else { since + max_buffered });
+        if room
+            && let Some(at) = self.sendable_at(now, max_buffered, flushing, false)
+            && let Some(at) = turn.not_before(at)
+        {
+            due = Some(due.map_or(at, |d| d.min(at)));
+        }
+        due
+    }
+
+    /// Everything this shard holds that is not in flight.
+    pub fn drain(&mut self) -> Vec<Ticket> {
+        if let Some(aggregator) = self.aggregator.as_mut() {
+            aggregator.clear();
+        }
+        self.pending_oldest = None;
+        self.pending_since = None;
+        self.ready_bytes = 0;
+        let mut out = Vec::new();
+        for entry in self.ready.drain(..) {
+            out.extend(entry.tickets);
+        }
+        // The open aggregate holds the newest records: after the ready ones.
+        out.append(&mut self.pending);
+        out
+    }
+}
+
+/// Entries for `shard_id` carrying `tickets` in their order: aggregates of at most `limit`
+/// bytes (a record too big for one goes alone), or one plain record each without a limit.
+pub(super) fn pack(shard_id: &str, tickets: Vec<Ticket>, limit: Option<usize>) -> Vec<Entry> {
+    let plain = |ticket: Ticket| Entry {
+        shard_id: shard_id.to_owned(),
+        record: ticket.record.clone().into(),
+        oldest: ticket.arrival,
+        claim: None,
+        tickets: vec![ticket],
+    };
+    let Some(mut aggregator) = limit.and_then(|l| Aggregator::new(l).ok()) else {
+        return tickets.into_iter().map(plain).collect();
+    };
+    let mut entries = Vec::new();
+    let mut group: Vec<Ticket> = Vec::new();
+    let close = |aggregator: &mut Aggregator, group: &mut Vec<Ticket>, out: &mut Vec<Entry>| {
+        if let Some(record) = aggregator.finish() {
+            let tickets = std::mem::take(group);
+            let oldest = tickets.iter().map(|t| t.arrival).min();
+            out.push(Entry {
+                shard_id: shard_id.to_owned(),
+                record,
+                oldest: oldest.unwrap_or_else(Instant::now),
+                claim: None,
+                tickets,
+            });
+        }
+    };
+    for ticket in tickets {
+        if ticket.size() > aggregator.limit() {
+            close(&mut aggregator, &mut group, &mut entries);
+            entries.push(plain(ticket));
+            continue;
+        }
+        if aggregator.try_add(&ticket.record, ticket.hash_key).is_err() {
+            close(&mut aggregator, &mut group, &mut entries);
+            if aggregator.try_add(&ticket.record, ticket.hash_key).is_err() {
+                // Cannot happen: an empty aggregator takes any record within its limit.
+                entries.push(plain(ticket));
+                continue;
+            }
+        }
+        group.push(ticket);
+    }
+    close(&mut aggregator, &mut group, &mut entries);
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use kinesis_common::HashKey;
+    use kinesis_common::UserRecord;
+    use tokio::sync::{Semaphore, oneshot};
+
+    use super::*;
+
+    fn ticket(data: &str, arrival: Instant) -> Ticket {
+        let permits = Arc::new(Semaphore::new(10));
+        let (tx, _rx) = oneshot::channel();
+        Ticket::new(
+            UserRecord::new("k", data.to_owned()),
+            HashKey(0),
+            arrival,
+            arrival + Duration::from_secs(30),
+            tx,
+            (
+                permits.clone().try_acquire_owned().unwrap(),
+                permits.try_acquire_owned().unwrap(),
+            ),
+            None,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_record_goes_ahead_of_the_backlog_without_cutting_an_aggregate_short() {
+        let cfg = Config::default();
+        let start = Instant::now();
+        let range = ShardRange {
+            shard_id: "shardId-0".into(),
+            starting_hash_key: HashKey(0),
+            ending_hash_key: HashKey(u128::MAX),
+        };
+        let metrics = crate::telemetry::Metrics::new("s", Default::default()).shared;
+        let gate = Arc::new(Gate::new(u64::MAX));
+        let mut shard = ShardState::new(range, &cfg, gate, metrics, start);
+        let later = start + Duration::from_secs(10);
+        for i in 0..3 {
+            shard.add(ticket(&format!("new-{i}"), later), later);
+            shard.close_aggregate();
+        }
+        // Sent at the start, failed, and back after a backoff: it joins a fresh aggregate.
+        shard.add(ticket("retried", start), later);
+        assert!(!shard.pending_due(later, cfg.max_buffered_time, false));
+        shard.close_aggregate();
+        let order: Vec<_> = shard
+            .ready
+            .iter()
+            .map(|e| e.tickets[0].record.data.clone())
+            .collect();
+        assert_eq!(order[0], "retried".as_bytes());
+        assert_eq!(order.len(), 4);
+    }
+}
