@@ -1,7 +1,8 @@
 //! End-to-end producer benchmark: N records of B bytes into an S-shard stream on the embedded
 //! emulator with AWS's shard write limits enforced, then every record read back.
 //!
-//! `cargo run --release -p kinesis-benches --bin producer_e2e -- --records 400000 --size 100 --shards 4`
+//! `cargo run --release -p kinesis-benches --bin producer_e2e -- --records 400000 --size 100 --shards 4
+//! [--ordered] [--no-limits]`
 //!
 //! The emulator runs in a child process (this binary re-run with `--serve`), so the CPU time
 //! and peak RSS printed are the producer's alone.
@@ -28,6 +29,9 @@ struct Args {
     /// Run without the shard write limits.
     #[arg(long)]
     no_limits: bool,
+    /// Keep each key's records in send order (the producer's `ordered` option).
+    #[arg(long)]
+    ordered: bool,
     /// Internal: serve the emulator and print its endpoints.
     #[arg(long, hide = true)]
     serve: bool,
@@ -120,8 +124,15 @@ async fn main() {
 
     let producer = Producer::builder("bench")
         .client(client.clone())
+        .ordered(args.ordered)
         .build()
         .expect("producer");
+    // The first ListShards load (every page of it), which `send` needs to route.
+    let building = Instant::now();
+    while producer.stats().shard_map_refreshes == 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let map_load = building.elapsed().as_secs_f64();
     let rss_before = peak_rss_mib();
     let cpu_before = cpu_seconds();
     let start = Instant::now();
@@ -157,6 +168,10 @@ async fn main() {
     let mib = 1024.0 * 1024.0;
     let per_shard = s.bytes_put as f64 / mib / seconds / f64::from(args.shards);
     let lost = args.records - seen.len().min(args.records);
+    println!(
+        "shard map loaded   {:.3} s ({} shards)",
+        map_load, args.shards
+    );
     println!("records            {}", args.records);
     println!("seconds            {seconds:.2}");
     println!("records/s          {:.0}", args.records as f64 / seconds);
@@ -184,7 +199,8 @@ async fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "records": args.records, "size": args.size, "shards": args.shards, "seconds": seconds,
+            "records": args.records, "size": args.size, "shards": args.shards, "ordered": args.ordered,
+            "shard_map_load_s": map_load, "seconds": seconds,
             "records_per_s": args.records as f64 / seconds, "mib_per_s_per_shard": per_shard,
             "requests": s.requests, "throttled_requests": s.throttled_requests,
             "kinesis_records": s.kinesis_records_put, "cpu_us_per_record": cpu * 1e6 / args.records as f64,
