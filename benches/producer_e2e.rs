@@ -5,7 +5,9 @@
 //! [--ordered] [--no-limits]`
 //!
 //! The emulator runs in a child process (this binary re-run with `--serve`), so the CPU time
-//! and peak RSS printed are the producer's alone.
+//! and peak RSS printed are the producer's alone. Built with `--features heap`, it also counts
+//! the heap (a counting global allocator, which costs some CPU: measure CPU without it) and
+//! prints the bytes held per outstanding record beyond the record's own key and data.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
@@ -17,6 +19,51 @@ use kinesis_common::aggregation::deaggregate;
 use kinesis_common::client::ClientOptions;
 use kinesis_producer::{Producer, UserRecord};
 use kinesis_testkit::{LocalAws, streams};
+
+#[cfg(feature = "heap")]
+#[global_allocator]
+static HEAP: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
+
+/// Bytes on the heap now, when counted.
+fn heap_bytes() -> Option<usize> {
+    #[cfg(feature = "heap")]
+    return Some(HEAP.allocated());
+    #[cfg(not(feature = "heap"))]
+    None
+}
+
+/// The most memory seen while producing, sampled every 20 ms (more often costs the run measurable CPU): the heap (when counted)
+/// and the records outstanding at that moment; and the most records outstanding at all.
+#[derive(Debug, Default, Clone, Copy)]
+struct MemoryPeak {
+    heap: usize,
+    outstanding_at_heap: usize,
+    outstanding: usize,
+}
+
+fn sample_memory(producer: Producer) -> tokio::task::JoinHandle<MemoryPeak> {
+    tokio::spawn(async move {
+        let mut peak = MemoryPeak::default();
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            let outstanding = producer.outstanding_records();
+            peak.outstanding = peak.outstanding.max(outstanding);
+            if let Some(heap) = heap_bytes()
+                && heap > peak.heap
+            {
+                peak.heap = heap;
+                peak.outstanding_at_heap = outstanding;
+            }
+            if PRODUCED.load(std::sync::atomic::Ordering::Relaxed) {
+                return peak;
+            }
+        }
+    })
+}
+
+/// Set once every record is resolved: the sampler stops.
+static PRODUCED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 #[derive(Parser)]
 struct Args {
@@ -134,6 +181,8 @@ async fn main() {
     }
     let map_load = building.elapsed().as_secs_f64();
     let rss_before = peak_rss_mib();
+    let heap_before = heap_bytes();
+    let sampler = sample_memory(producer.clone());
     let cpu_before = cpu_seconds();
     let start = Instant::now();
     // Results are awaited as they come, so only the producer's outstanding bounds hold memory.
@@ -156,10 +205,26 @@ async fn main() {
     }
     drop(tx);
     let failed = waiter.await.expect("waiter");
+    PRODUCED.store(true, std::sync::atomic::Ordering::Relaxed);
     producer.shutdown().await;
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_before;
     let peak_rss = peak_rss_mib(); // before reading back, which holds every id
+    let memory = sampler.await.expect("sampler");
+    // Each record's own key and data, which the per-record figures leave out.
+    let own = format!("pk-{}", args.records / 2).len() + args.size.max(12);
+    let per_record =
+        |bytes: f64, outstanding: usize| bytes / outstanding.max(1) as f64 - own as f64;
+    let rss_per_record = per_record(
+        (peak_rss - rss_before) * 1024.0 * 1024.0,
+        memory.outstanding,
+    );
+    let heap_per_record = heap_before.map(|before| {
+        per_record(
+            memory.heap.saturating_sub(before) as f64,
+            memory.outstanding_at_heap,
+        )
+    });
     let s = producer.stats();
     let seen = read_back(&client, "bench").await;
     drop(child.stdin.take());
@@ -195,6 +260,18 @@ async fn main() {
         cpu * 1e6 / args.records as f64
     );
     println!("peak RSS           {peak_rss:.1} MiB ({rss_before:.1} MiB before producing)");
+    println!(
+        "outstanding        at most {} records; RSS beyond each one's key and data: {rss_per_record:.0} B",
+        memory.outstanding
+    );
+    if let (Some(per_record), Some(before)) = (heap_per_record, heap_before) {
+        println!(
+            "heap               peak {:.1} MiB ({:.1} MiB before), {} outstanding then; {per_record:.0} B per record beyond its key and data",
+            memory.heap as f64 / 1048576.0,
+            before as f64 / 1048576.0,
+            memory.outstanding_at_heap
+        );
+    }
     println!("failed {failed}, lost {lost}");
     println!(
         "{}",
@@ -205,6 +282,8 @@ async fn main() {
             "requests": s.requests, "throttled_requests": s.throttled_requests,
             "kinesis_records": s.kinesis_records_put, "cpu_us_per_record": cpu * 1e6 / args.records as f64,
             "peak_rss_mib": peak_rss, "rss_before_mib": rss_before, "failed": failed, "lost": lost,
+            "max_outstanding": memory.outstanding, "rss_bytes_per_outstanding": rss_per_record,
+            "heap_bytes_per_outstanding": heap_per_record,
         })
     );
     if failed > 0 || lost > 0 {

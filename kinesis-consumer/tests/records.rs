@@ -61,7 +61,7 @@ async fn resumes_inside_an_aggregate_at_the_right_sub_sequence() {
     producer.flush().await;
     for put in puts {
         assert!(
-            put.await.unwrap().sub_sequence_number.is_some(),
+            put.await.unwrap().sub_sequence_number().is_some(),
             "one aggregate"
         );
     }

@@ -15,6 +15,11 @@
 //! count too.
 //!
 //! A record waiting here has no TTL yet: its clock starts when `send` returns.
+//!
+//! The flag a waiter raises and the count a releaser lowers are read crosswise (the waiter
+//! raises the flag, then looks at the count; the releaser lowers the count, then looks at
+//! the flag), so both sides use sequentially consistent operations: with weaker ones a wake
+//! could be missed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -57,46 +62,52 @@ impl Gate {
     }
 
     fn has_room(&self, bytes: u64) -> bool {
-        let queued = self.queued.load(Ordering::Acquire);
+        let queued = self.queued.load(Ordering::SeqCst);
         // A record larger than the whole limit still goes, once the queue is empty.
-        queued == 0 || queued + bytes <= self.limit.load(Ordering::Acquire)
+        queued == 0 || queued + bytes <= self.limit.load(Ordering::SeqCst)
     }
 
     fn try_charge(self: &Arc<Self>, bytes: u64) -> Option<Charge> {
         self.has_room(bytes).then(|| {
-            self.queued.fetch_add(bytes, Ordering::AcqRel);
+            self.queued.fetch_add(bytes, Ordering::SeqCst);
             Charge {
-                gate: self.clone(),
+                gate: Some(self.clone()),
                 bytes,
             }
         })
     }
 
+    /// Gives back `bytes` charged before.
+    pub(crate) fn release(&self, bytes: u64) {
+        self.queued.fetch_sub(bytes, Ordering::SeqCst);
+        self.wake_if_room();
+    }
+
     /// Whether senders would wait for this gate now.
     pub(crate) fn is_full(&self) -> bool {
-        self.waiting.load(Ordering::Acquire) || !self.has_room(1)
+        self.waiting.load(Ordering::SeqCst) || !self.has_room(1)
     }
 
     /// Wakes the waiters if the queue is low enough.
     fn wake_if_room(&self) {
-        let low = (self.limit.load(Ordering::Acquire) as f64 * REOPEN_SHARE) as u64;
-        if self.waiting.load(Ordering::Acquire) && self.queued.load(Ordering::Acquire) <= low {
-            self.waiting.store(false, Ordering::Release);
+        let low = (self.limit.load(Ordering::SeqCst) as f64 * REOPEN_SHARE) as u64;
+        if self.waiting.load(Ordering::SeqCst) && self.queued.load(Ordering::SeqCst) <= low {
+            self.waiting.store(false, Ordering::SeqCst);
             self.notify.notify_waiters();
         }
     }
 
     /// Sets the limit (the shard's allowance changed).
     pub(crate) fn set_limit(&self, limit: u64) {
-        if self.limit.swap(limit, Ordering::AcqRel) < limit {
+        if self.limit.swap(limit, Ordering::SeqCst) < limit {
             self.wake_if_room();
         }
     }
 
     /// No limit at all, for good: the shard is gone or the producer is shutting down.
     fn open(&self) {
-        self.limit.store(u64::MAX, Ordering::Release);
-        self.waiting.store(false, Ordering::Release);
+        self.limit.store(u64::MAX, Ordering::SeqCst);
+        self.waiting.store(false, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
 }
@@ -104,14 +115,22 @@ impl Gate {
 /// A record's bytes on its shard's gate, given back when dropped.
 #[derive(Debug)]
 pub(crate) struct Charge {
-    gate: Arc<Gate>,
+    gate: Option<Arc<Gate>>,
     bytes: u64,
+}
+
+impl Charge {
+    /// The gate, whose bytes the caller now gives back through [`Gate::release`].
+    pub(crate) fn into_gate(mut self) -> Option<Arc<Gate>> {
+        self.gate.take()
+    }
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.gate.queued.fetch_sub(self.bytes, Ordering::AcqRel);
-        self.gate.wake_if_room();
+        if let Some(gate) = self.gate.take() {
+            gate.release(self.bytes);
+        }
     }
 }
 
@@ -132,7 +151,7 @@ pub(crate) struct Admission {
 impl Admission {
     /// The gate of `key`'s shard, if a shard map is installed.
     fn gate(&self, key: HashKey) -> Option<Arc<Gate>> {
-        if self.shut.load(Ordering::Acquire) {
+        if self.shut.load(Ordering::SeqCst) {
             return None;
         }
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
@@ -162,9 +181,9 @@ impl Admission {
             let notified = gate.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            gate.waiting.store(true, Ordering::Release);
+            gate.waiting.store(true, Ordering::SeqCst);
             // Room made, gate replaced or producer shut since the look above: look again.
-            if gate.has_room(bytes) || self.shut.load(Ordering::Acquire) {
+            if gate.has_room(bytes) || self.shut.load(Ordering::SeqCst) {
                 continue;
             }
             notified.await;
@@ -193,7 +212,7 @@ impl Admission {
 
     /// Opens every gate for good: the producer is shutting down.
     pub(crate) fn shut(&self) {
-        self.shut.store(true, Ordering::Release);
+        self.shut.store(true, Ordering::SeqCst);
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
         for gate in &map.gates {
             gate.open();
@@ -230,10 +249,10 @@ mod tests {
         let a = gate.try_charge(600).unwrap();
         let b = gate.try_charge(400).unwrap();
         assert!(gate.try_charge(1).is_none());
-        gate.waiting.store(true, Ordering::Release);
+        gate.waiting.store(true, Ordering::SeqCst);
         drop(b);
         assert!(
-            !gate.waiting.load(Ordering::Acquire),
+            !gate.waiting.load(Ordering::SeqCst),
             "woken at 600, below 80%"
         );
         assert!(!gate.is_full());

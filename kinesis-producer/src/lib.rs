@@ -15,7 +15,7 @@
 //! let producer = Producer::builder("clicks").client(client).build()?;
 //! let put = producer.send(UserRecord::new("user-42", "clicked")).await?;
 //! match put.await {
-//!     Ok(result) => println!("{} / {}", result.shard_id, result.sequence_number),
+//!     Ok(result) => println!("{} / {}", result.shard_id(), result.sequence_number()),
 //!     Err(failed) => eprintln!("not put ({}); record handed back: {:?}", failed.reason(), failed.record()),
 //! }
 //! producer.shutdown().await;
@@ -25,6 +25,7 @@
 //! Every record either lands or its future resolves to a [`PutError`] that hands it back.
 
 mod admission;
+mod bounds;
 mod builder;
 mod config;
 mod engine;

@@ -6,10 +6,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use kinesis_common::stream::StreamRef;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::admission::Admission;
+use crate::bounds::Bounds;
 use crate::config::Config;
 use crate::engine::{Command, Engine};
 use crate::stats::Stats;
@@ -29,10 +30,8 @@ pub(crate) struct Shared {
     pub config: Arc<Config>,
     pub client: aws_sdk_kinesis::Client,
     pub runtime: tokio::runtime::Handle,
-    /// Bytes (data + partition key) of unresolved records, over all streams.
-    pub bytes: Arc<Semaphore>,
-    /// Unresolved records, over all streams.
-    pub records: Arc<Semaphore>,
+    /// Unresolved records and their bytes (data + partition key), over all streams.
+    pub bounds: Arc<Bounds>,
     /// Shut down: every send fails.
     pub closed: AtomicBool,
     /// Every stream's pipeline, by the name or ARN it was asked for with.
@@ -46,8 +45,10 @@ impl Shared {
         runtime: tokio::runtime::Handle,
     ) -> Self {
         Shared {
-            bytes: Arc::new(Semaphore::new(config.max_outstanding_bytes)),
-            records: Arc::new(Semaphore::new(config.max_outstanding_records)),
+            bounds: Arc::new(Bounds::new(
+                config.max_outstanding_records,
+                config.max_outstanding_bytes,
+            )),
             config: Arc::new(config),
             client,
             runtime,

@@ -5,10 +5,11 @@ use std::sync::atomic::Ordering;
 
 use kinesis_common::stream::StreamRef;
 use kinesis_common::{HashKey, UserRecord};
-use tokio::sync::{OwnedSemaphorePermit, TryAcquireError, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::admission::Charge;
+use crate::bounds::{Refused, Room};
 use crate::builder::ProducerBuilder;
 use crate::engine::Command;
 use crate::error::{ProduceError, PutError};
@@ -40,8 +41,6 @@ impl std::fmt::Debug for Producer {
             .finish_non_exhaustive()
     }
 }
-
-type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit);
 
 impl Producer {
     /// Options for a producer of `stream` (a name or an ARN).
@@ -84,19 +83,8 @@ impl Producer {
         if self.shared.closed.load(Ordering::Acquire) {
             return Err(PutError::new(record, ProduceError::ShutDown));
         }
-        let permits = async {
-            let bytes = self
-                .shared
-                .bytes
-                .clone()
-                .acquire_many_owned(size)
-                .await
-                .ok()?;
-            let slot = self.shared.records.clone().acquire_owned().await.ok()?;
-            Some((bytes, slot))
-        };
-        match permits.await {
-            Some(permits) => self.enqueue(record, hash_key, permits, charge),
+        match self.shared.bounds.take(size).await {
+            Some(room) => self.enqueue(record, hash_key, room, charge),
             None => Err(PutError::new(record, ProduceError::ShutDown)),
         }
     }
@@ -114,21 +102,11 @@ impl Producer {
         let Ok(charge) = self.pipeline.admission.try_charge(hash_key, size.into()) else {
             return Err(full(record));
         };
-        let bytes = match self.shared.bytes.clone().try_acquire_many_owned(size) {
-            Ok(p) => p,
-            Err(TryAcquireError::NoPermits) => return Err(full(record)),
-            Err(TryAcquireError::Closed) => {
-                return Err(PutError::new(record, ProduceError::ShutDown));
-            }
-        };
-        let slot = match self.shared.records.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(TryAcquireError::NoPermits) => return Err(full(record)),
-            Err(TryAcquireError::Closed) => {
-                return Err(PutError::new(record, ProduceError::ShutDown));
-            }
-        };
-        self.enqueue(record, hash_key, (bytes, slot), charge)
+        match self.shared.bounds.try_take(size) {
+            Ok(room) => self.enqueue(record, hash_key, room, charge),
+            Err(Refused::Full) => Err(full(record)),
+            Err(Refused::Closed) => Err(PutError::new(record, ProduceError::ShutDown)),
+        }
     }
 
     fn admit(&self, record: UserRecord) -> Result<(UserRecord, HashKey, u32), PutError> {
@@ -152,13 +130,12 @@ impl Producer {
         &self,
         record: UserRecord,
         hash_key: HashKey,
-        permits: Permits,
+        room: Room,
         charge: Option<Charge>,
     ) -> Result<PutFuture, PutError> {
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
-        let deadline = now + self.shared.config.record_ttl;
-        let ticket = Ticket::new(record, hash_key, now, deadline, tx, permits, charge);
+        let ticket = Ticket::new(record, hash_key, now, tx, room.with_charge(charge));
         match self.pipeline.tx.send(Command::Record(ticket)) {
             Ok(()) => Ok(PutFuture::new(rx)),
             // The engine is gone: dropping the ticket resolves `rx` with the record.
@@ -198,8 +175,7 @@ impl Producer {
     pub async fn shutdown(&self) {
         self.shared.closed.store(true, Ordering::Release);
         self.tell_every_pipeline(Command::Shutdown).await;
-        self.shared.bytes.close();
-        self.shared.records.close();
+        self.shared.bounds.close();
     }
 
     /// A snapshot of the counters of this handle's stream.
@@ -241,12 +217,12 @@ impl Producer {
 
     /// Records sent but not yet resolved, over all streams.
     pub fn outstanding_records(&self) -> usize {
-        self.shared.config.max_outstanding_records - self.shared.records.available_permits()
+        self.shared.bounds.records()
     }
 
     /// Bytes (data + partition key) sent but not yet resolved, over all streams.
     pub fn outstanding_bytes(&self) -> usize {
-        self.shared.config.max_outstanding_bytes - self.shared.bytes.available_permits()
+        self.shared.bounds.bytes()
     }
 }
 

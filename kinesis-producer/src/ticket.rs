@@ -1,10 +1,12 @@
 //! A user record on its way through the pipeline, and the Kinesis records that carry them.
 
 use kinesis_common::{HashKey, KinesisRecord, UserRecord};
-use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::admission::Charge;
+use crate::bounds::Room;
 use crate::error::{ProduceError, PutError};
 use crate::result::{Outcome, PutResult};
 
@@ -16,16 +18,15 @@ pub(crate) struct Ticket {
     pub id: u64,
     pub record: UserRecord,
     pub hash_key: HashKey,
+    /// When `send` returned it; its TTL runs from here.
     pub arrival: Instant,
-    pub deadline: Instant,
     pub attempts: u32,
-    pub last_error: Option<String>,
     /// Counted in its shard's hot-key report (once, whatever its retries).
     pub counted: bool,
-    /// Its bytes on its shard's admission gate, given back when it is resolved.
-    _charge: Option<Charge>,
     tx: Option<oneshot::Sender<Outcome>>,
-    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// Its room under the outstanding bounds and its bytes on its shard's admission gate,
+    /// given back when it is resolved.
+    _room: Room,
 }
 
 impl Ticket {
@@ -33,24 +34,29 @@ impl Ticket {
         record: UserRecord,
         hash_key: HashKey,
         arrival: Instant,
-        deadline: Instant,
         tx: oneshot::Sender<Outcome>,
-        permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
-        charge: Option<Charge>,
+        room: Room,
     ) -> Self {
         Ticket {
             id: 0,
             record,
             hash_key,
             arrival,
-            deadline,
             attempts: 0,
-            last_error: None,
             counted: false,
-            _charge: charge,
             tx: Some(tx),
-            _permits: permits,
+            _room: room,
         }
+    }
+
+    /// When its TTL of `ttl` runs out.
+    pub(crate) fn deadline(&self, ttl: Duration) -> Instant {
+        self.arrival + ttl
+    }
+
+    /// Whether its TTL of `ttl` has run out at `at`.
+    pub(crate) fn expired(&self, at: Instant, ttl: Duration) -> bool {
+        self.deadline(ttl) <= at
     }
 
     /// Bytes the shard limit counts for this record alone.
@@ -110,12 +116,24 @@ impl Entry {
         self.tickets.len() > 1
     }
 
-    /// The earliest deadline among its user records.
-    pub(crate) fn deadline(&self) -> Instant {
+    /// The earliest deadline among its user records, whose TTL is `ttl`.
+    pub(crate) fn deadline(&self, ttl: Duration) -> Instant {
         self.tickets
             .iter()
-            .map(|t| t.deadline)
+            .map(|t| t.arrival)
             .min()
             .unwrap_or(self.oldest)
+            + ttl
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Memory per outstanding record is a stated figure (README): a ticket and the result
+    /// its future carries stay this small.
+    #[test]
+    fn a_ticket_and_its_result_stay_small() {
+        assert!(size_of::<super::Ticket>() <= 176);
+        assert!(size_of::<crate::result::Outcome>() <= 32);
     }
 }

@@ -27,8 +27,8 @@ async fn hundred_thousand_records_over_four_shards_arrive_exactly_once() {
     let mut aggregated = 0;
     for put in futures {
         let result = put.await.unwrap();
-        assert_eq!(result.attempts, 1);
-        aggregated += usize::from(result.sub_sequence_number.is_some());
+        assert_eq!(result.attempts(), 1);
+        aggregated += usize::from(result.sub_sequence_number().is_some());
     }
     producer.shutdown().await;
     let stats = producer.stats();
@@ -73,16 +73,17 @@ async fn results_name_shard_sequence_and_sub_sequence() {
         .await
         .unwrap();
     let (a, b) = (a.await.unwrap(), b.await.unwrap());
-    assert_eq!(a.shard_id, b.shard_id);
+    assert_eq!(a.shard_id(), b.shard_id());
     assert_eq!(
-        a.sequence_number, b.sequence_number,
+        a.sequence_number(),
+        b.sequence_number(),
         "one aggregate carries both"
     );
     assert_eq!(
-        (a.sub_sequence_number, b.sub_sequence_number),
+        (a.sub_sequence_number(), b.sub_sequence_number()),
         (Some(0), Some(1))
     );
-    assert!(a.buffered < Duration::from_secs(5));
+    assert!(a.buffered() < Duration::from_secs(5));
 
     // Without aggregation every record is its own Kinesis record.
     let plain = Producer::builder("results")
@@ -96,7 +97,7 @@ async fn results_name_shard_sequence_and_sub_sequence() {
         .unwrap()
         .await
         .unwrap();
-    assert_eq!(c.sub_sequence_number, None);
+    assert_eq!(c.sub_sequence_number(), None);
     plain.shutdown().await;
     producer.shutdown().await;
 }

@@ -27,7 +27,7 @@ async fn a_thousand_shard_stream_takes_records_on_nearly_every_shard() {
     }
     let mut shards_written = HashSet::new();
     for put in puts {
-        shards_written.insert(put.await.unwrap().shard_id);
+        shards_written.insert(put.await.unwrap().shard_id().to_owned());
     }
     producer.shutdown().await;
     let stats = producer.stats();

@@ -101,6 +101,8 @@ pub struct Aggregator {
     /// The `records` field of every record added, encoded as it was added (the tables go
     /// before them, so they are joined at the end).
     records: BytesMut,
+    /// Where each record's data starts in `records`, and its length.
+    data_spans: Vec<(u32, u32)>,
     /// How many records.
     count: usize,
     first: Option<First>,
@@ -154,6 +156,7 @@ impl Aggregator {
             explicit_hash_keys: Vec::new(),
             explicit_hash_key_index: HashMap::default(),
             records: BytesMut::new(),
+            data_spans: Vec::new(),
             count: 0,
             first: None,
             body_len: 0,
@@ -282,6 +285,9 @@ impl Aggregator {
         }
         out.put_u8(KEY_RECORD_DATA);
         encode_varint(record.data.len() as u64, out);
+        // Within 1 MiB (the limit), so both fit a u32.
+        self.data_spans
+            .push((out.len() as u32, record.data.len() as u32));
         out.put_slice(&record.data);
         self.count += 1;
         Ok(())
@@ -293,6 +299,14 @@ impl Aggregator {
     /// keyed by the first record's partition key, with the first record's hash key as its
     /// explicit hash key so that it lands on the shard all of them map to.
     pub fn finish(&mut self) -> Option<KinesisRecord> {
+        self.finish_sharing(|_| {})
+    }
+
+    /// Like [`Aggregator::finish`], and calls `each_data` with each user record's data, in
+    /// the order they were added, as a slice of the emitted record's data: no copy. A caller
+    /// that keeps the user records until the aggregate is put can swap their data for these
+    /// slices, so the bytes are held once instead of twice.
+    pub fn finish_sharing(&mut self, mut each_data: impl FnMut(Bytes)) -> Option<KinesisRecord> {
         let record = match (self.count, &self.first) {
             (0, _) | (_, None) => None,
             (1, Some(first)) => Some(KinesisRecord {
@@ -302,12 +316,22 @@ impl Aggregator {
                     .map(|i| self.explicit_hash_keys[i as usize].clone()),
                 data: first.data.clone(),
             }),
-            _ => Some(KinesisRecord {
-                partition_key: self.partition_keys[0].clone(),
-                explicit_hash_key: Some(self.first_hash_key.to_string()),
-                data: self.encode(),
-            }),
+            _ => {
+                let (data, records_at) = self.encode();
+                for &(at, len) in &self.data_spans {
+                    let start = records_at + at as usize;
+                    each_data(data.slice(start..start + len as usize));
+                }
+                Some(KinesisRecord {
+                    partition_key: self.partition_keys[0].clone(),
+                    explicit_hash_key: Some(self.first_hash_key.to_string()),
+                    data,
+                })
+            }
         };
+        if let (Some(record), 1) = (&record, self.count) {
+            each_data(record.data.clone());
+        }
         self.clear();
         record
     }
@@ -319,14 +343,16 @@ impl Aggregator {
         self.explicit_hash_keys.clear();
         self.explicit_hash_key_index.clear();
         self.records.clear();
+        self.data_spans.clear();
         self.count = 0;
         self.first = None;
         self.body_len = 0;
         self.first_hash_key = HashKey::MIN;
     }
 
-    /// The aggregated bytes: magic, protobuf body, MD5 of the body.
-    fn encode(&self) -> Bytes {
+    /// The aggregated bytes: magic, protobuf body, MD5 of the body; and where the records
+    /// field starts in them.
+    fn encode(&self) -> (Bytes, usize) {
         let mut out = BytesMut::with_capacity(FRAMING_LEN + self.body_len);
         out.put_slice(&MAGIC);
         for key in &self.partition_keys {
@@ -339,11 +365,12 @@ impl Aggregator {
             encode_varint(key.len() as u64, &mut out);
             out.put_slice(key.as_bytes());
         }
+        let records_at = out.len();
         out.put_slice(&self.records);
         debug_assert_eq!(out.len(), MAGIC.len() + self.body_len);
         let checksum = Md5::digest(&out[MAGIC.len()..]);
         out.put_slice(&checksum);
-        out.freeze()
+        (out.freeze(), records_at)
     }
 }
 
@@ -463,5 +490,36 @@ mod tests {
             Err(AggregationError::InvalidLimit { .. })
         ));
         assert!(Aggregator::new(DEFAULT_MAX_RECORD_BYTES).is_ok());
+    }
+
+    #[test]
+    fn finish_sharing_hands_out_each_data_as_a_slice_of_the_aggregate() {
+        let mut agg = Aggregator::default();
+        let records = [
+            UserRecord::new("a", "one"),
+            UserRecord::new("b", vec![0u8, b'\n', 255]).with_explicit_hash_key("7"),
+            UserRecord::new("a", vec![9u8; 300]),
+        ];
+        for r in &records {
+            add(&mut agg, r).unwrap();
+        }
+        let mut shared = Vec::new();
+        let out = agg.finish_sharing(|data| shared.push(data)).unwrap();
+        let datas: Vec<_> = records.iter().map(|r| r.data.clone()).collect();
+        assert_eq!(shared, datas);
+        let within = out.data.as_ptr_range();
+        assert!(
+            shared.iter().all(|d| within.contains(&d.as_ptr())),
+            "no copies"
+        );
+
+        add(&mut agg, &records[0]).unwrap();
+        let mut alone = Vec::new();
+        let plain = agg.finish_sharing(|data| alone.push(data)).unwrap();
+        assert_eq!(alone, vec![plain.data]);
+        assert!(
+            agg.finish_sharing(|_| panic!("nothing collected"))
+                .is_none()
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! Acting on a PutRecords answer, as `outcome` judged it: records put, retried or failed,
 //! each shard's limiter told, aggregates that landed on an unexpected shard set aside.
 
+use std::sync::Arc;
+
 use kinesis_common::{ErrorKind, ServiceError};
 use tokio::task::JoinError;
 use tokio::time::Instant;
@@ -9,7 +11,7 @@ use super::outcome::{self, Fatal, Verdict};
 use super::send::{InFlight, RequestOutcome};
 use super::{Engine, Landed};
 use crate::error::ProduceError;
-use crate::result::PutResult;
+use crate::result::{Landing, PutResult};
 use crate::stats;
 use crate::telemetry::ShardMetrics;
 use crate::ticket::Entry;
@@ -179,22 +181,18 @@ impl Engine {
         self.metrics
             .user_records_per_kinesis_record
             .record(count as f64);
+        let landing = Landing::new(shard_id, sequence_number);
         for (index, ticket) in entry.tickets.into_iter().enumerate() {
-            self.succeed_ticket(
-                ticket,
-                shard_id,
-                sequence_number,
-                aggregated.then_some(index as u64),
-                started,
-            );
+            let sub_sequence_number = aggregated.then_some(index as u64);
+            self.succeed_ticket(ticket, &landing, sub_sequence_number, started);
         }
     }
 
+    /// Resolves one user record that `landing` carries.
     pub(super) fn succeed_ticket(
         &mut self,
         ticket: crate::ticket::Ticket,
-        shard_id: &str,
-        sequence_number: &str,
+        landing: &Arc<Landing>,
         sub_sequence_number: Option<u64>,
         started: Instant,
     ) {
@@ -204,13 +202,12 @@ impl Engine {
         self.metrics
             .buffering_seconds
             .record(buffered.as_secs_f64());
-        let result = PutResult {
-            shard_id: shard_id.to_owned(),
-            sequence_number: sequence_number.to_owned(),
+        let result = PutResult::new(
+            landing.clone(),
             sub_sequence_number,
-            attempts: ticket.attempts,
+            ticket.attempts,
             buffered,
-        };
+        );
         self.succeed(ticket, result);
     }
 }

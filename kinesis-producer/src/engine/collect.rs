@@ -47,6 +47,7 @@ impl Engine {
 
     /// Takes entries round-robin across shards, as each shard's rate limit allows.
     fn collect(&mut self, now: Instant, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+        let ttl = self.cfg.record_ttl;
         let mut batch: Vec<Entry> = Vec::new();
         let mut bytes = 0usize;
         let mut stale: Vec<Entry> = Vec::new();
@@ -68,12 +69,12 @@ impl Engine {
                 let Some(front) = shard.front() else {
                     continue;
                 };
-                if front.deadline() <= now {
+                if front.deadline(ttl) <= now {
                     if let Some(entry) = shard.pop_front() {
                         if self.order.is_some() {
                             // In order: the live records stay at the front, packed again.
                             let (dead, live): (Vec<_>, Vec<_>) =
-                                entry.tickets.into_iter().partition(|t| t.deadline <= now);
+                                entry.tickets.into_iter().partition(|t| t.expired(now, ttl));
                             expired.extend(dead);
                             shard.requeue_front(live);
                         } else {

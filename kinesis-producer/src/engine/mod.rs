@@ -27,6 +27,7 @@ mod collect;
 pub(crate) mod limiter;
 mod order;
 mod outcome;
+mod outstanding;
 mod refresh;
 mod retry;
 mod routing;
@@ -117,10 +118,13 @@ pub(crate) struct Engine {
 
     next_id: u64,
     /// Unresolved tickets: id → arrival (ids grow with arrival, so the first is the oldest).
-    outstanding: BTreeMap<u64, Instant>,
+    outstanding: outstanding::Outstanding,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     shutdowns: Vec<oneshot::Sender<()>>,
     rng: StdRng,
+    /// Why the last attempt of each retried, unresolved record failed, by ticket id (kept
+    /// here rather than in every ticket: most records are never retried).
+    last_errors: HashMap<u64, std::sync::Arc<str>>,
     next_hot_report: Instant,
 }
 
@@ -159,10 +163,11 @@ impl Engine {
             next_refresh: Instant::now(),
             refresh_failures: 0,
             next_id: 0,
-            outstanding: BTreeMap::new(),
+            outstanding: outstanding::Outstanding::new(Instant::now()),
             flushes: Vec::new(),
             shutdowns: Vec::new(),
             rng: StdRng::from_os_rng(),
+            last_errors: HashMap::new(),
             next_hot_report: Instant::now(),
         }
     }
@@ -288,13 +293,15 @@ impl Engine {
 
     /// Resolves a ticket successfully.
     fn succeed(&mut self, ticket: Ticket, result: crate::result::PutResult) {
-        self.outstanding.remove(&ticket.id);
+        self.outstanding.remove(ticket.id);
+        self.forget_error(ticket.id);
         ticket.succeed(result);
     }
 
     /// Resolves a ticket with an error, handing its record back.
     fn fail(&mut self, ticket: Ticket, reason: ProduceError) {
-        self.outstanding.remove(&ticket.id);
+        self.outstanding.remove(ticket.id);
+        self.forget_error(ticket.id);
         stats::add(&self.stats.user_records_failed, 1);
         self.metrics.user_records_failed.increment(1);
         if matches!(reason, ProduceError::Expired { .. }) {
@@ -307,7 +314,7 @@ impl Engine {
         let reason = ProduceError::Expired {
             ttl: self.cfg.record_ttl,
             attempts: ticket.attempts,
-            last_error: ticket.last_error.clone(),
+            last_error: self.last_errors.get(&ticket.id).map(|e| e.to_string()),
         };
         self.fail(ticket, reason);
     }
@@ -317,10 +324,7 @@ impl Engine {
         if self.flushes.is_empty() {
             return;
         }
-        let first_outstanding = self
-            .outstanding
-            .first_key_value()
-            .map_or(u64::MAX, |(id, _)| *id);
+        let first_outstanding = self.outstanding.first_id().unwrap_or(u64::MAX);
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flushes)
             .into_iter()
             .partition(|(upto, _)| *upto <= first_outstanding);
@@ -357,7 +361,7 @@ impl Engine {
 
     /// Publishes what `stats()` and the gauges show of the engine's state.
     fn report(&self, now: Instant) {
-        let oldest = self.outstanding.first_key_value().map(|(_, at)| *at);
+        let oldest = self.outstanding.oldest_arrival();
         self.stats.set_oldest_unresolved(oldest);
         let age = oldest.map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64());
         self.metrics.oldest_record_age_seconds.set(age);
@@ -444,7 +448,12 @@ impl Engine {
             // The hot-key report slides with time, traffic or not.
             wake = wake.min(self.next_hot_report);
         }
-        if let Some(deadline) = self.unrouted.iter().map(|t| t.deadline).min() {
+        if let Some(deadline) = self
+            .unrouted
+            .iter()
+            .map(|t| t.deadline(self.cfg.record_ttl))
+            .min()
+        {
             wake = wake.min(deadline);
         }
         let flushing = self.flushing();

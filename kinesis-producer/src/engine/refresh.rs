@@ -191,16 +191,11 @@ impl Engine {
             metrics.kinesis_records_put.increment(1);
             metrics.bytes_put.increment(entry.size() as u64);
             predicted.push(entry.shard_id);
+            let landing = crate::result::Landing::new(&shard_id, &sequence_number);
             for (index, ticket) in entry.tickets.into_iter().enumerate() {
                 if range.as_ref().is_some_and(|r| r.contains(ticket.hash_key)) {
                     metrics.user_records_put.increment(1);
-                    self.succeed_ticket(
-                        ticket,
-                        &shard_id,
-                        &sequence_number,
-                        Some(index as u64),
-                        started,
-                    );
+                    self.succeed_ticket(ticket, &landing, Some(index as u64), started);
                 } else {
                     stats::add(&self.stats.wrong_shard_resends, 1);
                     again.push(ticket);

@@ -22,8 +22,9 @@ impl Engine {
     /// backoff would outlast.
     pub(super) fn retry(&mut self, tickets: Vec<Ticket>, error: &str, now: Instant) {
         let mut retried = 0u64;
-        for mut ticket in tickets {
-            ticket.last_error = Some(error.to_owned());
+        let error: std::sync::Arc<str> = error.into();
+        for ticket in tickets {
+            self.last_errors.insert(ticket.id, error.clone());
             if !self.rx_open {
                 self.fail(ticket, ProduceError::ShutDown);
                 continue;
@@ -33,7 +34,7 @@ impl Engine {
                 .backoff
                 .delay(ticket.attempts.saturating_sub(1), &mut self.rng);
             let at = now + delay;
-            if at >= ticket.deadline {
+            if ticket.expired(at, self.cfg.record_ttl) {
                 self.expire(ticket);
                 continue;
             }
@@ -50,8 +51,9 @@ impl Engine {
     /// belonged to a shard that has since closed (its records go to the children's fronts).
     fn retry_in_order(&mut self, mut entry: Entry, error: &str, now: Instant) {
         entry.claim = None;
-        for ticket in &mut entry.tickets {
-            ticket.last_error = Some(error.to_owned());
+        let error: std::sync::Arc<str> = error.into();
+        for ticket in &entry.tickets {
+            self.last_errors.insert(ticket.id, error.clone());
         }
         if !self.rx_open {
             for ticket in entry.tickets {
@@ -65,7 +67,8 @@ impl Engine {
                 .cfg
                 .backoff
                 .delay(attempts.saturating_sub(1), &mut self.rng);
-        let live = entry.tickets.iter().filter(|t| t.deadline > at).count();
+        let ttl = self.cfg.record_ttl;
+        let live = entry.tickets.iter().filter(|t| !t.expired(at, ttl)).count();
         let expiring = live < entry.tickets.len();
         let retried = live as u64;
         if !expiring && let Some(shard) = self.shards.get_mut(&entry.shard_id) {
@@ -75,7 +78,7 @@ impl Engine {
             }
         } else {
             let (dead, live): (Vec<_>, Vec<_>) =
-                entry.tickets.into_iter().partition(|t| t.deadline <= at);
+                entry.tickets.into_iter().partition(|t| t.expired(at, ttl));
             for ticket in dead {
                 self.expire(ticket);
             }
@@ -83,5 +86,12 @@ impl Engine {
         }
         crate::stats::add(&self.stats.retries, retried);
         self.metrics.retries.increment(retried);
+    }
+
+    /// A record is resolved: its last error is no longer needed.
+    pub(super) fn forget_error(&mut self, id: u64) {
+        if !self.last_errors.is_empty() {
+            self.last_errors.remove(&id);
+        }
     }
 }

@@ -27,7 +27,7 @@ impl Engine {
             self.fail(ticket, ProduceError::ShutDown);
             return;
         }
-        if ticket.deadline <= now {
+        if ticket.expired(now, self.cfg.record_ttl) {
             self.expire(ticket);
             return;
         }
@@ -84,7 +84,7 @@ impl Engine {
         tickets.sort_by_key(|t| t.id);
         let mut by_shard: HashMap<String, (ShardRange, Vec<Ticket>)> = HashMap::new();
         for ticket in tickets {
-            if ticket.deadline <= now {
+            if ticket.expired(now, self.cfg.record_ttl) {
                 self.expire(ticket);
                 continue;
             }
@@ -112,9 +112,10 @@ impl Engine {
         if self.unrouted.is_empty() {
             return;
         }
+        let ttl = self.cfg.record_ttl;
         let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unrouted)
             .into_iter()
-            .partition(|t| t.deadline <= now);
+            .partition(|t| t.expired(now, ttl));
         self.unrouted = waiting;
         for ticket in expired {
             self.expire(ticket);

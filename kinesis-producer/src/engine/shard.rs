@@ -28,6 +28,8 @@ pub(super) struct ShardState {
     /// When the first of them joined the aggregate: when it must close. A retried record
     /// joins late though it was sent long ago, and must not cut the aggregate short.
     pending_since: Option<Instant>,
+    /// How many records the last aggregate took.
+    last_aggregate_len: usize,
     /// Closed aggregates and plain records, oldest first.
     ready: VecDeque<Entry>,
     /// Their bytes.
@@ -59,6 +61,7 @@ impl ShardState {
             pending: Vec::new(),
             pending_oldest: None,
             pending_since: None,
+            last_aggregate_len: 0,
             ready: VecDeque::new(),
             ready_bytes: 0,
             limiter: ShardLimiter::new(cfg.shard_bytes_per_sec(), cfg.shard_records_per_sec(), now),
@@ -115,6 +118,11 @@ impl ShardState {
                 .map_or(ticket.arrival, |o| o.min(ticket.arrival)),
         );
         self.pending_since.get_or_insert(now);
+        if self.pending.capacity() == 0 {
+            // The next aggregate likely takes as many records as the last: no regrowth and
+            // little slack (allocated on first use, so idle shards hold nothing).
+            self.pending.reserve_exact(self.last_aggregate_len.max(4));
+        }
         self.pending.push(ticket);
     }
 
@@ -166,8 +174,18 @@ impl ShardState {
         let Some(aggregator) = self.aggregator.as_mut() else {
             return;
         };
-        if let Some(record) = aggregator.finish() {
+        // Each record's data becomes a slice of the aggregate, which holds the bytes once.
+        let mut tickets = self.pending.iter_mut();
+        let finished = aggregator.finish_sharing(|data| {
+            if let Some(ticket) = tickets.next() {
+                ticket.record.data = data;
+            }
+        });
+        if let Some(record) = finished {
             self.pending_since = None;
+            self.last_aggregate_len = self.pending.len();
+            // Tickets wait in their entry until it is put: hold no spare capacity for them.
+            self.pending.shrink_to_fit();
             let entry = Entry {
                 shard_id: self.range.shard_id.clone(),
                 record,
@@ -301,24 +319,21 @@ mod tests {
 
     use kinesis_common::HashKey;
     use kinesis_common::UserRecord;
-    use tokio::sync::{Semaphore, oneshot};
+    use tokio::sync::oneshot;
+
+    use crate::bounds::Bounds;
 
     use super::*;
 
     fn ticket(data: &str, arrival: Instant) -> Ticket {
-        let permits = Arc::new(Semaphore::new(10));
+        let bounds = Arc::new(Bounds::new(10, 1_000));
         let (tx, _rx) = oneshot::channel();
         Ticket::new(
             UserRecord::new("k", data.to_owned()),
             HashKey(0),
             arrival,
-            arrival + Duration::from_secs(30),
             tx,
-            (
-                permits.clone().try_acquire_owned().unwrap(),
-                permits.try_acquire_owned().unwrap(),
-            ),
-            None,
+            bounds.try_take(1).unwrap(),
         )
     }
 
