@@ -79,6 +79,12 @@ struct Args {
     /// Keep each key's records in send order (the producer's `ordered` option).
     #[arg(long)]
     ordered: bool,
+    /// The producer's `max_outstanding_bytes`, in MiB (its default: 64).
+    #[arg(long, default_value_t = 64)]
+    max_outstanding_mib: usize,
+    /// The producer's `max_bytes_per_request`, in KiB (its default: 5 MiB, PutRecords' limit).
+    #[arg(long, default_value_t = 5120)]
+    max_request_kib: usize,
     /// Internal: serve the emulator and print its endpoints.
     #[arg(long, hide = true)]
     serve: bool,
@@ -172,6 +178,8 @@ async fn main() {
     let producer = Producer::builder("bench")
         .client(client.clone())
         .ordered(args.ordered)
+        .max_outstanding_bytes(args.max_outstanding_mib << 20)
+        .max_bytes_per_request(args.max_request_kib << 10)
         .build()
         .expect("producer");
     // The first ListShards load (every page of it), which `send` needs to route.
@@ -277,6 +285,7 @@ async fn main() {
         "{}",
         serde_json::json!({
             "records": args.records, "size": args.size, "shards": args.shards, "ordered": args.ordered,
+            "max_outstanding_mib": args.max_outstanding_mib, "max_request_kib": args.max_request_kib,
             "shard_map_load_s": map_load, "seconds": seconds,
             "records_per_s": args.records as f64 / seconds, "mib_per_s_per_shard": per_shard,
             "requests": s.requests, "throttled_requests": s.throttled_requests,
