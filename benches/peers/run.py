@@ -3,15 +3,19 @@ instead, on one emulator (our kinesis-testkit binary, with and without shard lim
 one workload. Called by run.sh, which installs the peers and builds our binaries.
 
   python run.py BIN_DIR [--records 100000] [--big-records 2000] [--consumer-records 20000]
+                [--kpl-classpath CP]
 
 Every producer runs as its own process under /usr/bin/time -v (CPU seconds, peak RSS) and
 writes its own stream; every stream is read back with boto3 and deaggregated to count lost
-and duplicate records. Consumers are timed from process start to first record, and, with
+and duplicate records, and the PUT payload units its Kinesis records cost. The real KPL
+(Java, with its native daemon) talks to the emulator's HTTPS endpoint and reports its own CPU
+and memory, the daemon's included; its stream is also read by our consumer. Consumers are timed from process start to first record, and, with
 two workers sharing a stream, from `kill -9` of one until its shards deliver again.
 """
 
 import argparse
 import base64
+import math
 import collections
 import json
 import os
@@ -29,6 +33,9 @@ from aws_kinesis_agg.deaggregator import iter_deaggregate_records
 HERE = os.path.dirname(os.path.abspath(__file__))
 PEERS = [sys.executable, os.path.join(HERE, "peers.py")]
 MIB = 1024 * 1024
+# Kinesis bills PUT payload units of 25 KB per record, rounded up.
+PUT_UNIT = 25 * 1024
+KPL = "KPL 1.1.1 (Java)"
 
 
 def free_port():
@@ -44,7 +51,9 @@ class Emulator:
 
     def __init__(self, bin_dir, limits):
         self.kport, self.dport = free_port(), free_port()
-        args = [os.path.join(bin_dir, "kinesis-testkit"), "--kinesis-port", str(self.kport), "--dynamodb-port", str(self.dport)]
+        self.tls_port = free_port()
+        args = [os.path.join(bin_dir, "kinesis-testkit"), "--kinesis-port", str(self.kport), "--dynamodb-port", str(self.dport),
+                "--kinesis-tls-port", str(self.tls_port)]
         if limits:
             args.append("--enforce-limits")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -70,12 +79,15 @@ class Emulator:
             time.sleep(0.05)
 
     def read_back(self, stream):
-        """(user records, distinct payloads) of the whole stream."""
-        total, distinct = 0, set()
+        """(user records, distinct payloads, Kinesis records, PUT payload units) of the stream."""
+        total, distinct, stored, units = 0, set(), 0, 0
         for shard in self.kinesis.list_shards(StreamName=stream)["Shards"]:
             it = self.kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
             while it:
                 page = self.kinesis.get_records(ShardIterator=it, Limit=10000)
+                for record in page["Records"]:
+                    stored += 1
+                    units += math.ceil((len(record["Data"]) + len(record["PartitionKey"].encode())) / PUT_UNIT)
                 for user in iter_deaggregate_records(page["Records"], data_format="Boto3"):
                     total += 1
                     data = user["kinesis"]["data"]
@@ -84,7 +96,7 @@ class Emulator:
                 if not page["Records"]:
                     break
                 it = page.get("NextShardIterator")
-        return total, len(distinct)
+        return total, len(distinct), stored, units
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
@@ -106,7 +118,19 @@ def last_json(text):
     return json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
 
 
-def producers(bin_dir, records, size, shards, limits):
+def read_by_ours(bin_dir, emulator, stream, work):
+    """Distinct payloads our consumer delivers from the whole stream (KPL-aggregated records
+    deaggregated by our worker), once it has been idle for 3 s."""
+    out = os.path.join(work, f"{stream}-read.tsv")
+    if os.path.exists(out):
+        os.remove(out)
+    subprocess.run([os.path.join(bin_dir, "examples", "consume"), "--stream", stream, "--app-name", f"read-{stream}-{os.getpid()}",
+                    "--until-idle", "3", "--records-out", out], env=emulator.env, check=True, capture_output=True, timeout=300)
+    with open(out, encoding="utf-8") as f:
+        return len({line.rstrip("\n").split("\t", 4)[4] for line in f if not line.startswith("#")})
+
+
+def producers(bin_dir, records, size, shards, limits, kpl_classpath=None):
     rows = []
     emulator = Emulator(bin_dir, limits)
     try:
@@ -115,13 +139,22 @@ def producers(bin_dir, records, size, shards, limits):
             ("aiokpl 0.2.0", [*PEERS, "aiokpl", "aiokpl", str(records), str(size)]),
             ("boto3 PutRecords", [*PEERS, "boto3", "boto3", str(records), str(size)]),
         ]
+        if kpl_classpath:
+            runs.append((KPL, ["java", "-cp", kpl_classpath, "peers.KplProducer", "127.0.0.1", str(emulator.tls_port), "kpl",
+                               str(records), str(size)]))
         for name, args in runs:
-            stream = args[args.index("--stream") + 1] if "--stream" in args else args[len(PEERS) + 1]
+            stream = "kpl" if name == KPL else args[args.index("--stream") + 1] if "--stream" in args else args[len(PEERS) + 1]
             emulator.create(stream, shards)
             stdout, cpu, rss = timed(args, emulator.env)
             result = last_json(stdout)
+            if name == KPL:
+                # The KPL's daemon is a process of its own, alive beside the JVM: its peak adds
+                # to the JVM's (/usr/bin/time reports the larger); its CPU counts in
+                # /usr/bin/time's once the JVM has reaped it, as KplProducer makes sure.
+                cpu = max(cpu, result["jvm_cpu_s"] + result["daemon_cpu_s"])
+                rss = result["jvm_peak_rss_mib"] + result["daemon_peak_rss_mib"]
             acked = result["acknowledged"]
-            total, distinct = emulator.read_back(stream)
+            total, distinct, stored, units = emulator.read_back(stream)
             rows.append({
                 "producer": name, "limits": "on" if limits else "off", "records": records, "size": size, "shards": shards,
                 "records_per_s": acked / result["seconds"],
@@ -129,7 +162,11 @@ def producers(bin_dir, records, size, shards, limits):
                 "throttled_entries": result.get("throttled_entries", 0),
                 "cpu_s_per_100k": cpu / records * 100_000, "peak_rss_mib": rss,
                 "lost": records - distinct, "duplicates": total - distinct, "failed": result.get("failed", 0),
+                "kinesis_records": stored, "put_payload_units": units,
             })
+            if name == KPL:
+                rows[-1]["kpl_split"] = {k: result[k] for k in ("jvm_cpu_s", "daemon_cpu_s", "jvm_peak_rss_mib", "daemon_peak_rss_mib")}
+                rows[-1]["read_by_our_consumer"] = read_by_ours(bin_dir, emulator, stream, os.path.dirname(bin_dir.rstrip("/")))
             print(json.dumps(rows[-1]), file=sys.stderr)
     finally:
         emulator.stop()
@@ -291,20 +328,27 @@ def main():
     p.add_argument("--codec-records", type=int, default=200_000)
     p.add_argument("--bound", type=float, default=240.0, help="seconds to wait for any one consumer phase")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--kpl-classpath", help="run the real KPL too, from this Java class path (run.sh builds it)")
     p.add_argument("--no-kcl", action="store_true", help="consumers: ours only (kcl-rs takes minutes)")
     p.add_argument("--skip-peer-failover", action="store_true", help="do not time kcl-rs's failover (it takes minutes)")
     a = p.parse_args()
 
     rows = []
     for limits in (False, True):
-        rows += producers(a.bin_dir, a.records, 100, 4, limits)
-    rows += producers(a.bin_dir, a.big_records, 10_000, 1, True)
+        rows += producers(a.bin_dir, a.records, 100, 4, limits, a.kpl_classpath)
+    rows += producers(a.bin_dir, a.big_records, 10_000, 1, True, a.kpl_classpath)
     print("\nProducers (same emulator, same workload; throughput from first send to last acknowledgement)\n")
-    print("| producer | limits | workload | records/s | MB/s per shard | throttled entries | CPU s / 100k | peak RSS MiB | lost |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| producer | limits | workload | records/s | MB/s per shard | throttled entries | CPU s / 100k | peak RSS MiB | "
+          "Kinesis records | PUT payload units | lost |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['producer']} | {r['limits']} | {r['records']:,} × {r['size']:,} B, {r['shards']} shard(s) | {fmt(r['records_per_s'], 0)} | "
-              f"{fmt(r['mb_per_s_per_shard'], 2)} | {r['throttled_entries']:,} | {fmt(r['cpu_s_per_100k'], 2)} | {fmt(r['peak_rss_mib'], 0)} | {r['lost']:,} |")
+              f"{fmt(r['mb_per_s_per_shard'], 2)} | {r['throttled_entries']:,} | {fmt(r['cpu_s_per_100k'], 2)} | {fmt(r['peak_rss_mib'], 0)} | "
+              f"{r['kinesis_records']:,} | {r['put_payload_units']:,} | {r['lost']:,} |")
+    for r in rows:
+        if "kpl_split" in r:
+            print(f"{r['producer']}, limits {r['limits']}, {r['records']:,} × {r['size']:,} B: {r['kpl_split']}; "
+                  f"our consumer read {r['read_by_our_consumer']:,} distinct records of its stream")
 
     ours = last_json(subprocess.run([os.path.join(a.bin_dir, "codec_rate"), "--records", str(a.codec_records * 5), "--size", "100"],
                                     capture_output=True, text=True, check=True).stdout)
@@ -326,7 +370,12 @@ def main():
         with open(a.json, "w", encoding="utf-8") as f:
             json.dump({"producers": rows, "codec": {"ours": ours, "aws_kinesis_agg": theirs}, "consumers": crows}, f, indent=1)
     ours_lost = sum(r["lost"] for r in rows if r["producer"] == "ours") + sum(r["missing"] for r in crows if r["consumer"] == "ours")
-    sys.exit(1 if ours_lost else 0)
+    # Every record the KPL stored must come out of our consumer (deaggregation of the real KPL's
+    # aggregates).
+    unread = [r for r in rows if r["producer"] == KPL and r["read_by_our_consumer"] != r["records"] - r["lost"]]
+    for r in unread:
+        print(f"our consumer read {r['read_by_our_consumer']} of the {r['records'] - r['lost']} records the KPL stored", file=sys.stderr)
+    sys.exit(1 if ours_lost or unread else 0)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::capacity::Capacity;
@@ -110,8 +111,14 @@ pub(crate) struct Front {
 }
 
 impl Front {
-    /// Serves connections on `listener` until `shutdown` turns true.
-    pub(crate) async fn serve(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    /// Serves connections on `listener` until `shutdown` turns true; over TLS when `tls` is
+    /// given.
+    pub(crate) async fn serve(
+        self,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let front = Arc::new(self);
         loop {
             tokio::select! {
@@ -120,19 +127,36 @@ impl Front {
                     let Ok((stream, _)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let front = front.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        let service = service_fn(move |request: Request<Incoming>| {
-                            let front = front.clone();
-                            async move { front.handle(request).await }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .with_upgrades()
-                            .await;
+                        match tls {
+                            None => front.connection(stream).await,
+                            // A failed handshake only ends that connection.
+                            Some(tls) => {
+                                if let Ok(stream) = tls.accept(stream).await {
+                                    front.connection(stream).await;
+                                }
+                            }
+                        }
                     });
                 }
             }
         }
+    }
+
+    /// Serves one connection's requests until it closes.
+    async fn connection<S>(self: Arc<Self>, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = service_fn(move |request: Request<Incoming>| {
+            let front = self.clone();
+            async move { front.handle(request).await }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades()
+            .await;
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Result<Response<Body>, InjectedDrop> {

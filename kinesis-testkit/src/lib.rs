@@ -26,6 +26,7 @@ mod local;
 pub mod streams;
 pub mod tables;
 mod target;
+mod tls;
 
 pub use capacity::{CapacityReport, OperationCapacity};
 pub use fault::{FaultAction, FaultRule, FaultStats, Faults, RuleId, Service};

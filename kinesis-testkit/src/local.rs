@@ -100,6 +100,7 @@ pub enum TestkitError {
 #[derive(Debug, Clone)]
 pub struct LocalAwsBuilder {
     kinesis_port: u16,
+    kinesis_tls_port: Option<u16>,
     dynamodb_port: u16,
     enforce_limits: bool,
     stream_delay: Duration,
@@ -114,6 +115,7 @@ impl Default for LocalAwsBuilder {
     fn default() -> Self {
         LocalAwsBuilder {
             kinesis_port: 0,
+            kinesis_tls_port: None,
             dynamodb_port: 0,
             enforce_limits: false,
             stream_delay: Duration::ZERO,
@@ -130,6 +132,14 @@ impl LocalAwsBuilder {
     /// Kinesis port on 127.0.0.1 (default 0: any free port).
     pub fn kinesis_port(mut self, port: u16) -> Self {
         self.kinesis_port = port;
+        self
+    }
+
+    /// Also serve Kinesis over HTTPS on this port of 127.0.0.1 (0: any free port), with a
+    /// self-signed certificate made at start, for clients that refuse plain HTTP (the Java
+    /// KPL). Off by default; [`LocalAws::kinesis_tls_endpoint`] gives its URL.
+    pub fn kinesis_tls_port(mut self, port: u16) -> Self {
+        self.kinesis_tls_port = Some(port);
         self
     }
 
@@ -252,13 +262,14 @@ impl LocalAwsBuilder {
                 reason: e.to_string(),
             })?;
 
-        let (kinesis_addr, dynamodb_addr) = ready_rx.await.map_err(|_| TestkitError::Start {
+        let addrs = ready_rx.await.map_err(|_| TestkitError::Start {
             reason: "emulator thread ended before it was ready".into(),
         })??;
-        tracing::debug!(%kinesis_addr, %dynamodb_addr, ?kinesis_emulator, "emulators listening");
+        tracing::debug!(?addrs, ?kinesis_emulator, "emulators listening");
         Ok(LocalAws {
-            kinesis_addr,
-            dynamodb_addr,
+            kinesis_addr: addrs.kinesis,
+            kinesis_tls: addrs.kinesis_tls,
+            dynamodb_addr: addrs.dynamodb,
             kinesis_emulator,
             limits_enforced,
             kinesis_faults,
@@ -307,8 +318,12 @@ async fn bind_all(
     capacity: Capacity,
     (kinesis_upstream, dynamodb_upstream): (Option<SocketAddr>, Option<SocketAddr>),
     stop: watch::Receiver<bool>,
-) -> Result<(SocketAddr, SocketAddr), TestkitError> {
+) -> Result<Addrs, TestkitError> {
     let kinesis_listener = bind(options.kinesis_port).await?;
+    let kinesis_tls_listener = match options.kinesis_tls_port {
+        Some(port) => Some(bind(port).await?),
+        None => None,
+    };
     let dynamodb_listener = bind(options.dynamodb_port).await?;
     let kinesis_addr = local_addr(&kinesis_listener)?;
     let dynamodb_addr = local_addr(&dynamodb_listener)?;
@@ -325,14 +340,37 @@ async fn bind_all(
         upstream: kinesis_upstream,
         capacity: None,
     };
-    tokio::spawn(kinesis_front.serve(kinesis_listener, stop.clone()));
+    let kinesis_tls = match kinesis_tls_listener {
+        Some(listener) => {
+            let addr = local_addr(&listener)?;
+            let (tls, certificate) = crate::tls::self_signed_acceptor()?;
+            let front = kinesis_front.clone();
+            tokio::spawn(front.serve(listener, Some(tls), stop.clone()));
+            Some((addr, certificate))
+        }
+        None => None,
+    };
+    tokio::spawn(kinesis_front.serve(kinesis_listener, None, stop.clone()));
     let dynamodb_front = Front {
         faults: dynamodb_faults,
         upstream: dynamodb_upstream,
         capacity: Some(capacity),
     };
-    tokio::spawn(dynamodb_front.serve(dynamodb_listener, stop));
-    Ok((kinesis_addr, dynamodb_addr))
+    tokio::spawn(dynamodb_front.serve(dynamodb_listener, None, stop));
+    Ok(Addrs {
+        kinesis: kinesis_addr,
+        kinesis_tls,
+        dynamodb: dynamodb_addr,
+    })
+}
+
+/// Where the fronts listen.
+#[derive(Debug)]
+struct Addrs {
+    kinesis: SocketAddr,
+    /// The HTTPS listener and its certificate (DER).
+    kinesis_tls: Option<(SocketAddr, Vec<u8>)>,
+    dynamodb: SocketAddr,
 }
 
 fn ferrokinesis_router(options: &LocalAwsBuilder) -> axum::Router {
@@ -388,6 +426,7 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, TestkitError> {
 #[derive(Debug)]
 pub struct LocalAws {
     kinesis_addr: SocketAddr,
+    kinesis_tls: Option<(SocketAddr, Vec<u8>)>,
     dynamodb_addr: SocketAddr,
     kinesis_emulator: KinesisEmulator,
     limits_enforced: bool,
@@ -412,6 +451,20 @@ impl LocalAws {
     /// Kinesis endpoint URL, e.g. `http://127.0.0.1:4567`.
     pub fn kinesis_endpoint(&self) -> String {
         format!("http://{}", self.kinesis_addr)
+    }
+
+    /// The Kinesis endpoint over HTTPS, e.g. `https://127.0.0.1:4443`, when
+    /// [`LocalAwsBuilder::kinesis_tls_port`] asked for one. Its certificate is self-signed.
+    pub fn kinesis_tls_endpoint(&self) -> Option<String> {
+        self.kinesis_tls
+            .as_ref()
+            .map(|(addr, _)| format!("https://{addr}"))
+    }
+
+    /// The HTTPS endpoint's self-signed certificate (DER), for a client that trusts it rather
+    /// than skipping verification.
+    pub fn kinesis_tls_certificate(&self) -> Option<&[u8]> {
+        self.kinesis_tls.as_ref().map(|(_, der)| der.as_slice())
     }
 
     /// DynamoDB endpoint URL, e.g. `http://127.0.0.1:8000`.

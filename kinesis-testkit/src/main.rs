@@ -14,6 +14,10 @@ struct Args {
     /// Port of the Kinesis endpoint.
     #[arg(long, default_value_t = 4567)]
     kinesis_port: u16,
+    /// Also serve Kinesis over HTTPS on this port (self-signed certificate; 0: any free
+    /// port), for clients that refuse plain HTTP such as the Java KPL.
+    #[arg(long)]
+    kinesis_tls_port: Option<u16>,
     /// Port of the DynamoDB endpoint.
     #[arg(long, default_value_t = 8000)]
     dynamodb_port: u16,
@@ -36,7 +40,11 @@ async fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let aws = match LocalAws::builder()
+    let mut builder = LocalAws::builder();
+    if let Some(port) = args.kinesis_tls_port {
+        builder = builder.kinesis_tls_port(port);
+    }
+    let aws = match builder
         .kinesis_port(args.kinesis_port)
         .dynamodb_port(args.dynamodb_port)
         .enforce_limits(args.enforce_limits)
@@ -68,8 +76,13 @@ async fn main() -> std::process::ExitCode {
     } else {
         "off"
     };
+    // The TLS line comes before `dynamodb`, which readers take as the banner's last endpoint.
+    let tls = aws
+        .kinesis_tls_endpoint()
+        .map(|url| format!("kinesis-tls {url}\n"))
+        .unwrap_or_default();
     let mut banner = format!(
-        "kinesis  {k}\ndynamodb {d}\nshard write limits: {limits}\n",
+        "kinesis  {k}\n{tls}dynamodb {d}\nshard write limits: {limits}\n",
         k = aws.kinesis_endpoint(),
         d = aws.dynamodb_endpoint()
     );
