@@ -155,6 +155,19 @@ pub struct ServiceError {
 }
 
 impl ServiceError {
+    /// A call that got no answer within `timeout` (the caller's own bound on the call):
+    /// transient, code `RequestTimeout`, no HTTP status.
+    pub fn timed_out(operation: &'static str, timeout: std::time::Duration) -> Self {
+        ServiceError {
+            operation,
+            kind: ErrorKind::Transient,
+            code: Some("RequestTimeout".into()),
+            http_status: None,
+            message: format!("no answer within {timeout:?}"),
+            source: None,
+        }
+    }
+
     /// Wraps and classifies an SDK error.
     pub fn from_sdk<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> Self
     where
@@ -261,6 +274,15 @@ mod tests {
     use aws_sdk_kinesis::operation::put_records::PutRecordsError;
     use aws_smithy_runtime_api::client::result::ConnectorError;
     use aws_smithy_types::body::SdkBody;
+
+    #[test]
+    fn a_call_without_an_answer_is_transient_and_retryable() {
+        let e = ServiceError::timed_out("PutRecords", std::time::Duration::from_secs(3));
+        assert_eq!(e.kind, ErrorKind::Transient);
+        assert_eq!(e.code.as_deref(), Some("RequestTimeout"));
+        assert_eq!(e.http_status, None);
+        assert!(e.to_string().contains("3s"), "{e}");
+    }
 
     fn service_error(code: &str, status: u16) -> SdkError<PutRecordsError, HttpResponse> {
         let meta = ErrorMetadata::builder().code(code).message("m").build();

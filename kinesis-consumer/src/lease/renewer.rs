@@ -308,14 +308,7 @@ impl<T: RenewCall> Renewer<T> {
                         .await
                     {
                         Ok(result) => result,
-                        Err(_) => Err(ServiceError {
-                            operation: "UpdateItem",
-                            kind: kinesis_common::ErrorKind::Transient,
-                            code: None,
-                            http_status: None,
-                            message: format!("no answer within {timeout:?}"),
-                            source: None,
-                        }),
+                        Err(_) => Err(ServiceError::timed_out("UpdateItem", timeout)),
                     };
                 (shard_id, generation, sent, result)
             }));

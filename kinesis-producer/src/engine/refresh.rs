@@ -60,14 +60,7 @@ impl Engine {
                 .await
             {
                 Ok(result) => result,
-                Err(_) => Err(ServiceError {
-                    operation: "ListShards",
-                    kind: ErrorKind::Transient,
-                    code: Some("RequestTimeout".into()),
-                    http_status: None,
-                    message: format!("shard map not loaded within {timeout:?}"),
-                    source: None,
-                }),
+                Err(_) => Err(ServiceError::timed_out("ListShards", timeout)),
             }
         });
     }

@@ -4,7 +4,7 @@ use aws_config::retry::RetryConfig;
 use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use kinesis_common::{ErrorKind, ServiceError};
+use kinesis_common::ServiceError;
 use tokio::time::Instant;
 
 use super::Engine;
@@ -63,14 +63,7 @@ impl Engine {
             tracing::trace!(entries, "PutRecords");
             match tokio::time::timeout(timeout, call.send()).await {
                 Ok(result) => result.map_err(|e| ServiceError::from_sdk("PutRecords", e)),
-                Err(_) => Err(ServiceError {
-                    operation: "PutRecords",
-                    kind: ErrorKind::Transient,
-                    code: Some("RequestTimeout".into()),
-                    http_status: None,
-                    message: format!("no answer within {timeout:?}"),
-                    source: None,
-                }),
+                Err(_) => Err(ServiceError::timed_out("PutRecords", timeout)),
             }
         });
         self.requests.insert(
