@@ -26,6 +26,9 @@ use tower::ServiceExt;
 use crate::capacity::Capacity;
 use crate::fault::{Faults, Outcome, RequestInfo, Service};
 
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often a held request checks whether its black hole is still in place.
 const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -131,9 +134,10 @@ impl Front {
                     tokio::spawn(async move {
                         match tls {
                             None => front.connection(stream).await,
-                            // A failed handshake only ends that connection.
+                            // A failed or stalled handshake only ends that connection.
                             Some(tls) => {
-                                if let Ok(stream) = tls.accept(stream).await {
+                                let handshake = tokio::time::timeout(TLS_HANDSHAKE, tls.accept(stream));
+                                if let Ok(Ok(stream)) = handshake.await {
                                     front.connection(stream).await;
                                 }
                             }

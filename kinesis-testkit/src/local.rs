@@ -346,7 +346,7 @@ async fn bind_all(
             let (tls, certificate) = crate::tls::self_signed_acceptor()?;
             let front = kinesis_front.clone();
             tokio::spawn(front.serve(listener, Some(tls), stop.clone()));
-            Some((addr, certificate))
+            Some(TlsEndpoint { addr, certificate })
         }
         None => None,
     };
@@ -368,9 +368,23 @@ async fn bind_all(
 #[derive(Debug)]
 struct Addrs {
     kinesis: SocketAddr,
-    /// The HTTPS listener and its certificate (DER).
-    kinesis_tls: Option<(SocketAddr, Vec<u8>)>,
+    kinesis_tls: Option<TlsEndpoint>,
     dynamodb: SocketAddr,
+}
+
+/// The HTTPS listener and its self-signed certificate (DER).
+struct TlsEndpoint {
+    addr: SocketAddr,
+    certificate: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsEndpoint {
+    // The address only: the certificate's bytes would fill every log line that shows it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsEndpoint")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 fn ferrokinesis_router(options: &LocalAwsBuilder) -> axum::Router {
@@ -426,7 +440,7 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, TestkitError> {
 #[derive(Debug)]
 pub struct LocalAws {
     kinesis_addr: SocketAddr,
-    kinesis_tls: Option<(SocketAddr, Vec<u8>)>,
+    kinesis_tls: Option<TlsEndpoint>,
     dynamodb_addr: SocketAddr,
     kinesis_emulator: KinesisEmulator,
     limits_enforced: bool,
@@ -458,13 +472,15 @@ impl LocalAws {
     pub fn kinesis_tls_endpoint(&self) -> Option<String> {
         self.kinesis_tls
             .as_ref()
-            .map(|(addr, _)| format!("https://{addr}"))
+            .map(|tls| format!("https://{}", tls.addr))
     }
 
     /// The HTTPS endpoint's self-signed certificate (DER), for a client that trusts it rather
     /// than skipping verification.
     pub fn kinesis_tls_certificate(&self) -> Option<&[u8]> {
-        self.kinesis_tls.as_ref().map(|(_, der)| der.as_slice())
+        self.kinesis_tls
+            .as_ref()
+            .map(|tls| tls.certificate.as_slice())
     }
 
     /// DynamoDB endpoint URL, e.g. `http://127.0.0.1:8000`.
