@@ -2,7 +2,10 @@
 //! that has not yet seen the lock move, read the whole coordinator table, so they know every
 //! heartbeat when they take over. The lock is taken when it is absent or its version has
 //! stood still for the longer of the failover time and its holder's; the standby first.
+//! A lock found in this worker's own name (the answer to its take was lost) is taken up
+//! at once.
 
+use kinesis_common::ServiceError;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::leader::{Duties, Leader};
@@ -86,8 +89,12 @@ impl Leader {
             } else {
                 threshold + s.standby_poll * 2
             };
-            let stale = now.saturating_duration_since(since) >= threshold;
-            if lock.is_some() && !stale {
+            let stale = now.saturating_duration_since(since) + s.grid_slack() >= threshold;
+            // The lock in this worker's own name, though it does not lead: the answer to its
+            // take was lost (the call timed out after it was written), or it is left from an
+            // earlier run. Nobody else can renew it; waiting it out would cost a failover.
+            let mine = lock.as_ref().is_some_and(|l| l.owner == self.me);
+            if lock.is_some() && !stale && !mine {
                 continue;
             }
             if !watching {
@@ -96,7 +103,12 @@ impl Leader {
                 e.next_look = now;
                 continue;
             }
-            match self.acquire(lock.as_ref()).await {
+            tracing::debug!(worker = %self.me, standby, mine, stood_still = ?now.saturating_duration_since(since), "taking the leader lock");
+            let taken = match (&lock, mine) {
+                (Some(lock), true) => self.adopt(&lock.version).await,
+                _ => self.acquire(lock.as_ref()).await,
+            };
+            match taken {
                 Some(version) => return (version, now),
                 // Someone else got it: look again soon.
                 None => {
@@ -109,13 +121,29 @@ impl Leader {
 
     async fn acquire(&self, seen: Option<&LeaderLock>) -> Option<String> {
         let call = self.state.acquire(seen, &self.me, self.settings.failover);
+        self.take(call).await
+    }
+
+    /// Takes up the lock found in this worker's name by renewing it at the version seen:
+    /// conditional like every lock write, so it fails if anyone moved the lock meanwhile.
+    async fn adopt(&self, version: &str) -> Option<String> {
+        self.take(self.state.renew_lock(&self.me, version)).await
+    }
+
+    async fn take(
+        &self,
+        call: impl Future<Output = Result<Option<String>, ServiceError>>,
+    ) -> Option<String> {
         match tokio::time::timeout(self.settings.call_timeout, call).await {
             Ok(Ok(version)) => version,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "taking the leader lock failed");
+                tracing::warn!(worker = %self.me, error = %e, "taking the leader lock failed");
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                tracing::warn!(worker = %self.me, "taking the leader lock timed out");
+                None
+            }
         }
     }
 }

@@ -65,6 +65,16 @@ pub(crate) struct LeaderSettings {
     pub initial_position: InitialPosition,
 }
 
+impl LeaderSettings {
+    /// How much before the failover time a poll may find a lock or heartbeat stale. Polls
+    /// fall on a grid of `poll`; when the poll that saw the last change woke a little later
+    /// than the one failover time after it, 3.999 s is not 4 s and the failover would cost
+    /// a whole poll more. Taken from the margin, which the holder's deadline keeps anyway.
+    pub(super) fn grid_slack(&self) -> Duration {
+        (self.poll / 10).min(self.margin / 2)
+    }
+}
+
 /// The leader's parts.
 pub(crate) struct Leader {
     pub state: StateTable,
@@ -177,10 +187,13 @@ impl Leader {
         match tokio::time::timeout(self.settings.call_timeout, self.state.scan()).await {
             Ok(Ok(snapshot)) => Some(snapshot),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, table = %self.state.name(), "scanning the coordinator table failed");
+                tracing::warn!(worker = %self.me, error = %e, table = %self.state.name(), "scanning the coordinator table failed");
                 None
             }
-            Err(_) => None,
+            Err(_) => {
+                tracing::warn!(worker = %self.me, table = %self.state.name(), "scanning the coordinator table timed out");
+                None
+            }
         }
     }
 
@@ -193,7 +206,10 @@ impl Leader {
         let now = Instant::now();
         let (mut changed, orphaned) = d.view.observe(&snapshot.workers, now);
         d.orphan_owners.extend(orphaned);
-        for worker in d.view.stale(&snapshot.workers, now, s.failover) {
+        for worker in d
+            .view
+            .stale(&snapshot.workers, now, s.failover, s.grid_slack())
+        {
             let call = self.state.fence(worker);
             if let Ok(Ok(true)) = tokio::time::timeout(s.call_timeout, call).await {
                 tracing::info!(worker = %worker.worker_id, "worker fenced: its heartbeat stood still for the failover time");

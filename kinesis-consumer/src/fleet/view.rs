@@ -80,12 +80,14 @@ impl FleetView {
             .is_none_or(|s| s.fenced_since.is_some())
     }
 
-    /// Workers whose heartbeat stood still for the failover time.
+    /// Workers whose heartbeat stood still for the failover time (less `slack`, the poll
+    /// grid's jitter: see `LeaderSettings::grid_slack`).
     pub(super) fn stale<'a>(
         &self,
         workers: &'a [WorkerState],
         now: Instant,
         failover: Duration,
+        slack: Duration,
     ) -> Vec<&'a WorkerState> {
         workers
             .iter()
@@ -93,7 +95,8 @@ impl FleetView {
                 self.seen.get(&w.worker_id).is_some_and(|s| {
                     s.fenced_since.is_none()
                         && s.heartbeat == w.heartbeat
-                        && now.saturating_duration_since(s.since) >= failover.max(w.failover)
+                        && now.saturating_duration_since(s.since) + slack
+                            >= failover.max(w.failover)
                 })
             })
             .collect()
@@ -157,14 +160,43 @@ mod tests {
         tokio::time::advance(Duration::from_secs(4)).await;
         let now_seen = [worker("a", 2, "x"), worker("b", 1, "y")];
         let stale: Vec<&str> = view
-            .stale(&now_seen, Instant::now(), failover)
+            .stale(&now_seen, Instant::now(), failover, Duration::ZERO)
             .iter()
             .map(|w| w.worker_id.as_str())
             .collect();
         assert_eq!(stale, ["b"]);
         view.mark_fenced("b", Instant::now());
-        assert!(view.stale(&now_seen, Instant::now(), failover).is_empty());
+        assert!(
+            view.stale(&now_seen, Instant::now(), failover, Duration::ZERO)
+                .is_empty()
+        );
         assert!(view.is_fenced("b") && !view.is_fenced("a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_that_wakes_a_little_early_on_its_grid_still_sees_the_heartbeat_stale() {
+        let failover = Duration::from_secs(4);
+        let slack = Duration::from_millis(50);
+        let mut view = FleetView::default();
+        // The scan that saw the last beat woke 1 ms late; the one eight polls later, on time.
+        tokio::time::advance(Duration::from_millis(1)).await;
+        view.observe(&[worker("a", 1, "x")], Instant::now());
+        tokio::time::advance(failover - Duration::from_millis(1)).await;
+        let seen = [worker("a", 1, "x")];
+        assert!(
+            view.stale(&seen, Instant::now(), failover, Duration::ZERO)
+                .is_empty(),
+            "without slack, 3.999 s is not 4 s: a whole poll more"
+        );
+        assert_eq!(view.stale(&seen, Instant::now(), failover, slack).len(), 1);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        view.observe(&[worker("a", 2, "x")], Instant::now());
+        tokio::time::advance(failover - slack * 2).await;
+        assert!(
+            view.stale(&[worker("a", 2, "x")], Instant::now(), failover, slack)
+                .is_empty(),
+            "the slack is all the failover time gives up"
+        );
     }
 
     #[tokio::test(start_paused = true)]
