@@ -391,17 +391,22 @@ impl RecordProcessor for Sink {
     }
 
     async fn shutdown_requested(&mut self, checkpointer: &mut Checkpointer) {
-        match self.flush().await {
-            Ok(_) => {
-                if let Err(e) = self.checkpoint(checkpointer).await {
+        // Whether the handover checkpoint was written: if not (DynamoDB unreachable, the batch
+        // not written), the next owner reads again from the last checkpoint that was.
+        let checkpointed = match self.flush().await {
+            Ok(_) => match self.checkpoint(checkpointer).await {
+                Ok(()) => true,
+                Err(e) => {
                     tracing::warn!(error = %e, "checkpoint at shutdown failed");
+                    false
                 }
-            }
+            },
             Err(e) => {
-                tracing::error!(error = %e, "could not write the last batch; it will be read again")
+                tracing::error!(error = %e, "could not write the last batch; it will be read again");
+                false
             }
-        }
-        self.audit("shutdown", json!({}));
+        };
+        self.audit("shutdown", json!({ "checkpointed": checkpointed }));
     }
 }
 

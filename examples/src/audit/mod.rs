@@ -83,7 +83,10 @@ pub enum EventKind {
     /// The shard ended and was checkpointed as ended.
     End,
     /// The worker shut down gracefully.
-    Shutdown,
+    Shutdown {
+        /// Whether its last checkpoint was written (a line without the field says it was).
+        checkpointed: bool,
+    },
 }
 
 /// One audit line.
@@ -126,7 +129,9 @@ impl Event {
             },
             "lost" => EventKind::Lost,
             "end" => EventKind::End,
-            "shutdown" => EventKind::Shutdown,
+            "shutdown" => EventKind::Shutdown {
+                checkpointed: v["checkpointed"].as_bool().unwrap_or(true),
+            },
             _ => return None,
         };
         Some(Event {

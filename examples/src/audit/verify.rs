@@ -5,8 +5,9 @@
 //!   shard's records after its parents').
 //! - **One owner at a time**: no two workers' processing episodes of a shard overlap.
 //! - **Duplicates only after a crash**: a record is delivered again only if the episode that
-//!   delivered it before ended without a checkpoint handover (its process was killed or its
-//!   lease lost), and every episode starts after the last checkpoint written before it.
+//!   delivered it before ended without a checkpoint handover (its process was killed, its
+//!   lease lost, or its shutdown checkpoint could not be written), and every episode starts
+//!   after the last checkpoint written before it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -30,6 +31,9 @@ pub enum Ending {
     Handover,
     /// The lease was lost.
     Lost,
+    /// The worker shut down gracefully but could not write its last checkpoint (DynamoDB
+    /// unreachable): the next owner resumes from the checkpoint before it.
+    Unsaved,
     /// The process was killed.
     Killed,
     /// No ending was logged (the run ended first).
@@ -141,12 +145,15 @@ fn episodes(events: &[Event], expected: &Expected) -> (Vec<Episode>, Vec<Option<
                 open.insert(key, all.len() - 1);
                 of_event.push(Some(all.len() - 1));
             }
-            EventKind::Lost | EventKind::End | EventKind::Shutdown => {
+            EventKind::Lost | EventKind::End | EventKind::Shutdown { .. } => {
                 let index = open.remove(&key);
                 if let Some(i) = index {
                     all[i].end = e.t;
                     all[i].ending = match e.kind {
                         EventKind::Lost => Ending::Lost,
+                        EventKind::Shutdown {
+                            checkpointed: false,
+                        } => Ending::Unsaved,
                         _ => Ending::Handover,
                     };
                 }
@@ -244,7 +251,7 @@ pub fn verify(events: &[Event], expected: &Expected) -> Report {
                             let explained = previous != episode
                                 && matches!(
                                     episodes[previous].ending,
-                                    Ending::Killed | Ending::Lost
+                                    Ending::Killed | Ending::Lost | Ending::Unsaved
                                 );
                             if !explained {
                                 report.unexplained_duplicates += 1;
@@ -337,7 +344,7 @@ mod tests {
             ),
             ev(10, 2, "s0", init()),
             ev(11, 2, "s0", batch(&[("11", "k:1"), ("12", "k:2")])),
-            ev(12, 2, "s0", EventKind::Shutdown),
+            ev(12, 2, "s0", EventKind::Shutdown { checkpointed: true }),
         ];
         let mut exp = expected(&["k:0", "k:1", "k:2"]);
         exp.killed.insert(1, 5);
@@ -363,7 +370,7 @@ mod tests {
             // Worker 2 starts while worker 1 still holds the shard, before the checkpoint.
             ev(4, 2, "s0", init()),
             ev(5, 2, "s0", batch(&[("11", "k:1")])),
-            ev(6, 1, "s0", EventKind::Shutdown),
+            ev(6, 1, "s0", EventKind::Shutdown { checkpointed: true }),
         ];
         let report = verify(&events, &expected(&["k:0", "k:1", "k:9"]));
         assert!(!report.ok());
@@ -371,6 +378,40 @@ mod tests {
         assert_eq!(report.overlapping_owners, 1);
         assert_eq!(report.rewinds, 1);
         assert_eq!(report.unexplained_duplicates, 1);
+    }
+
+    #[test]
+    fn a_shutdown_whose_checkpoint_failed_explains_redelivery_and_one_that_wrote_it_does_not() {
+        let run = |checkpointed| {
+            let events = vec![
+                ev(1, 1, "s0", init()),
+                ev(2, 1, "s0", batch(&[("10", "k:0"), ("11", "k:1")])),
+                ev(
+                    3,
+                    1,
+                    "s0",
+                    EventKind::Checkpoint {
+                        seq: "10".into(),
+                        sub: 0,
+                    },
+                ),
+                ev(4, 1, "s0", EventKind::Shutdown { checkpointed }),
+                ev(10, 2, "s0", init()),
+                ev(11, 2, "s0", batch(&[("11", "k:1")])),
+            ];
+            verify(&events, &expected(&["k:0", "k:1"]))
+        };
+        let unsaved = run(false);
+        assert!(unsaved.ok(), "{unsaved:?}");
+        assert_eq!(unsaved.duplicates, 1);
+        assert_eq!(run(true).unexplained_duplicates, 1);
+    }
+
+    #[test]
+    fn a_shutdown_line_without_the_field_counts_as_checkpointed() {
+        let line = r#"{"e":"shutdown","shard":"s0","t":5,"w":7}"#;
+        let event = crate::audit::Event::parse(line).unwrap();
+        assert_eq!(event.kind, EventKind::Shutdown { checkpointed: true });
     }
 
     #[test]
