@@ -315,6 +315,13 @@ mod tests {
         }
     }
 
+    fn checkpoint(seq: &str) -> EventKind {
+        EventKind::Checkpoint {
+            seq: seq.into(),
+            sub: 0,
+        }
+    }
+
     fn init() -> EventKind {
         EventKind::Init {
             from: "TRIM_HORIZON".into(),
@@ -333,15 +340,7 @@ mod tests {
         let events = vec![
             ev(1, 1, "s0", init()),
             ev(2, 1, "s0", batch(&[("10", "k:0"), ("11", "k:1")])),
-            ev(
-                3,
-                1,
-                "s0",
-                EventKind::Checkpoint {
-                    seq: "10".into(),
-                    sub: 0,
-                },
-            ),
+            ev(3, 1, "s0", checkpoint("10")),
             ev(10, 2, "s0", init()),
             ev(11, 2, "s0", batch(&[("11", "k:1"), ("12", "k:2")])),
             ev(12, 2, "s0", EventKind::Shutdown { checkpointed: true }),
@@ -358,15 +357,7 @@ mod tests {
         let events = vec![
             ev(1, 1, "s0", init()),
             ev(2, 1, "s0", batch(&[("10", "k:0"), ("11", "k:1")])),
-            ev(
-                3,
-                1,
-                "s0",
-                EventKind::Checkpoint {
-                    seq: "11".into(),
-                    sub: 0,
-                },
-            ),
+            ev(3, 1, "s0", checkpoint("11")),
             // Worker 2 starts while worker 1 still holds the shard, before the checkpoint.
             ev(4, 2, "s0", init()),
             ev(5, 2, "s0", batch(&[("11", "k:1")])),
@@ -386,15 +377,7 @@ mod tests {
             let events = vec![
                 ev(1, 1, "s0", init()),
                 ev(2, 1, "s0", batch(&[("10", "k:0"), ("11", "k:1")])),
-                ev(
-                    3,
-                    1,
-                    "s0",
-                    EventKind::Checkpoint {
-                        seq: "10".into(),
-                        sub: 0,
-                    },
-                ),
+                ev(3, 1, "s0", checkpoint("10")),
                 ev(4, 1, "s0", EventKind::Shutdown { checkpointed }),
                 ev(10, 2, "s0", init()),
                 ev(11, 2, "s0", batch(&[("11", "k:1")])),
