@@ -24,6 +24,10 @@ use kinesis_testkit::{LocalAws, streams};
 #[global_allocator]
 static HEAP: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, usize::MAX);
 
+#[cfg(all(feature = "mimalloc", not(feature = "heap")))]
+#[global_allocator]
+static MIMALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Bytes on the heap now, when counted.
 fn heap_bytes() -> Option<usize> {
     #[cfg(feature = "heap")]

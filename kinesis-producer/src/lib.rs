@@ -31,6 +31,7 @@ mod config;
 mod engine;
 mod error;
 mod hot_keys;
+mod inbox;
 mod pipeline;
 mod producer;
 mod result;

@@ -13,6 +13,7 @@ use crate::admission::Admission;
 use crate::bounds::Bounds;
 use crate::config::Config;
 use crate::engine::{Command, Engine};
+use crate::inbox::Inbox;
 use crate::stats::Stats;
 
 /// One stream's pipeline, as the handles see it: where its records go, its gates, its counters.
@@ -21,6 +22,9 @@ pub(crate) struct Pipeline {
     pub stream: StreamRef,
     pub stats: Arc<Stats>,
     pub admission: Arc<Admission>,
+    /// Its records, for the engine to take in batches.
+    pub inbox: Arc<Inbox>,
+    /// Flush and shutdown commands (and, by closing, that every handle is gone).
     pub tx: mpsc::UnboundedSender<Command>,
 }
 
@@ -65,6 +69,7 @@ impl Shared {
         }
         let stats = Arc::new(Stats::new());
         let admission = Arc::new(Admission::default());
+        let inbox = Arc::new(Inbox::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Engine::new(
             self.config.clone(),
@@ -72,7 +77,7 @@ impl Shared {
             stream.clone(),
             stats.clone(),
             admission.clone(),
-            rx,
+            (inbox.clone(), rx),
         );
         let span = tracing::debug_span!("kinesis_producer", stream = %stream);
         self.runtime.spawn(engine.run().instrument(span));
@@ -80,6 +85,7 @@ impl Shared {
             stream: stream.clone(),
             stats,
             admission,
+            inbox,
             tx,
         });
         pipelines.insert(stream.to_string(), pipeline.clone());

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use kinesis_common::stream::StreamRef;
 use kinesis_common::{HashKey, UserRecord};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::admission::Charge;
@@ -136,11 +136,11 @@ impl Producer {
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
         let ticket = Ticket::new(record, hash_key, now, tx, room.with_charge(charge));
-        match self.pipeline.tx.send(Command::Record(ticket)) {
+        match self.pipeline.inbox.push(ticket) {
             Ok(()) => Ok(PutFuture::new(rx)),
             // The engine is gone: dropping the ticket resolves `rx` with the record.
-            Err(mpsc::error::SendError(command)) => {
-                drop(command);
+            Err(ticket) => {
+                drop(ticket);
                 Err(futures_take(rx))
             }
         }

@@ -1,7 +1,7 @@
 //! The engine: one task that owns all pipeline state.
 //!
 //! ```text
-//!  send() ─(shard gate: admission)─cmd─▶ route ──▶ shard: Aggregator ─(full or due)─▶ ready ─┐
+//!  send() ─(shard gate: admission)─inbox─▶ route ──▶ shard: Aggregator ─(full or due)─▶ ready ─┐
 //!                    ▲                                                     limiter (limiter.rs)
 //!                    │ retry queue (backoff, until TTL)          collect ≤ 500 entries, ≤ 5 MiB
 //!                    │                                                       ▼
@@ -49,6 +49,7 @@ use tokio::time::Instant;
 use crate::admission::{self, Admission, Gate};
 use crate::config::Config;
 use crate::error::ProduceError;
+use crate::inbox::Inbox;
 use crate::stats::{self, Stats};
 use crate::telemetry::Metrics;
 use crate::ticket::{Entry, Ticket};
@@ -61,13 +62,10 @@ use shard::ShardState;
 /// Keys per shard and measure in the hot-key report.
 const HOT_KEYS_REPORTED: usize = 5;
 
-/// What producer handles tell the engine.
-// Records are nearly every command; boxing them would cost an allocation per record to
-// shrink the rare flush and shutdown commands.
-#[allow(clippy::large_enum_variant)]
+/// What producer handles tell the engine besides their records (which come through the
+/// stream's [`Inbox`]).
 #[derive(Debug)]
 pub(crate) enum Command {
-    Record(Ticket),
     Flush(oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -88,6 +86,9 @@ pub(crate) struct Engine {
     stream: StreamRef,
     stats: Arc<Stats>,
     metrics: Metrics,
+    inbox: Arc<Inbox>,
+    /// Records taken from the inbox and not yet routed (kept to reuse its allocation).
+    taken: Vec<Ticket>,
     rx: mpsc::UnboundedReceiver<Command>,
     rx_open: bool,
 
@@ -135,7 +136,7 @@ impl Engine {
         stream: StreamRef,
         stats: Arc<Stats>,
         admission: Arc<Admission>,
-        rx: mpsc::UnboundedReceiver<Command>,
+        (inbox, rx): (Arc<Inbox>, mpsc::UnboundedReceiver<Command>),
     ) -> Self {
         Engine {
             metrics: Metrics::new(stream.name(), cfg.metrics_granularity),
@@ -144,6 +145,8 @@ impl Engine {
             client,
             stream,
             stats,
+            inbox,
+            taken: Vec::new(),
             rx,
             rx_open: true,
             map: None,
@@ -189,36 +192,42 @@ impl Engine {
                 Some(joined) = self.refresh.join_next(), if !self.refresh.is_empty() => {
                     self.on_refresh(refresh::joined(joined), Instant::now());
                 }
-                command = self.rx.recv(), if self.rx_open => match command {
-                    Some(command) => {
-                        self.on_command(command);
-                        // Take what else is queued before pumping, up to a bound, so a busy
-                        // producer aggregates in batches without starving request completions.
-                        for _ in 0..4096 {
-                            match self.rx.try_recv() {
-                                Ok(command) => self.on_command(command),
-                                Err(_) => break,
-                            }
-                        }
+                () = self.inbox.ready(), if self.rx_open => self.take_records(),
+                command = self.rx.recv(), if self.rx_open => {
+                    // Records sent before the command come first.
+                    self.take_records();
+                    match command {
+                        Some(command) => self.on_command(command),
+                        None => self.on_all_handles_dropped(),
                     }
-                    None => self.on_all_handles_dropped(),
-                },
+                }
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
         self.stop();
     }
 
+    /// Routes every record waiting in the inbox, in the order they were sent.
+    fn take_records(&mut self) {
+        let mut taken = std::mem::take(&mut self.taken);
+        self.inbox.take(&mut taken);
+        if taken.is_empty() {
+            self.taken = taken;
+            return;
+        }
+        stats::add(&self.stats.user_records_sent, taken.len() as u64);
+        let now = Instant::now();
+        for mut ticket in taken.drain(..) {
+            ticket.id = self.next_id;
+            self.next_id += 1;
+            self.outstanding.insert(ticket.id, ticket.arrival);
+            self.route(ticket, now);
+        }
+        self.taken = taken;
+    }
+
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Record(mut ticket) => {
-                ticket.id = self.next_id;
-                self.next_id += 1;
-                self.outstanding.insert(ticket.id, ticket.arrival);
-                stats::add(&self.stats.user_records_sent, 1);
-                let now = Instant::now();
-                self.route(ticket, now);
-            }
             Command::Flush(done) => {
                 if self.outstanding.is_empty() {
                     let _ = done.send(());
@@ -271,16 +280,14 @@ impl Engine {
         }
     }
 
-    /// Ends the engine: anything still queued in the channel fails, waiters are released.
+    /// Ends the engine: records still in the inbox fail, waiters are released.
     fn stop(&mut self) {
+        for ticket in self.inbox.close() {
+            ticket.fail(ProduceError::ShutDown);
+        }
         self.rx.close();
-        while let Ok(command) = self.rx.try_recv() {
-            match command {
-                Command::Record(ticket) => ticket.fail(ProduceError::ShutDown),
-                Command::Flush(done) | Command::Shutdown(done) => {
-                    let _ = done.send(());
-                }
-            }
+        while let Ok(Command::Flush(done) | Command::Shutdown(done)) = self.rx.try_recv() {
+            let _ = done.send(());
         }
         for (_, done) in self.flushes.drain(..) {
             let _ = done.send(());
