@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use kinesis_common::backoff::Backoff;
 
+use crate::lease::TableOptions;
+
 /// Where shards without a checkpoint start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InitialPosition {
@@ -60,6 +62,7 @@ pub(crate) struct Config {
     pub application_name: String,
     pub worker_id: String,
     pub lease_table_name: String,
+    pub lease_table_options: TableOptions,
     pub initial_position: InitialPosition,
     pub failover_time: Duration,
     pub renewal_interval: Duration,
@@ -87,6 +90,7 @@ impl Config {
         Config {
             worker_id: default_worker_id(),
             lease_table_name: application_name.clone(),
+            lease_table_options: TableOptions::default(),
             application_name,
             initial_position: InitialPosition::TrimHorizon,
             failover_time: Duration::from_secs(10),
@@ -124,6 +128,9 @@ impl Config {
                 "lease_table_name",
                 "DynamoDB table names have 3 to 255 characters",
             );
+        }
+        if let Some(reason) = self.lease_table_options.invalid() {
+            return invalid("lease_table_options", reason);
         }
         if self.renewal_interval >= self.failover_time || self.renewal_interval.is_zero() {
             return invalid(

@@ -60,7 +60,7 @@ pub use checkpoint::{
 pub use config::{ConfigError, InitialPosition, RetrievalMode};
 pub use error::ConsumerError;
 pub use kinesis_common::aggregation::{DeaggregatedRecord, deaggregate};
-pub use lease::{Checkpoint, Lease, LeaseTableCapacity};
+pub use lease::{Billing, Checkpoint, Lease, LeaseTableCapacity, TableOptions};
 pub use processor::{InitializeInput, ProcessorError, ProcessorFactory, RecordProcessor};
 pub use record::{ProcessRecordsInput, Record};
 pub use worker::{NeverProcessor, Worker, WorkerBuilder, WorkerHandle};

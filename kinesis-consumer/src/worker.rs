@@ -121,6 +121,13 @@ impl WorkerBuilder {
         lease_table_name: String
     );
     setter!(
+        /// How the lease table and the coordinator-state table are created when they do not
+        /// exist: billing mode, point-in-time recovery, deletion protection, tags (default
+        /// on-demand, no recovery, no protection, no tags, as KCL). Existing tables are used
+        /// as they are.
+        lease_table_options: crate::TableOptions
+    );
+    setter!(
         /// Where shards without a checkpoint start (default TRIM_HORIZON; KCL's is LATEST).
         initial_position: InitialPosition
     );
@@ -412,15 +419,16 @@ impl<F: ProcessorFactory> Worker<F> {
     }
 
     async fn run_inner(self) -> Result<(), ConsumerError> {
+        let options = &self.config.lease_table_options;
         self.table
-            .ensure_exists()
+            .ensure_exists(options)
             .await
             .map_err(|source| ConsumerError::LeaseTable {
                 table: self.table.name().to_owned(),
                 source,
             })?;
         self.state
-            .ensure_exists()
+            .ensure_exists(options)
             .await
             .map_err(|source| ConsumerError::LeaseTable {
                 table: self.state.name().to_owned(),

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::backups::Backups;
 use crate::capacity::Capacity;
 use crate::fault::{Faults, Outcome, RequestInfo, Service};
 
@@ -61,7 +62,7 @@ impl Upstream {
         Upstream::Proxy { client, addr }
     }
 
-    async fn call(&self, request: Request<Body>) -> Response<Body> {
+    pub(crate) async fn call(&self, request: Request<Body>) -> Response<Body> {
         match self {
             Upstream::Router(router) => match router.clone().oneshot(request).await {
                 Ok(response) => response,
@@ -111,6 +112,8 @@ pub(crate) struct Front {
     pub upstream: Upstream,
     /// DynamoDB's front counts the capacity units of every call.
     pub capacity: Option<Capacity>,
+    /// DynamoDB's front answers point-in-time recovery calls, which the emulators lack.
+    pub backups: Option<Backups>,
 }
 
 impl Front {
@@ -194,6 +197,10 @@ impl Front {
             tokio::time::sleep(decision.delay).await;
         }
         match decision.outcome {
+            Outcome::Forward if Backups::handles(&operation) && self.backups.is_some() => {
+                let backups = self.backups.as_ref().expect("checked above");
+                Ok(backups.answer(&operation, request, &self.upstream).await)
+            }
             Outcome::Forward => match &self.capacity {
                 Some(capacity) => Ok(self.forward_counted(capacity, &operation, request).await),
                 None => Ok(self.upstream.call(request).await),
@@ -247,6 +254,12 @@ impl Front {
         let Ok(bytes) = body.collect().await.map(|c| c.to_bytes()) else {
             return plain(StatusCode::BAD_GATEWAY, "unreadable emulator answer");
         };
+        if operation == "DeleteTable"
+            && parts.status.is_success()
+            && let (Some(backups), Some(table)) = (&self.backups, table.as_deref())
+        {
+            backups.forget(table);
+        }
         match capacity.count(
             operation,
             table.as_deref(),
@@ -365,7 +378,7 @@ impl Front {
     }
 }
 
-fn json_response(service: Service, status: StatusCode, value: &Value) -> Response<Body> {
+pub(crate) fn json_response(service: Service, status: StatusCode, value: &Value) -> Response<Body> {
     let mut response = Response::new(Body::from(serde_json::to_vec(value).unwrap_or_default()));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -19,6 +19,7 @@
 //!
 //! The `kinesis-testkit` binary serves the same emulators on fixed ports for other processes.
 
+mod backups;
 mod capacity;
 mod fault;
 mod front;
@@ -31,8 +32,8 @@ mod tls;
 pub use capacity::{CapacityReport, OperationCapacity};
 pub use fault::{FaultAction, FaultRule, FaultStats, Faults, RuleId, Service};
 pub use local::{
-    DYNAMODB_UPSTREAM_ENV, KINESIS_UPSTREAM_ENV, KinesisEmulator, LocalAws, LocalAwsBuilder,
-    TestkitError,
+    DYNAMODB_UPSTREAM_ENV, DynamoDbEmulator, KINESIS_UPSTREAM_ENV, KinesisEmulator, LocalAws,
+    LocalAwsBuilder, TestkitError,
 };
 pub use target::{Target, TargetChoice};
 

@@ -50,6 +50,16 @@ pub enum KinesisEmulator {
     External,
 }
 
+/// Which DynamoDB emulator answers behind the front.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DynamoDbEmulator {
+    /// The embedded dynoxide.
+    Dynoxide,
+    /// An emulator running elsewhere (in CI: DynamoDB Local).
+    External,
+}
+
 /// Largest request body the Kinesis front accepts: a full 5 MiB PutRecords in JSON with base64
 /// data is about 6.7 MiB.
 const KINESIS_BODY_LIMIT: usize = 7 * 1024 * 1024;
@@ -209,6 +219,11 @@ impl LocalAwsBuilder {
         let kinesis_upstream = upstream_addr("Kinesis", self.kinesis_upstream.as_deref()).await?;
         let dynamodb_upstream =
             upstream_addr("DynamoDB", self.dynamodb_upstream.as_deref()).await?;
+        let dynamodb_emulator = if dynamodb_upstream.is_some() {
+            DynamoDbEmulator::External
+        } else {
+            DynamoDbEmulator::Dynoxide
+        };
         let kinesis_emulator = if kinesis_upstream.is_some() {
             KinesisEmulator::External
         } else {
@@ -271,6 +286,7 @@ impl LocalAwsBuilder {
             kinesis_tls: addrs.kinesis_tls,
             dynamodb_addr: addrs.dynamodb,
             kinesis_emulator,
+            dynamodb_emulator,
             limits_enforced,
             kinesis_faults,
             dynamodb_faults,
@@ -339,6 +355,7 @@ async fn bind_all(
         faults: kinesis_faults,
         upstream: kinesis_upstream,
         capacity: None,
+        backups: None,
     };
     let kinesis_tls = match kinesis_tls_listener {
         Some(listener) => {
@@ -355,6 +372,7 @@ async fn bind_all(
         faults: dynamodb_faults,
         upstream: dynamodb_upstream,
         capacity: Some(capacity),
+        backups: Some(crate::backups::Backups::default()),
     };
     tokio::spawn(dynamodb_front.serve(dynamodb_listener, None, stop));
     Ok(Addrs {
@@ -443,6 +461,7 @@ pub struct LocalAws {
     kinesis_tls: Option<TlsEndpoint>,
     dynamodb_addr: SocketAddr,
     kinesis_emulator: KinesisEmulator,
+    dynamodb_emulator: DynamoDbEmulator,
     limits_enforced: bool,
     kinesis_faults: Faults,
     dynamodb_faults: Faults,
@@ -521,6 +540,11 @@ impl LocalAws {
     /// Which Kinesis emulator answers: the embedded ferrokinesis or an external one.
     pub fn kinesis_emulator(&self) -> KinesisEmulator {
         self.kinesis_emulator
+    }
+
+    /// Which DynamoDB emulator answers: the embedded dynoxide or an external one.
+    pub fn dynamodb_emulator(&self) -> DynamoDbEmulator {
+        self.dynamodb_emulator
     }
 
     /// Whether shard write limits are enforced: asked for, and ferrokinesis answers (an

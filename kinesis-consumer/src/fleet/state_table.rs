@@ -196,8 +196,13 @@ impl StateTable {
         &self.meter
     }
 
-    pub(crate) async fn ensure_exists(&self) -> Result<(), ServiceError> {
-        ensure_table(&self.client, &self.name, KEY).await
+    /// Creates the table (hash key `key`, with `options`) unless it exists, and waits until
+    /// it is ACTIVE.
+    pub(crate) async fn ensure_exists(
+        &self,
+        options: &crate::TableOptions,
+    ) -> Result<(), ServiceError> {
+        ensure_table(&self.client, &self.name, KEY, options).await
     }
 
     /// Every item, by eventually consistent scan (the leader's and standby's view of the

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConsumedCapacity, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, ConsumedCapacity, KeySchemaElement, KeyType,
     ReturnConsumedCapacity, ScalarAttributeType, TableStatus,
 };
 use kinesis_common::ServiceError;
 
+use super::TableOptions;
 use super::capacity::CapacityMeter;
 
 /// How long to wait for a new table to become ACTIVE.
@@ -102,14 +103,16 @@ pub(crate) async fn scan_all(
     }
 }
 
-/// Creates a table (PAY_PER_REQUEST, string hash key `key`) unless it exists, and waits
-/// until it is ACTIVE.
+/// Creates a table (string hash key `key`, billing, protection and tags from `options`)
+/// unless it exists, and waits until it is ACTIVE; a table this call created then gets
+/// point-in-time recovery if `options` ask for it. An existing table is used as it is.
 pub(crate) async fn ensure_table(
     client: &aws_sdk_dynamodb::Client,
     name: &str,
     key: &str,
+    options: &TableOptions,
 ) -> Result<(), ServiceError> {
-    let created = client
+    let request = client
         .create_table()
         .table_name(name)
         .key_schema(
@@ -125,16 +128,17 @@ pub(crate) async fn ensure_table(
                 .attribute_type(ScalarAttributeType::S)
                 .build()
                 .map_err(|e| ServiceError::construction("CreateTable", e))?,
-        )
-        .billing_mode(BillingMode::PayPerRequest)
-        .send()
-        .await;
-    if let Err(e) = created {
-        let e = ServiceError::from_sdk("CreateTable", e);
-        if !e.has_code("ResourceInUseException") {
-            return Err(e);
+        );
+    let created = match options.apply(request)?.send().await {
+        Ok(_) => true,
+        Err(e) => {
+            let e = ServiceError::from_sdk("CreateTable", e);
+            if !e.has_code("ResourceInUseException") {
+                return Err(e);
+            }
+            false
         }
-    }
+    };
     let start = tokio::time::Instant::now();
     loop {
         let described = client
@@ -144,6 +148,9 @@ pub(crate) async fn ensure_table(
             .await
             .map_err(|e| ServiceError::from_sdk("DescribeTable", e))?;
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            if created {
+                options.enable_recovery(client, name).await?;
+            }
             return Ok(());
         }
         if start.elapsed() > TABLE_ACTIVE_TIMEOUT {

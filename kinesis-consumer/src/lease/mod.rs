@@ -19,10 +19,12 @@ mod item;
 pub(crate) mod kcl_workers;
 pub(crate) mod renewer;
 mod table;
+pub(crate) mod table_options;
 
 pub use capacity::LeaseTableCapacity;
 pub use item::{Lease, LeaseDecodeError};
 pub(crate) use table::{LeaseScan, LeaseTable};
+pub use table_options::{Billing, TableOptions};
 
 use std::fmt;
 

@@ -66,10 +66,13 @@ impl LeaseTable {
         conditional(&self.meter, operation, result)
     }
 
-    /// Creates the table (PAY_PER_REQUEST, hash key `leaseKey`) unless it exists, and waits
+    /// Creates the table (hash key `leaseKey`, with `options`) unless it exists, and waits
     /// until it is ACTIVE.
-    pub(crate) async fn ensure_exists(&self) -> Result<(), ServiceError> {
-        ensure_table(&self.client, &self.name, LEASE_KEY).await
+    pub(crate) async fn ensure_exists(
+        &self,
+        options: &super::TableOptions,
+    ) -> Result<(), ServiceError> {
+        ensure_table(&self.client, &self.name, LEASE_KEY, options).await
     }
 
     /// Every lease, by paginated scan, strongly or eventually consistent (half the read
