@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use kinesis_common::backoff::Backoff;
 
 use crate::lease::TableOptions;
+use crate::telemetry::MetricsGranularity;
 
 /// Where shards without a checkpoint start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,7 @@ pub(crate) struct Config {
     pub dynamodb_call_timeout: Duration,
     pub kinesis_call_timeout: Duration,
     pub lease_cleanup_grace: Duration,
+    pub metrics_granularity: MetricsGranularity,
 }
 
 impl Config {
@@ -112,6 +114,7 @@ impl Config {
             dynamodb_call_timeout: Duration::from_secs(3),
             kinesis_call_timeout: Duration::from_secs(10),
             lease_cleanup_grace: Duration::from_secs(30 * 60),
+            metrics_granularity: MetricsGranularity::Stream,
         }
     }
 

@@ -38,6 +38,7 @@ use crate::lease::{Lease, LeaseTable};
 use crate::processor::ProcessorFactory;
 use crate::retrieval::{FanOutFetcher, Fetcher, PollingFetcher};
 use crate::shard_consumer::{Exit, ShardConsumer, Signal};
+use crate::telemetry::Telemetry;
 
 mod children;
 mod handover;
@@ -76,6 +77,8 @@ pub(crate) struct Parts<F: ProcessorFactory> {
     pub leading: watch::Sender<Option<String>>,
     /// The renewer's figures, shared with the worker's handle.
     pub renewer_stats: Arc<RenewerStats>,
+    /// The worker's metric handles.
+    pub telemetry: Arc<Telemetry>,
 }
 
 pub(crate) struct Coordinator<F: ProcessorFactory> {
@@ -122,6 +125,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             commands: commands_rx,
             lost: lost_tx,
             stats: renewer_stats.clone(),
+            telemetry: parts.telemetry.clone(),
         };
         let renewer_task = AbortOnDrop(tokio::spawn(renewer.run()));
 
@@ -140,6 +144,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 deadline: deadline_tx,
                 membership: membership_tx,
                 poke: poke.clone(),
+                telemetry: parts.telemetry.clone(),
             }
             .run(),
         ));
@@ -154,6 +159,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 membership: membership.clone(),
                 poke,
                 leading: parts.leading.clone(),
+                telemetry: parts.telemetry.clone(),
             }
             .run(),
         ));
@@ -280,7 +286,10 @@ impl<F: ProcessorFactory> Coordinator<F> {
                         Duration::ZERO
                     };
                     tracing::info!(shard = %lease.shard_id, from = ?a.owner, stolen = a.steal, "lease taken");
-                    metrics::counter!("kinesis_consumer_leases_taken").increment(1);
+                    self.parts.telemetry.leases_taken.increment(1);
+                    if a.steal {
+                        self.parts.telemetry.leases_stolen.increment(1);
+                    }
                     self.start(lease, sent, delay);
                 }
                 Ok(None) => {
@@ -309,7 +318,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
     fn lose(&mut self, shard: &str) {
         self.giving.remove(shard);
         if let Some(held) = self.held.remove(shard) {
-            metrics::counter!("kinesis_consumer_leases_lost").increment(1);
+            self.parts.telemetry.leases_lost.increment(1);
             let _ = held.signal.send(Signal::LeaseLost);
             let _ = self.renewer.send(Command::Drop {
                 shard_id: shard.to_owned(),
@@ -318,7 +327,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             self.stopping
                 .insert(shard.to_owned(), (held.generation, held.signal));
         }
-        metrics::gauge!("kinesis_consumer_leases_held").set(self.held.len() as f64);
+        self.parts.telemetry.leases_held.set(self.held.len() as f64);
     }
 
     /// Forgets a lease whose consumer ended; `release` also gives it up in the table.
@@ -329,7 +338,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let _ = self.renewer.send(Command::Drop {
             shard_id: shard.to_owned(),
         });
-        metrics::gauge!("kinesis_consumer_leases_held").set(self.held.len() as f64);
+        self.parts.telemetry.leases_held.set(self.held.len() as f64);
         if release {
             let me = &self.parts.config.worker_id;
             if let Err(e) = self.parts.table.release(shard, me).await {
@@ -367,6 +376,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             signal: signal_rx,
             deadline: Deadline::new(deadline_rx, Some(self.worker_deadline.clone())),
             start_delay,
+            metrics: p.telemetry.shard(&shard_id),
         };
         let id = shard_id.clone();
         self.tasks
@@ -378,7 +388,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 signal: signal_tx,
             },
         );
-        metrics::gauge!("kinesis_consumer_leases_held").set(self.held.len() as f64);
+        self.parts.telemetry.leases_held.set(self.held.len() as f64);
     }
 
     fn fetcher(&self, shard_id: &str) -> Fetcher {
@@ -390,6 +400,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 stream: p.stream.clone(),
                 shard_id: shard_id.to_owned(),
                 send_empty: p.config.deliver_empty_batches,
+                telemetry: p.telemetry.clone(),
             }),
             None => Fetcher::Polling(PollingFetcher {
                 kinesis: p.kinesis.clone(),
@@ -398,6 +409,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 max_records: p.config.max_records,
                 idle_time: p.config.idle_time_between_reads,
                 send_empty: p.config.deliver_empty_batches,
+                telemetry: p.telemetry.clone(),
             }),
         }
     }
@@ -431,7 +443,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             Exit::LeaseLost => {
                 self.giving.remove(&shard);
                 tracing::info!(shard = %shard, "lease lost");
-                metrics::counter!("kinesis_consumer_leases_lost").increment(1);
+                self.parts.telemetry.leases_lost.increment(1);
                 self.drop_lease(&shard, false).await;
             }
             Exit::Shutdown if self.is_giving(&shard) => self.finish_give(&shard).await,

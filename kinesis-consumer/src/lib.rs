@@ -52,6 +52,7 @@ mod record;
 mod retrieval;
 mod shard_consumer;
 mod shard_sync;
+mod telemetry;
 mod worker;
 
 pub use checkpoint::{
@@ -63,4 +64,5 @@ pub use kinesis_common::aggregation::{DeaggregatedRecord, deaggregate};
 pub use lease::{Billing, Checkpoint, Lease, LeaseTableCapacity, TableOptions};
 pub use processor::{InitializeInput, ProcessorError, ProcessorFactory, RecordProcessor};
 pub use record::{ProcessRecordsInput, Record};
+pub use telemetry::MetricsGranularity;
 pub use worker::{NeverProcessor, Worker, WorkerBuilder, WorkerHandle};

@@ -22,6 +22,7 @@ use crate::lease::{Checkpoint, Lease};
 use crate::processor::{InitializeInput, ProcessorFactory, RecordProcessor};
 use crate::record::{ProcessRecordsInput, Record};
 use crate::retrieval::{Batch, FetchEnd, Fetcher, StartAt};
+use crate::telemetry::ShardMetrics;
 
 /// What the worker tells a running shard consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +57,8 @@ pub(crate) struct ShardConsumer<F: ProcessorFactory> {
     pub deadline: Deadline,
     /// Wait before starting: after stealing a lease, until its old owner must have stopped.
     pub start_delay: Duration,
+    /// This shard's metric handles.
+    pub metrics: ShardMetrics,
 }
 
 /// Aborts the fetcher when the consumer ends, however it ends.
@@ -71,6 +74,7 @@ fn to_records(
     batch: &Batch,
     range: Option<(HashKey, HashKey)>,
     skip: &mut Option<(String, u64)>,
+    metrics: &ShardMetrics,
 ) -> Vec<Record> {
     let mut out = Vec::new();
     for r in &batch.records {
@@ -84,7 +88,7 @@ fn to_records(
         );
         if let Some(reason) = &d.corrupt {
             tracing::warn!(sequence = r.sequence_number(), %reason, "corrupt aggregated record passed through whole");
-            metrics::counter!("kinesis_consumer_corrupt_aggregates").increment(1);
+            metrics.corrupt_aggregates.increment(1);
         }
         for user in d.records {
             // Resuming inside an aggregate: skip what the checkpoint covers.
@@ -181,9 +185,12 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             }
         }
         let span = tracing::debug_span!("shard", shard = %shard_id);
+        let metrics = self.metrics.clone();
         // The span follows the future (a guard held across an await would leak it to
         // whatever else the thread polls).
-        tracing::Instrument::instrument(self.process(), span).await
+        let exit = tracing::Instrument::instrument(self.process(), span).await;
+        metrics.ended();
+        exit
     }
 
     async fn process(mut self) -> Exit {
@@ -238,7 +245,14 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                 Signal::Run => {}
             }
             let Some(batch) = batch else { continue };
-            let records = to_records(&batch, range, &mut skip);
+            let records = to_records(&batch, range, &mut skip, &self.metrics);
+            let newest_age = records
+                .iter()
+                .filter_map(|r| r.approximate_arrival_timestamp)
+                .max()
+                .map(|t| t.elapsed().unwrap_or_default());
+            self.metrics
+                .observe_lag(batch.millis_behind_latest, newest_age);
             if let Some(last) = records.last() {
                 checkpointer.delivered((last.sequence_number.clone(), last.sub_sequence_number));
             }
@@ -268,12 +282,17 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
         input: ProcessRecordsInput,
     ) -> Option<Exit> {
         let count = input.records.len() as u64;
+        let bytes: u64 = input.records.iter().map(|r| r.data.len() as u64).sum();
         let mut retries = self.config.processor_backoff.start();
         for attempt in 1..=self.config.processor_max_attempts {
             let call = std::panic::AssertUnwindSafe(
                 processor.process_records(input.clone(), checkpointer),
             );
+            let started = std::time::Instant::now();
             let outcome = call.catch_unwind().await;
+            self.metrics
+                .processing_seconds
+                .record(started.elapsed().as_secs_f64());
             // A checkpoint refused because another worker holds the lease now, whatever the
             // processor made of it: the batch must not be delivered here again; the new
             // owner reads it.
@@ -284,7 +303,8 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             }
             let failure = match outcome {
                 Ok(Ok(())) => {
-                    metrics::counter!("kinesis_consumer_records_processed").increment(count);
+                    self.metrics.records_processed.increment(count);
+                    self.metrics.bytes_processed.increment(bytes);
                     return None;
                 }
                 Ok(Err(e)) => format!("process_records failed: {e}"),
@@ -294,7 +314,7 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                     "process_records panicked".to_owned()
                 }
             };
-            metrics::counter!("kinesis_consumer_processor_failures").increment(1);
+            self.metrics.processor_failures.increment(1);
             tracing::warn!(attempt, error = %failure, "batch will be delivered again");
             if attempt == self.config.processor_max_attempts {
                 tracing::error!(

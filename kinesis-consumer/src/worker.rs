@@ -11,6 +11,7 @@
 //! The clients a worker is given are used with a timeout on every call
 //! (`dynamodb_call_timeout`, `kinesis_call_timeout`), so no call can hang the worker.
 
+use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -219,6 +220,12 @@ impl WorkerBuilder {
     setter!(
         /// Polling (the default) or enhanced fan-out; see also [`WorkerBuilder::fan_out`].
         retrieval_mode: RetrievalMode
+    );
+    setter!(
+        /// How finely metrics are labelled: `Worker` (an `application` label), `Stream`
+        /// (also `stream`; the default) or `Shard` (also `shard` on the per-shard metrics,
+        /// a series per shard).
+        metrics_granularity: crate::MetricsGranularity
     );
     setter!(
         /// With fan-out: deregister the stream consumer when this worker shuts down
@@ -457,6 +464,11 @@ impl<F: ProcessorFactory> Worker<F> {
         }
         let kinesis = self.kinesis.clone();
         let deregister = self.config.deregister_consumer_on_shutdown;
+        let (application, stream_label, granularity) = (
+            self.config.application_name.clone(),
+            self.stream.to_string(),
+            self.config.metrics_granularity,
+        );
         let coordinator = Coordinator::new(Parts {
             config: self.config,
             stream: self.stream,
@@ -467,6 +479,7 @@ impl<F: ProcessorFactory> Worker<F> {
             consumer_arn: consumer_arn.clone(),
             leading: self.leading,
             renewer_stats: self.renewer_stats,
+            telemetry: Arc::new(Telemetry::new(&application, &stream_label, granularity)),
         });
         coordinator.run(self.shutdown_rx).await;
         if let Some(arn) = &consumer_arn

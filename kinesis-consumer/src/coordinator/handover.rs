@@ -38,7 +38,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         match self.parts.table.hand_over(shard, &me, &to).await {
             Ok(true) => {
                 tracing::info!(shard, to = %to, "lease handed over");
-                metrics::counter!("kinesis_consumer_leases_given").increment(1);
+                self.parts.telemetry.leases_given.increment(1);
             }
             Ok(false) => tracing::debug!(shard, "lease moved before it was handed over"),
             Err(e) => {

@@ -57,7 +57,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 }
             }
         }
-        metrics::gauge!("kinesis_consumer_leases_held").set(0.0);
+        self.parts.telemetry.leases_held.set(0.0);
         self.leave(released).await;
     }
 

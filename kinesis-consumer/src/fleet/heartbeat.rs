@@ -59,6 +59,7 @@ pub(crate) struct Heartbeat {
     pub membership: watch::Sender<Membership>,
     /// Beats at once when notified (the leader assigned this worker something).
     pub poke: Arc<Notify>,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// A heartbeat call in flight: (incarnation, send time, answer).
@@ -177,7 +178,7 @@ impl Heartbeat {
             }
             Ok(Ok(None)) => {
                 tracing::warn!(worker = %self.worker_id, "fenced by the leader; dropping every lease");
-                metrics::counter!("kinesis_consumer_worker_fenced").increment(1);
+                self.telemetry.worker_fenced.increment(1);
                 let _ = self.deadline.send(Instant::now());
                 self.membership.send_modify(|m| {
                     m.fenced += 1;

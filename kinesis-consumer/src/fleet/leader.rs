@@ -88,6 +88,7 @@ pub(crate) struct Leader {
     pub poke: Arc<Notify>,
     /// The lock version while this worker leads.
     pub leading: watch::Sender<Option<String>>,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// The leader's memory, kept across rounds.
@@ -115,12 +116,12 @@ impl Leader {
             // standby has long done so), so workers starting together share a cold table.
             let settled_at = duties.view.started.unwrap_or(since) + self.settings.settle;
             tracing::info!(worker = %self.me, "became the leader");
-            metrics::gauge!("kinesis_consumer_leader").set(1.0);
+            self.telemetry.leader.set(1.0);
             let _ = self.leading.send(Some(version.clone()));
             duties.next_scan = None;
             duties.next_sync = None;
             self.lead(version, since, settled_at, &mut duties).await;
-            metrics::gauge!("kinesis_consumer_leader").set(0.0);
+            self.telemetry.leader.set(0.0);
             let _ = self.leading.send(None);
         }
     }
@@ -213,7 +214,7 @@ impl Leader {
             let call = self.state.fence(worker);
             if let Ok(Ok(true)) = tokio::time::timeout(s.call_timeout, call).await {
                 tracing::info!(worker = %worker.worker_id, "worker fenced: its heartbeat stood still for the failover time");
-                metrics::counter!("kinesis_consumer_workers_fenced").increment(1);
+                self.telemetry.workers_fenced.increment(1);
                 d.view.mark_fenced(&worker.worker_id, now);
                 d.orphan_owners.insert(worker.worker_id.clone());
                 changed = true;

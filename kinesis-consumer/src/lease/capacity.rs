@@ -67,6 +67,15 @@ impl CapacityMeter {
         self.add(operation, read, write);
     }
 
+    /// A call that failed: one refused for capacity (after the SDK's own retries) is
+    /// counted in `kinesis_consumer_dynamodb_throttles`.
+    pub(crate) fn record_failure(&self, error: &kinesis_common::ServiceError) {
+        if error.kind == kinesis_common::ErrorKind::Throttling {
+            metrics::counter!("kinesis_consumer_dynamodb_throttles", "table" => self.table, "operation" => error.operation)
+                .increment(1);
+        }
+    }
+
     /// A conditional write refused by its condition: no units in the answer, but DynamoDB
     /// bills one write unit (for an item of up to 1 KB, as leases are).
     pub(crate) fn record_refused_write(&self, operation: &'static str) {

@@ -68,6 +68,7 @@ where
                 meter.record_refused_write(operation);
                 Ok(None)
             } else {
+                meter.record_failure(&e);
                 Err(e)
             }
         }
@@ -93,7 +94,11 @@ pub(crate) async fn scan_all(
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
             .await
-            .map_err(|e| ServiceError::from_sdk("Scan", e))?;
+            .map_err(|e| {
+                let e = ServiceError::from_sdk("Scan", e);
+                meter.record_failure(&e);
+                e
+            })?;
         meter.record("Scan", page.consumed_capacity());
         start = page.last_evaluated_key;
         items.extend(page.items.unwrap_or_default());

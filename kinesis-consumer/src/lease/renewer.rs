@@ -232,6 +232,7 @@ pub(crate) struct Renewer<T: RenewCall> {
     pub commands: mpsc::UnboundedReceiver<Command>,
     pub lost: mpsc::UnboundedSender<Lost>,
     pub stats: Arc<RenewerStats>,
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 type Answer = (String, u64, Instant, Result<Option<u64>, ServiceError>);
@@ -330,13 +331,16 @@ impl<T: RenewCall> Renewer<T> {
         match result {
             Ok(Some(counter)) => {
                 self.stats.observe(sent.elapsed());
+                self.telemetry
+                    .lease_renewal_seconds
+                    .record(sent.elapsed().as_secs_f64());
                 entry.counter = counter;
                 entry.failures = 0;
                 entry.next_at = sent + self.settings.interval;
                 entry
                     .deadline
                     .send_replace(self.settings.deadline_after(sent));
-                metrics::counter!("kinesis_consumer_lease_renewals").increment(1);
+                self.telemetry.lease_renewals.increment(1);
             }
             Ok(None) => {
                 leases.remove(&shard_id);
@@ -344,7 +348,7 @@ impl<T: RenewCall> Renewer<T> {
             }
             Err(e) => {
                 tracing::warn!(shard = %shard_id, error = %e, "lease renewal failed; retrying");
-                metrics::counter!("kinesis_consumer_lease_renewal_failures").increment(1);
+                self.telemetry.lease_renewal_failures.increment(1);
                 entry.failures += 1;
                 entry.next_at = Instant::now() + self.settings.retry_after(entry.failures);
             }
@@ -362,6 +366,7 @@ impl<T: RenewCall> Renewer<T> {
         for (shard_id, generation) in expired {
             leases.remove(&shard_id);
             self.stats.expired.fetch_add(1, Ordering::Relaxed);
+            self.telemetry.leases_expired.increment(1);
             self.give_up(shard_id, generation, LossReason::Expired);
         }
     }
@@ -469,6 +474,11 @@ mod tests {
             commands: commands_rx,
             lost: lost_tx,
             stats: Arc::default(),
+            telemetry: Arc::new(crate::telemetry::Telemetry::new(
+                "test",
+                "s",
+                crate::MetricsGranularity::default(),
+            )),
         };
         Running {
             table,

@@ -36,6 +36,8 @@ pub(crate) struct FanOutFetcher {
     pub shard_id: String,
     /// Pass empty events on too.
     pub send_empty: bool,
+    /// Where failed calls are counted.
+    pub telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
 }
 
 /// Where the next subscription starts.
@@ -104,6 +106,7 @@ impl FanOutFetcher {
     }
 
     fn fatal(&self, error: ServiceError) -> FetchEnd {
+        self.telemetry.kinesis_failure(&error);
         tracing::error!(shard = %self.shard_id, error = %error, "shard cannot be subscribed to");
         FetchEnd::Fatal
     }
@@ -142,6 +145,7 @@ impl FanOutFetcher {
                     if e.kind == ErrorKind::Fatal && !busy {
                         return self.fatal(e);
                     }
+                    self.telemetry.kinesis_failure(&e);
                     tracing::debug!(shard = %self.shard_id, error = %e, "SubscribeToShard refused; retrying");
                     retries.wait().await;
                     continue;
@@ -155,6 +159,14 @@ impl FanOutFetcher {
                     // The subscription's time is up: subscribe again from where it ended.
                     Ok(None) => break,
                     Err(e) => {
+                        self.telemetry.kinesis_failure(&ServiceError {
+                            operation: "SubscribeToShard",
+                            kind: ErrorKind::Transient,
+                            code: Some("EventStreamError".into()),
+                            http_status: None,
+                            message: e.to_string(),
+                            source: None,
+                        });
                         tracing::debug!(shard = %self.shard_id, error = %e, "subscription failed; subscribing again");
                         retries.wait().await;
                         break;

@@ -32,6 +32,8 @@ pub(crate) struct PollingFetcher {
     pub idle_time: Duration,
     /// Pass empty reads on too.
     pub send_empty: bool,
+    /// Where failed calls are counted.
+    pub telemetry: std::sync::Arc<crate::telemetry::Telemetry>,
 }
 
 impl PollingFetcher {
@@ -73,6 +75,7 @@ impl PollingFetcher {
     }
 
     fn fatal(&self, error: ServiceError) -> FetchEnd {
+        self.telemetry.kinesis_failure(&error);
         tracing::error!(shard = %self.shard_id, error = %error, "shard cannot be read");
         FetchEnd::Fatal
     }
@@ -104,6 +107,7 @@ impl PollingFetcher {
                     }
                     Err(e) if e.kind == ErrorKind::Fatal => return self.fatal(e),
                     Err(e) => {
+                        self.telemetry.kinesis_failure(&e);
                         tracing::debug!(shard = %self.shard_id, error = %e, "GetShardIterator failed; retrying");
                         retries.wait().await;
                         continue;
@@ -127,6 +131,9 @@ impl PollingFetcher {
                 Ok(out) => out,
                 Err(e) => {
                     let e = ServiceError::from_sdk("GetRecords", e);
+                    if e.kind != ErrorKind::Fatal {
+                        self.telemetry.kinesis_failure(&e);
+                    }
                     if e.has_code("ExpiredIteratorException") {
                         // Get a fresh one from the last record read (or the start).
                         iterator = None;

@@ -1,0 +1,299 @@
+//! What the worker reports through the `metrics` facade, at the granularity asked for.
+//!
+//! | metric | kind | meaning |
+//! | --- | --- | --- |
+//! | `kinesis_consumer_records_processed` | counter, per shard | user records of batches the processor accepted |
+//! | `kinesis_consumer_bytes_processed` | counter, per shard | their data bytes |
+//! | `kinesis_consumer_processing_seconds` | histogram, per shard | time of each `process_records` call |
+//! | `kinesis_consumer_processor_failures` | counter, per shard | `process_records` calls that failed or panicked |
+//! | `kinesis_consumer_corrupt_aggregates` | counter, per shard | aggregated records passed through whole because they did not decode |
+//! | `kinesis_consumer_millis_behind_latest` | gauge, per shard | the last read's `MillisBehindLatest` (coarser: the largest over the worker's shards) |
+//! | `kinesis_consumer_newest_record_age_seconds` | gauge, per shard | now − arrival time of the newest record delivered (coarser: the largest) |
+//! | `kinesis_consumer_kinesis_errors` | counter, `operation` and `code` labels | GetShardIterator / GetRecords / SubscribeToShard calls that failed after the SDK's own retries, throttles included |
+//! | `kinesis_consumer_kinesis_throttles` | counter, `operation` label | the throttled ones among them |
+//! | `kinesis_consumer_leases_held` | gauge | leases this worker holds |
+//! | `kinesis_consumer_leases_taken` | counter | leases taken (expired or unowned ones, and stolen ones) |
+//! | `kinesis_consumer_leases_stolen` | counter | the stolen ones among them (taken from a live worker for balance) |
+//! | `kinesis_consumer_leases_lost` | counter | leases this worker stopped holding without giving them up (taken by another worker, or expired) |
+//! | `kinesis_consumer_leases_expired` | counter | leases given up because no renewal succeeded before their deadline |
+//! | `kinesis_consumer_leases_given` | counter | leases handed to a KCL worker |
+//! | `kinesis_consumer_lease_renewals` | counter | successful renewals |
+//! | `kinesis_consumer_lease_renewal_failures` | counter | failed renewal calls (retried) |
+//! | `kinesis_consumer_lease_renewal_seconds` | histogram | latency of successful renewals |
+//! | `kinesis_consumer_lease_table_read_units`, `…_write_units` | gauge that only grows, `table` (`lease` or `coordinator`) and `operation` labels only | capacity units the worker's calls consumed, as DynamoDB bills them (fractional, which counters cannot hold) |
+//! | `kinesis_consumer_dynamodb_throttles` | counter, `table` and `operation` labels only | DynamoDB calls that failed throttled after the SDK's own retries |
+//! | `kinesis_consumer_leader` | gauge | 1 while this worker leads the fleet |
+//! | `kinesis_consumer_worker_fenced` | counter | times this worker was fenced (its heartbeat too old) |
+//! | `kinesis_consumer_workers_fenced` | counter | workers this leader fenced |
+//!
+//! Every series but the two DynamoDB ones (whose `table` label already names the worker's
+//! table) carries an `application` label. [`MetricsGranularity`] decides the rest: no
+//! more (`Worker`), a `stream` label (`Stream`, the default), or `stream` and, on the
+//! per-shard metrics, `shard` (`Shard`): a series per shard, which at thousands of shards is
+//! thousands of series, so it is asked for, not the default. A per-shard gauge keeps its
+//! last value after the lease moves away.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kinesis_common::{ErrorKind, ServiceError};
+
+/// How finely metrics are broken down, as KCL's metrics dimensions and KPL's
+/// `metricsGranularity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum MetricsGranularity {
+    /// An `application` label only.
+    Worker,
+    /// `application` and `stream` labels (the default).
+    #[default]
+    Stream,
+    /// `application` and `stream`, and `shard` on the per-shard metrics.
+    Shard,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// A gauge shared by several shards below `Shard` granularity: it shows their largest value.
+#[derive(Clone)]
+struct MaxGauge {
+    gauge: metrics::Gauge,
+    values: Arc<Mutex<HashMap<String, f64>>>,
+}
+
+impl MaxGauge {
+    fn new(gauge: metrics::Gauge) -> Self {
+        MaxGauge {
+            gauge,
+            values: Arc::default(),
+        }
+    }
+
+    fn update(&self, shard: &str, value: Option<f64>) {
+        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
+        match value {
+            Some(v) => values.insert(shard.to_owned(), v),
+            None => values.remove(shard),
+        };
+        self.gauge.set(values.values().copied().fold(0.0, f64::max));
+    }
+}
+
+/// One shard consumer's handles.
+#[derive(Clone)]
+pub(crate) struct ShardMetrics {
+    shard_id: String,
+    pub records_processed: metrics::Counter,
+    pub bytes_processed: metrics::Counter,
+    pub processing_seconds: metrics::Histogram,
+    pub processor_failures: metrics::Counter,
+    pub corrupt_aggregates: metrics::Counter,
+    /// Its own gauges at `Shard` granularity; shared maxima otherwise.
+    lag: Lag,
+}
+
+#[derive(Clone)]
+enum Lag {
+    Own {
+        millis_behind: metrics::Gauge,
+        newest_age: metrics::Gauge,
+    },
+    Shared {
+        millis_behind: MaxGauge,
+        newest_age: MaxGauge,
+    },
+}
+
+impl ShardMetrics {
+    /// A batch was read: how far behind the stream's tip it is, and how old its newest
+    /// record is (when it has records).
+    pub(crate) fn observe_lag(&self, millis_behind: Option<i64>, newest_age: Option<Duration>) {
+        let millis = millis_behind.map(|m| m as f64);
+        let age = newest_age.map(|a| a.as_secs_f64());
+        match &self.lag {
+            Lag::Own {
+                millis_behind,
+                newest_age,
+            } => {
+                if let Some(m) = millis {
+                    millis_behind.set(m);
+                }
+                if let Some(a) = age {
+                    newest_age.set(a);
+                }
+            }
+            Lag::Shared {
+                millis_behind,
+                newest_age,
+            } => {
+                if millis.is_some() {
+                    millis_behind.update(&self.shard_id, millis);
+                }
+                if age.is_some() {
+                    newest_age.update(&self.shard_id, age);
+                }
+            }
+        }
+    }
+
+    /// The consumer ended: its shard no longer counts in the shared maxima.
+    pub(crate) fn ended(&self) {
+        if let Lag::Shared {
+            millis_behind,
+            newest_age,
+        } = &self.lag
+        {
+            millis_behind.update(&self.shard_id, None);
+            newest_age.update(&self.shard_id, None);
+        }
+    }
+}
+
+/// The worker's metric handles, registered once; install a `metrics` recorder before
+/// building the worker to receive them.
+pub(crate) struct Telemetry {
+    granularity: MetricsGranularity,
+    labels: Labels,
+    /// Below `Shard` granularity: the lag gauges every shard shares.
+    shared_lag: Option<(MaxGauge, MaxGauge)>,
+    pub leases_held: metrics::Gauge,
+    pub leases_taken: metrics::Counter,
+    pub leases_stolen: metrics::Counter,
+    pub leases_lost: metrics::Counter,
+    pub leases_expired: metrics::Counter,
+    pub leases_given: metrics::Counter,
+    pub lease_renewals: metrics::Counter,
+    pub lease_renewal_failures: metrics::Counter,
+    pub lease_renewal_seconds: metrics::Histogram,
+    pub leader: metrics::Gauge,
+    pub worker_fenced: metrics::Counter,
+    pub workers_fenced: metrics::Counter,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry")
+            .field("granularity", &self.granularity)
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    pub(crate) fn new(application: &str, stream: &str, granularity: MetricsGranularity) -> Self {
+        let mut labels: Labels = vec![("application", application.to_owned())];
+        if granularity != MetricsGranularity::Worker {
+            labels.push(("stream", stream.to_owned()));
+        }
+        let l = &labels;
+        Telemetry {
+            shared_lag: (granularity != MetricsGranularity::Shard).then(|| {
+                (
+                    MaxGauge::new(metrics::gauge!("kinesis_consumer_millis_behind_latest", l)),
+                    MaxGauge::new(metrics::gauge!(
+                        "kinesis_consumer_newest_record_age_seconds",
+                        l
+                    )),
+                )
+            }),
+            leases_held: metrics::gauge!("kinesis_consumer_leases_held", l),
+            leases_taken: metrics::counter!("kinesis_consumer_leases_taken", l),
+            leases_stolen: metrics::counter!("kinesis_consumer_leases_stolen", l),
+            leases_lost: metrics::counter!("kinesis_consumer_leases_lost", l),
+            leases_expired: metrics::counter!("kinesis_consumer_leases_expired", l),
+            leases_given: metrics::counter!("kinesis_consumer_leases_given", l),
+            lease_renewals: metrics::counter!("kinesis_consumer_lease_renewals", l),
+            lease_renewal_failures: metrics::counter!("kinesis_consumer_lease_renewal_failures", l),
+            lease_renewal_seconds: metrics::histogram!("kinesis_consumer_lease_renewal_seconds", l),
+            leader: metrics::gauge!("kinesis_consumer_leader", l),
+            worker_fenced: metrics::counter!("kinesis_consumer_worker_fenced", l),
+            workers_fenced: metrics::counter!("kinesis_consumer_workers_fenced", l),
+            granularity,
+            labels,
+        }
+    }
+
+    /// A failed Kinesis call, by operation and error code (its kind when the service gave
+    /// none: a timeout or a dropped connection); throttles are counted apart too.
+    pub(crate) fn kinesis_failure(&self, error: &ServiceError) {
+        let mut labels = self.labels.clone();
+        labels.push(("operation", error.operation.to_owned()));
+        if error.kind == ErrorKind::Throttling {
+            metrics::counter!("kinesis_consumer_kinesis_throttles", &labels).increment(1);
+        }
+        let code = match &error.code {
+            Some(code) => code.clone(),
+            None => format!("{:?}", error.kind),
+        };
+        labels.push(("code", code));
+        metrics::counter!("kinesis_consumer_kinesis_errors", &labels).increment(1);
+    }
+
+    /// The handles of one shard's consumer.
+    pub(crate) fn shard(&self, shard_id: &str) -> ShardMetrics {
+        let mut labels = self.labels.clone();
+        let lag = match &self.shared_lag {
+            Some((millis_behind, newest_age)) => Lag::Shared {
+                millis_behind: millis_behind.clone(),
+                newest_age: newest_age.clone(),
+            },
+            None => {
+                labels.push(("shard", shard_id.to_owned()));
+                Lag::Own {
+                    millis_behind: metrics::gauge!(
+                        "kinesis_consumer_millis_behind_latest",
+                        &labels
+                    ),
+                    newest_age: metrics::gauge!(
+                        "kinesis_consumer_newest_record_age_seconds",
+                        &labels
+                    ),
+                }
+            }
+        };
+        let l = &labels;
+        ShardMetrics {
+            shard_id: shard_id.to_owned(),
+            records_processed: metrics::counter!("kinesis_consumer_records_processed", l),
+            bytes_processed: metrics::counter!("kinesis_consumer_bytes_processed", l),
+            processing_seconds: metrics::histogram!("kinesis_consumer_processing_seconds", l),
+            processor_failures: metrics::counter!("kinesis_consumer_processor_failures", l),
+            corrupt_aggregates: metrics::counter!("kinesis_consumer_corrupt_aggregates", l),
+            lag,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    #[test]
+    fn below_shard_granularity_lag_is_the_largest_of_the_shards_still_held() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let telemetry = Telemetry::new("app", "s", MetricsGranularity::Stream);
+            let (a, b) = (telemetry.shard("a"), telemetry.shard("b"));
+            a.observe_lag(Some(500), None);
+            b.observe_lag(Some(2_000), Some(Duration::from_secs(3)));
+            a.observe_lag(Some(100), None);
+            let lag = || {
+                snapshotter
+                    .snapshot()
+                    .into_vec()
+                    .into_iter()
+                    .find(|(k, ..)| k.key().name() == "kinesis_consumer_millis_behind_latest")
+                    .and_then(|(.., v)| match v {
+                        DebugValue::Gauge(v) => Some(v.into_inner()),
+                        _ => None,
+                    })
+            };
+            assert_eq!(lag(), Some(2_000.0));
+            b.ended();
+            assert_eq!(lag(), Some(100.0));
+        });
+    }
+}
