@@ -1,5 +1,6 @@
 // Loads the demo page in headless Chromium, submits the form for N records, waits until the
-// page shows them acknowledged and written to files, and saves a screenshot.
+// page shows them acknowledged and written to files, charts each shard's throughput and lag,
+// lists the lease owners as moves, and saves a screenshot.
 // Usage: node demo.mjs URL N SCREENSHOT.png
 import { chromium } from "playwright-core";
 
@@ -24,8 +25,17 @@ try {
   );
   const shards = await page.locator("#shards tr").count();
   if (shards < 1) throw new Error("no shards shown");
+  // The live charts drew a line per shard, and the lease owners are in the moves list.
+  await page.waitForFunction(
+    (n) => document.querySelectorAll("#throughput polyline").length >= n
+      && document.querySelectorAll("#lag polyline").length >= 1
+      && document.querySelectorAll("#moves li").length >= n,
+    shards,
+    { timeout: 10_000, polling: 200 },
+  );
+  const moves = await page.locator("#moves li").count();
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(`browser: the page shows ${count} records acknowledged and written; ${shards} shards; screenshot ${screenshot}`);
+  console.log(`browser: the page shows ${count} records acknowledged and written; ${shards} shards charted; ${moves} lease moves; screenshot ${screenshot}`);
 } finally {
   await browser.close();
 }
