@@ -4,7 +4,11 @@
 //! `cargo run --example consume -- --stream NAME --app-name APP [--kinesis-endpoint URL]
 //! [--dynamodb-endpoint URL] [--initial-position trim-horizon|latest|at-timestamp:RFC3339]
 //! [--until-idle SECONDS] [--fan-out CONSUMER] [--worker-id ID] [--aws] [--print]
-//! [--records-out FILE]`
+//! [--records-out FILE] [--prometheus ADDR] [--metrics-granularity worker|stream|shard]`
+//!
+//! `--prometheus 127.0.0.1:9464` serves the worker's metrics (see the consumer's metrics
+//! table) for Prometheus to scrape at `http://ADDR/metrics`, through the
+//! `metrics-exporter-prometheus` crate.
 //!
 //! `--records-out FILE` appends every record processed as `shard TAB key TAB sequence TAB
 //! subsequence TAB data`, written out before each checkpoint, after a `#init TAB shard` line
@@ -21,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kinesis_consumer::{
-    Checkpointer, InitialPosition, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker,
+    Checkpointer, InitialPosition, MetricsGranularity, ProcessRecordsInput, ProcessorError,
+    RecordProcessor, Worker,
 };
 use kinesis_testkit::{Target, TargetChoice};
 
@@ -55,6 +60,12 @@ struct Args {
     /// Append every record processed to this file, before each checkpoint.
     #[arg(long)]
     records_out: Option<std::path::PathBuf>,
+    /// Serve the metrics for Prometheus at http://ADDR/metrics.
+    #[arg(long)]
+    prometheus: Option<std::net::SocketAddr>,
+    /// worker, stream or shard: how finely the metrics are labelled.
+    #[arg(long, default_value = "stream")]
+    metrics_granularity: String,
 }
 
 #[derive(Default)]
@@ -121,6 +132,15 @@ impl RecordProcessor for Counter {
     }
 }
 
+fn granularity(value: &str) -> Result<MetricsGranularity, String> {
+    match value {
+        "worker" => Ok(MetricsGranularity::Worker),
+        "stream" => Ok(MetricsGranularity::Stream),
+        "shard" => Ok(MetricsGranularity::Shard),
+        other => Err(format!("unknown metrics granularity {other:?}")),
+    }
+}
+
 fn initial_position(value: &str) -> Result<InitialPosition, String> {
     match value {
         "trim-horizon" => Ok(InitialPosition::TrimHorizon),
@@ -147,6 +167,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         dynamodb_endpoint: args.dynamodb_endpoint,
         enforce_limits: false,
     };
+    if let Some(addr) = args.prometheus {
+        // Before the worker is built: its metric handles register with this recorder.
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()?;
+        eprintln!("metrics at http://{addr}/metrics");
+    }
     let target = Target::resolve(choice).await?;
     eprintln!("consuming from {}", target.description);
     let config = target.options.sdk_config().await;
@@ -177,7 +204,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut builder = Worker::builder(args.app_name.as_str(), args.stream.as_str())
         .kinesis_client(target.options.kinesis_client(&config))
         .dynamodb_client(target.options.dynamodb_client(&config))
-        .initial_position(initial_position(&args.initial_position)?);
+        .initial_position(initial_position(&args.initial_position)?)
+        .metrics_granularity(granularity(&args.metrics_granularity)?);
     if let Some(consumer) = args.fan_out {
         builder = builder.fan_out(consumer);
     }
