@@ -24,6 +24,18 @@ pub enum ConsumerError {
         #[source]
         source: ServiceError,
     },
+    /// The application's tables serve another stream: two applications (or one pointed at
+    /// another stream) must not share a lease table. Use another application name or
+    /// `lease_table_name`.
+    #[error("table {table} belongs to stream {recorded}, not {stream}")]
+    TableOfAnotherStream {
+        /// The coordinator-state table holding the record.
+        table: String,
+        /// The stream this worker was given (its ARN).
+        stream: String,
+        /// The stream the tables were made for (its ARN).
+        recorded: String,
+    },
     /// The stream could not be read (missing, or access denied).
     #[error("stream {stream}: {source}")]
     Stream {

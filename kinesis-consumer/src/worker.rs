@@ -11,6 +11,7 @@
 //! The clients a worker is given are used with a timeout on every call
 //! (`dynamodb_call_timeout`, `kinesis_call_timeout`), so no call can hang the worker.
 
+use crate::fleet::state_table::Claim;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,11 +59,11 @@ fn kinesis_with_timeout(
     aws_sdk_kinesis::Client::from_conf(config.to_builder().timeout_config(timeouts).build())
 }
 
-/// Checks that the stream exists.
+/// Checks that the stream exists; returns its ARN.
 async fn describe_stream(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &StreamRef,
-) -> Result<(), kinesis_common::ServiceError> {
+) -> Result<String, kinesis_common::ServiceError> {
     let request = kinesis.describe_stream_summary();
     let request = match stream {
         StreamRef::Name(name) => request.stream_name(name),
@@ -71,7 +72,11 @@ async fn describe_stream(
     request
         .send()
         .await
-        .map(|_| ())
+        .map(|out| {
+            out.stream_description_summary
+                .map(|d| d.stream_arn)
+                .unwrap_or_default()
+        })
         .map_err(|e| kinesis_common::ServiceError::from_sdk("DescribeStreamSummary", e))
 }
 
@@ -446,12 +451,28 @@ impl<F: ProcessorFactory> Worker<F> {
         // The stream must exist. Only the leader lists shards, so a fleet starting together
         // makes one DescribeStreamSummary call per worker and one ListShards in all.
         let w = &self;
-        describe_stream(&w.kinesis, &w.stream)
+        let arn = describe_stream(&w.kinesis, &w.stream)
             .await
             .map_err(|source| ConsumerError::Stream {
                 stream: w.stream.to_string(),
                 source,
             })?;
+        // The tables serve one stream: refuse another's.
+        let claim =
+            w.state
+                .claim_stream(&arn)
+                .await
+                .map_err(|source| ConsumerError::LeaseTable {
+                    table: w.state.name().to_owned(),
+                    source,
+                })?;
+        if let Claim::Other(recorded) = claim {
+            return Err(ConsumerError::TableOfAnotherStream {
+                table: w.state.name().to_owned(),
+                stream: arn,
+                recorded,
+            });
+        }
         if let RetrievalMode::FanOut { consumer_name } = &w.config.retrieval_mode {
             let arn = retrieval::register_consumer(&w.kinesis, &w.stream, consumer_name)
                 .await

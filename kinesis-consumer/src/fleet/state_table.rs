@@ -16,6 +16,10 @@
 //! assigned it without a read. Every write is conditional on the incarnation that wrote the
 //! item, so a restarted worker never acts on its predecessor's plan.
 
+mod stream_claim;
+
+pub(crate) use stream_claim::Claim;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
