@@ -1,5 +1,7 @@
 //! The demo's flow end to end, and the sink's crash safety.
 
+mod support;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,16 +25,7 @@ fn temp_dir(name: &str) -> PathBuf {
 
 /// The demo binary, which `cargo test` builds next to the test binaries.
 fn demo_exe() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let demo = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join("demo_app");
-    assert!(demo.exists(), "{} not built", demo.display());
-    demo
+    support::example("demo_app")
 }
 
 fn ids_in(dir: &std::path::Path, run: &str) -> (HashSet<String>, usize) {

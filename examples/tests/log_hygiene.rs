@@ -2,29 +2,17 @@
 //! producer or a consumer process (the `produce` and `consume` examples, which set up their
 //! logs with `kinesis_common::logging::env_filter`).
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::{Command, Output};
 
 use base64::Engine;
 use kinesis_testkit::{LocalAws, streams};
+use support::example;
 
 const KEY_ID: &str = "AKIALOGHYGIENE000042";
 const SECRET: &str = "logHygiene/SecretAccessKey+0000000000042";
 const TOKEN: &str = "logHygieneSessionToken000000000000000000042";
-
-/// An example binary, which `cargo test` builds next to the test binaries.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(path.exists(), "{} not built", path.display());
-    path
-}
 
 fn run(aws: &LocalAws, name: &str, args: &[&str]) -> Output {
     let output = Command::new(example(name))

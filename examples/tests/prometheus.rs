@@ -1,28 +1,16 @@
 //! The `consume` example serves the worker's metrics for Prometheus: a scrape shows the
 //! records it processed, labelled by application and stream, and its leases.
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kinesis_producer::{Producer, UserRecord};
 use kinesis_testkit::LocalAws;
-
-/// An example binary, which `cargo test` builds next to the test binaries.
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples")
-        .join(name);
-    assert!(path.exists(), "{} not built", path.display());
-    path
-}
+use support::example;
 
 /// `GET /metrics` over plain HTTP/1.0; `None` while nothing listens yet.
 fn scrape(addr: SocketAddr) -> Option<String> {
