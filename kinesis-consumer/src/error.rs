@@ -36,6 +36,17 @@ pub enum ConsumerError {
         /// The stream the tables were made for (its ARN).
         recorded: String,
     },
+    /// The application's tables belong to another application (given the same
+    /// `lease_table_name`): two applications must not share a lease table.
+    #[error("table {table} belongs to application {recorded}, not {application}")]
+    TableOfAnotherApplication {
+        /// The coordinator-state table holding the record.
+        table: String,
+        /// This worker's application.
+        application: String,
+        /// The application the tables were made for.
+        recorded: String,
+    },
     /// The stream could not be read (missing, or access denied).
     #[error("stream {stream}: {source}")]
     Stream {

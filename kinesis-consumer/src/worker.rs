@@ -11,7 +11,6 @@
 //! The clients a worker is given are used with a timeout on every call
 //! (`dynamodb_call_timeout`, `kinesis_call_timeout`), so no call can hang the worker.
 
-use crate::fleet::state_table::Claim;
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -457,22 +456,10 @@ impl<F: ProcessorFactory> Worker<F> {
                 stream: w.stream.to_string(),
                 source,
             })?;
-        // The tables serve one stream: refuse another's.
-        let claim =
-            w.state
-                .claim_stream(&arn)
-                .await
-                .map_err(|source| ConsumerError::LeaseTable {
-                    table: w.state.name().to_owned(),
-                    source,
-                })?;
-        if let Claim::Other(recorded) = claim {
-            return Err(ConsumerError::TableOfAnotherStream {
-                table: w.state.name().to_owned(),
-                stream: arn,
-                recorded,
-            });
-        }
+        // The tables serve one application and stream: refuse another's.
+        w.state
+            .ensure_ours(&w.config.application_name, &arn)
+            .await?;
         if let RetrievalMode::FanOut { consumer_name } = &w.config.retrieval_mode {
             let arn = retrieval::register_consumer(&w.kinesis, &w.stream, consumer_name)
                 .await

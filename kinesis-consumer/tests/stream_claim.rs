@@ -1,5 +1,6 @@
 //! One application's tables serve one stream: a worker pointed at another stream with the
-//! same application name (KCL #1368) stops with a typed error and touches no lease.
+//! same application name (KCL #1368), or another application given the same table, stops
+//! with a typed error and touches no lease.
 
 mod support;
 
@@ -10,7 +11,7 @@ use kinesis_testkit::LocalAws;
 use support::{Log, builder, leases, produce, spawn_worker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_for_another_stream_is_refused_and_changes_nothing() {
+async fn a_worker_for_another_stream_or_application_is_refused_and_changes_nothing() {
     let aws = LocalAws::start().await.unwrap();
     aws.create_stream("claim-a", 2).await.unwrap();
     aws.create_stream("claim-b", 1).await.unwrap();
@@ -46,10 +47,31 @@ async fn a_worker_for_another_stream_is_refused_and_changes_nothing() {
         }
         other => panic!("expected TableOfAnotherStream, got {other:?}"),
     }
+    // Another application given the same tables.
+    let other = builder(&aws, "claim-other-app", "claim-a", "w4")
+        .await
+        .lease_table_name("claim-app".to_owned())
+        .build(|_: &str| kinesis_consumer::NeverProcessor)
+        .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(30), other.run())
+        .await
+        .expect("refused at once");
+    match refused {
+        Err(ConsumerError::TableOfAnotherApplication {
+            table,
+            application,
+            recorded,
+        }) => {
+            assert_eq!(table, "claim-app-Coordinator");
+            assert_eq!(application, "claim-other-app");
+            assert_eq!(recorded, "claim-app");
+        }
+        other => panic!("expected TableOfAnotherApplication, got {other:?}"),
+    }
     let after = leases(&aws, "claim-app").await;
     assert_eq!(
-        after.keys().collect::<Vec<_>>(),
-        before.keys().collect::<Vec<_>>()
+        after.keys().collect::<std::collections::BTreeSet<_>>(),
+        before.keys().collect::<std::collections::BTreeSet<_>>()
     );
     assert!(
         after

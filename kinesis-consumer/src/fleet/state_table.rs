@@ -18,8 +18,6 @@
 
 mod stream_claim;
 
-pub(crate) use stream_claim::Claim;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
