@@ -10,6 +10,16 @@ use kinesis_consumer::ConsumerError;
 use kinesis_testkit::LocalAws;
 use support::{Log, builder, leases, produce, spawn_worker};
 
+/// Runs a worker that should stop at once.
+async fn run(builder: kinesis_consumer::WorkerBuilder) -> Result<(), ConsumerError> {
+    let worker = builder
+        .build(|_: &str| kinesis_consumer::NeverProcessor)
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), worker.run())
+        .await
+        .expect("refused at once")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_for_another_stream_or_application_is_refused_and_changes_nothing() {
     let aws = LocalAws::start().await.unwrap();
@@ -28,14 +38,7 @@ async fn a_worker_for_another_stream_or_application_is_refused_and_changes_nothi
     assert_eq!(before.len(), 2);
 
     // The same application name on another stream.
-    let other = builder(&aws, "claim-app", "claim-b", "w2")
-        .await
-        .build(|_: &str| kinesis_consumer::NeverProcessor)
-        .unwrap();
-    let refused = tokio::time::timeout(Duration::from_secs(30), other.run())
-        .await
-        .expect("refused at once");
-    match refused {
+    match run(builder(&aws, "claim-app", "claim-b", "w2").await).await {
         Err(ConsumerError::TableOfAnotherStream {
             table,
             stream,
@@ -48,15 +51,8 @@ async fn a_worker_for_another_stream_or_application_is_refused_and_changes_nothi
         other => panic!("expected TableOfAnotherStream, got {other:?}"),
     }
     // Another application given the same tables.
-    let other = builder(&aws, "claim-other-app", "claim-a", "w4")
-        .await
-        .lease_table_name("claim-app".to_owned())
-        .build(|_: &str| kinesis_consumer::NeverProcessor)
-        .unwrap();
-    let refused = tokio::time::timeout(Duration::from_secs(30), other.run())
-        .await
-        .expect("refused at once");
-    match refused {
+    let other = builder(&aws, "claim-other-app", "claim-a", "w4").await;
+    match run(other.lease_table_name("claim-app".to_owned())).await {
         Err(ConsumerError::TableOfAnotherApplication {
             table,
             application,
