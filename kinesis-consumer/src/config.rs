@@ -35,6 +35,22 @@ pub enum RetrievalMode {
     },
 }
 
+/// What the leader balances leases by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Balance {
+    /// Lease count only: every worker within one lease of the others (KCL 2.x).
+    LeaseCount,
+    /// Throughput (the default): each lease weighs the KiB/s read from it (its
+    /// `throughputKBps`, which owners write with each renewal, as KCL 3.x) plus a tenth of
+    /// the average lease's, so idle leases are spread by count; a lease not measured yet
+    /// weighs as the average one. When the heaviest worker is more than
+    /// `balance_threshold` above the mean, leases move from it to the lightest until it is
+    /// at the mean, each move narrowing their gap.
+    #[default]
+    Throughput,
+}
+
 /// A configuration that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -70,6 +86,9 @@ pub(crate) struct Config {
     pub taking_interval: Duration,
     pub max_leases_per_worker: usize,
     pub max_leases_to_steal: usize,
+    pub balance: Balance,
+    pub balance_threshold: f64,
+    pub max_throughput_per_worker: Option<f64>,
     pub shard_sync_interval: Duration,
     pub max_records: i32,
     pub idle_time_between_reads: Duration,
@@ -100,6 +119,9 @@ impl Config {
             taking_interval: Duration::from_secs(20),
             max_leases_per_worker: usize::MAX,
             max_leases_to_steal: usize::MAX,
+            balance: Balance::Throughput,
+            balance_threshold: 0.1,
+            max_throughput_per_worker: None,
             shard_sync_interval: Duration::from_secs(60),
             max_records: 10_000,
             idle_time_between_reads: Duration::from_millis(500),
@@ -164,6 +186,18 @@ impl Config {
             || self.max_prefetch_batches == 0
         {
             return invalid("max_leases_per_worker", "counts must be at least 1");
+        }
+        if !(self.balance_threshold > 0.0 && self.balance_threshold <= 1.0) {
+            return invalid("balance_threshold", "must be above 0 and at most 1");
+        }
+        if self
+            .max_throughput_per_worker
+            .is_some_and(|m| !(m.is_finite() && m > 0.0))
+        {
+            return invalid(
+                "max_throughput_per_worker",
+                "must be a positive number of KiB/s",
+            );
         }
         if let RetrievalMode::FanOut { consumer_name } = &self.retrieval_mode
             && (consumer_name.is_empty() || consumer_name.len() > 128)

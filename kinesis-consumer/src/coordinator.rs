@@ -34,6 +34,7 @@ use crate::fleet::heartbeat::{Heartbeat, HeartbeatSettings, Membership};
 use crate::fleet::leader::{Leader, LeaderSettings};
 use crate::fleet::state_table::{Assignment, PLAN_CHUNK, StateTable};
 use crate::lease::renewer::{Command, Deadline, Lost, Renewer, RenewerSettings, RenewerStats};
+use crate::lease::throughput::ThroughputMeter;
 use crate::lease::{Lease, LeaseTable};
 use crate::processor::ProcessorFactory;
 use crate::retrieval::{FanOutFetcher, Fetcher, PollingFetcher};
@@ -356,12 +357,15 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let shard_id = lease.shard_id.clone();
         let generation = self.next_generation;
         self.next_generation += 1;
+        let meter = Arc::new(ThroughputMeter::default());
         let _ = self.renewer.send(Command::Hold {
             shard_id: shard_id.clone(),
             generation,
             counter: lease.counter,
             taken_at,
             deadline: deadline_tx,
+            meter: meter.clone(),
+            carried_kbps: lease.throughput_kbps,
         });
         let consumer = ShardConsumer {
             config: p.config.clone(),
@@ -377,6 +381,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             deadline: Deadline::new(deadline_rx, Some(self.worker_deadline.clone())),
             start_delay,
             metrics: p.telemetry.shard(&shard_id),
+            meter,
         };
         let id = shard_id.clone();
         self.tasks
@@ -461,6 +466,7 @@ fn heartbeat_settings(cfg: &Config) -> HeartbeatSettings {
         failover: cfg.failover_time,
         margin: cfg.lease_deadline_margin,
         call_timeout: cfg.dynamodb_call_timeout,
+        max_throughput_kbps: cfg.max_throughput_per_worker,
     }
 }
 
@@ -477,6 +483,8 @@ fn leader_settings(cfg: &Config, heartbeat: Duration) -> LeaderSettings {
         sync_interval: cfg.shard_sync_interval,
         settle: heartbeat,
         max_steal: cfg.max_leases_to_steal,
+        balance: cfg.balance,
+        balance_threshold: cfg.balance_threshold,
         cleanup_grace: cfg.lease_cleanup_grace,
         initial_position: cfg.initial_position,
     }

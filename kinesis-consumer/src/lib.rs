@@ -58,7 +58,7 @@ mod worker;
 pub use checkpoint::{
     CheckpointError, Checkpointer, PreparedCheckpoint, ShardEndCheckpointer, ShardEnded,
 };
-pub use config::{ConfigError, InitialPosition, RetrievalMode};
+pub use config::{Balance, ConfigError, InitialPosition, RetrievalMode};
 pub use error::ConsumerError;
 pub use kinesis_common::aggregation::{DeaggregatedRecord, deaggregate};
 pub use lease::{Billing, Checkpoint, Lease, LeaseTableCapacity, TableOptions};

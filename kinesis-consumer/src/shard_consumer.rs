@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::checkpoint::{Checkpointer, ShardContext, ShardEndCheckpointer};
 use crate::config::{Config, InitialPosition};
 use crate::lease::renewer::Deadline;
+use crate::lease::throughput::ThroughputMeter;
 use crate::lease::{Checkpoint, Lease};
 use crate::processor::{InitializeInput, ProcessorFactory, RecordProcessor};
 use crate::record::{ProcessRecordsInput, Record};
@@ -59,6 +60,8 @@ pub(crate) struct ShardConsumer<F: ProcessorFactory> {
     pub start_delay: Duration,
     /// This shard's metric handles.
     pub metrics: ShardMetrics,
+    /// What is delivered, for the renewer's `throughputKBps`.
+    pub meter: Arc<ThroughputMeter>,
 }
 
 /// Aborts the fetcher when the consumer ends, however it ends.
@@ -184,6 +187,7 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                 Signal::Shutdown => return Exit::Shutdown,
             }
         }
+        self.meter.start();
         let span = tracing::debug_span!("shard", shard = %shard_id);
         let metrics = self.metrics.clone();
         // The span follows the future (a guard held across an await would leak it to
@@ -305,6 +309,13 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                 Ok(Ok(())) => {
                     self.metrics.records_processed.increment(count);
                     self.metrics.bytes_processed.increment(bytes);
+                    let arrival =
+                        |r: Option<&crate::Record>| r.and_then(|r| r.approximate_arrival_timestamp);
+                    self.meter.record(
+                        bytes,
+                        arrival(input.records.first()),
+                        arrival(input.records.last()),
+                    );
                     return None;
                 }
                 Ok(Err(e)) => format!("process_records failed: {e}"),

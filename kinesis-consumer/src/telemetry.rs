@@ -12,6 +12,7 @@
 //! | `kinesis_consumer_kinesis_errors` | counter, `operation` and `code` labels | GetShardIterator / GetRecords / SubscribeToShard calls that failed after the SDK's own retries, throttles included |
 //! | `kinesis_consumer_kinesis_throttles` | counter, `operation` label | the throttled ones among them |
 //! | `kinesis_consumer_leases_held` | gauge | leases this worker holds |
+//! | `kinesis_consumer_throughput_kbps` | gauge | KiB/s read over the leases this worker holds, as written on them (`throughputKBps`) for the balance |
 //! | `kinesis_consumer_leases_taken` | counter | leases taken (expired or unowned ones, and stolen ones) |
 //! | `kinesis_consumer_leases_stolen` | counter | the stolen ones among them (taken from a live worker for balance) |
 //! | `kinesis_consumer_leases_lost` | counter | leases this worker stopped holding without giving them up (taken by another worker, or expired) |
@@ -158,6 +159,7 @@ pub(crate) struct Telemetry {
     /// Below `Shard` granularity: the lag gauges every shard shares.
     shared_lag: Option<(MaxGauge, MaxGauge)>,
     pub leases_held: metrics::Gauge,
+    pub throughput_kbps: metrics::Gauge,
     pub leases_taken: metrics::Counter,
     pub leases_stolen: metrics::Counter,
     pub leases_lost: metrics::Counter,
@@ -198,6 +200,7 @@ impl Telemetry {
                 )
             }),
             leases_held: metrics::gauge!("kinesis_consumer_leases_held", l),
+            throughput_kbps: metrics::gauge!("kinesis_consumer_throughput_kbps", l),
             leases_taken: metrics::counter!("kinesis_consumer_leases_taken", l),
             leases_stolen: metrics::counter!("kinesis_consumer_leases_stolen", l),
             leases_lost: metrics::counter!("kinesis_consumer_leases_lost", l),

@@ -29,6 +29,8 @@ pub(crate) struct HeartbeatSettings {
     pub failover: Duration,
     pub margin: Duration,
     pub call_timeout: Duration,
+    /// This worker's throughput cap, registered for the leader.
+    pub max_throughput_kbps: Option<f64>,
 }
 
 impl HeartbeatSettings {
@@ -115,9 +117,9 @@ impl Heartbeat {
             let capacity = (self.capacity)();
             let Some(current) = incarnation.clone() else {
                 let fresh = token();
-                let call =
-                    self.table
-                        .register(&self.worker_id, &fresh, capacity, self.settings.failover);
+                let call = self
+                    .table
+                    .register(&self.worker_id, &fresh, capacity, &self.settings);
                 match tokio::time::timeout(self.settings.call_timeout, call).await {
                     Ok(Ok(())) => {
                         tracing::debug!(worker = %self.worker_id, "registered");

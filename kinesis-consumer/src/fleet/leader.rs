@@ -61,6 +61,8 @@ pub(crate) struct LeaderSettings {
     /// How long a new leader waits for heartbeats before its first assignment.
     pub settle: Duration,
     pub max_steal: usize,
+    pub balance: crate::Balance,
+    pub balance_threshold: f64,
     pub cleanup_grace: Duration,
     pub initial_position: InitialPosition,
 }
@@ -288,6 +290,7 @@ impl Leader {
                 worker_id: w.worker_id.clone(),
                 capacity: w.capacity,
                 failover: w.failover,
+                max_kbps: w.max_throughput_kbps,
             })
             .collect();
         let pending: HashMap<String, String> = live
@@ -329,6 +332,8 @@ impl Leader {
             now,
             failover: s.failover,
             max_steal: s.max_steal,
+            balance: s.balance,
+            threshold: s.balance_threshold,
         });
         let assigner::Plan {
             assignments: plan,

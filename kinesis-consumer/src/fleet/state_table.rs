@@ -24,6 +24,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity, ReturnValue};
 use kinesis_common::ServiceError;
 
+use super::heartbeat::HeartbeatSettings;
 use crate::lease::Lease;
 use crate::lease::capacity::CapacityMeter;
 use crate::lease::dynamo::{conditional, ensure_table, n, s, scan_all};
@@ -59,7 +60,7 @@ impl Assignment {
 }
 
 /// A worker's heartbeat item.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct WorkerState {
     pub worker_id: String,
     pub heartbeat: u64,
@@ -68,6 +69,8 @@ pub(crate) struct WorkerState {
     /// The worker's own failover time: it is fenced only after its heartbeat has stood
     /// still for the longer of this and the leader's.
     pub failover: Duration,
+    /// The worker's throughput cap in KiB/s (`max_throughput_per_worker`).
+    pub max_throughput_kbps: Option<f64>,
     pub fenced: bool,
     pub standby: bool,
     pub plan: Vec<Assignment>,
@@ -151,6 +154,10 @@ fn decode_worker(item: &HashMap<String, AttributeValue>) -> Option<WorkerState> 
         incarnation: text(item, "incarnation")?,
         capacity: number(item, "leaseCapacity").unwrap_or(u64::MAX) as usize,
         failover: Duration::from_millis(number(item, "failoverMillis").unwrap_or(0)),
+        max_throughput_kbps: item
+            .get("maxThroughputKBps")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()),
         fenced: flag(item, "isFenced"),
         standby: flag(item, "isStandby"),
         plan: decode_plan(item),
@@ -316,9 +323,9 @@ impl StateTable {
         worker: &str,
         incarnation: &str,
         capacity: usize,
-        failover: Duration,
+        settings: &HeartbeatSettings,
     ) -> Result<(), ServiceError> {
-        let result = self
+        let mut request = self
             .client
             .put_item()
             .table_name(&self.name)
@@ -327,11 +334,16 @@ impl StateTable {
             .item("heartbeatCounter", n(0))
             .item("incarnation", s(incarnation))
             .item("leaseCapacity", n(capacity as u64))
-            .item("failoverMillis", n(failover.as_millis() as u64))
+            .item("failoverMillis", n(settings.failover.as_millis() as u64))
             .item("assignments", AttributeValue::M(HashMap::new()))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        if let Some(cap) = settings.max_throughput_kbps {
+            request = request.item(
+                "maxThroughputKBps",
+                AttributeValue::N(crate::lease::format_kbps(cap)),
+            );
+        }
+        let result = request.send().await;
         conditional(&self.meter, "PutItem", result).map(|_| ())
     }
 

@@ -140,6 +140,7 @@ mod tests {
             incarnation: incarnation.into(),
             capacity: usize::MAX,
             failover: Duration::ZERO,
+            max_throughput_kbps: None,
             fenced: false,
             standby: false,
             plan: Vec::new(),

@@ -33,6 +33,8 @@ use tokio::time::Instant;
 use super::{Checkpoint, Lease};
 use crate::fleet::state_table::Assignment;
 
+mod by_load;
+
 /// What this worker has seen of each lease's counter, and when it last moved.
 #[derive(Debug, Default)]
 pub(crate) struct Observed {
@@ -100,13 +102,15 @@ pub(crate) fn is_available(lease: &Lease, by_shard: &HashMap<&str, &Lease>) -> b
 }
 
 /// A live worker the leader may assign leases to.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Candidate {
     pub worker_id: String,
     /// How many leases it can renew.
     pub capacity: usize,
     /// Its own failover time: its leases expire after the longer of this and the leader's.
     pub failover: Duration,
+    /// The most KiB/s it reads (`max_throughput_per_worker`).
+    pub max_kbps: Option<f64>,
 }
 
 /// What the leader plans with.
@@ -124,6 +128,10 @@ pub(crate) struct PlanInput<'a> {
     pub now: Instant,
     pub failover: Duration,
     pub max_steal: usize,
+    /// By count only, or by count and throughput ([`by_load`]).
+    pub balance: crate::Balance,
+    /// With [`crate::Balance::Throughput`]: how far above the mean a worker may be.
+    pub threshold: f64,
 }
 
 impl PlanInput<'_> {
@@ -153,45 +161,105 @@ pub(crate) struct Plan {
     pub unplaced: usize,
 }
 
+/// The available leases of a round, sorted by where they stand.
+pub(super) struct Standing<'a> {
+    pub available: Vec<&'a Lease>,
+    /// Free to take.
+    pub free: Vec<&'a Lease>,
+    /// Held by a member and not in anyone's pending plan: member → leases.
+    pub owned_by: HashMap<&'a str, Vec<&'a Lease>>,
+    /// In a member's pending plan: member → leases.
+    pub pending_for: HashMap<&'a str, Vec<&'a Lease>>,
+    /// Members: live workers (ours), then KCL's, then any other owner of a lease.
+    pub members: Vec<&'a str>,
+}
+
+impl<'a> Standing<'a> {
+    fn of(input: &PlanInput<'a>) -> Option<Self> {
+        let by_shard: HashMap<&str, &Lease> = input
+            .leases
+            .iter()
+            .map(|l| (l.shard_id.as_str(), l))
+            .collect();
+        let available: Vec<&Lease> = input
+            .leases
+            .iter()
+            .filter(|l| is_available(l, &by_shard))
+            .collect();
+        if available.is_empty() || input.workers.is_empty() {
+            return None;
+        }
+        let mut members: Vec<&str> = input.workers.iter().map(|w| w.worker_id.as_str()).collect();
+        for kcl in input.foreign {
+            if !members.contains(&kcl.as_str()) {
+                members.push(kcl);
+            }
+        }
+        let is_member = |w: &str| {
+            input.workers.iter().any(|c| c.worker_id == w) || input.foreign.iter().any(|f| f == w)
+        };
+        let mut standing = Standing {
+            available: Vec::new(),
+            free: Vec::new(),
+            owned_by: HashMap::new(),
+            pending_for: HashMap::new(),
+            members,
+        };
+        for lease in &available {
+            if let Some(worker) = input.pending.get(&lease.shard_id)
+                && is_member(worker)
+            {
+                standing
+                    .pending_for
+                    .entry(worker.as_str())
+                    .or_default()
+                    .push(lease);
+            } else if input.is_free(lease) {
+                standing.free.push(lease);
+            } else if let Some(owner) = lease.owner.as_deref() {
+                if !standing.members.contains(&owner) {
+                    standing.members.push(owner);
+                }
+                standing.owned_by.entry(owner).or_default().push(lease);
+            }
+        }
+        standing.available = available;
+        Some(standing)
+    }
+}
+
 /// Plans a round of assignments.
 pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
-    let by_shard: HashMap<&str, &Lease> = input
-        .leases
-        .iter()
-        .map(|l| (l.shard_id.as_str(), l))
-        .collect();
-    let available: Vec<&Lease> = input
-        .leases
-        .iter()
-        .filter(|l| is_available(l, &by_shard))
-        .collect();
-    if available.is_empty() || input.workers.is_empty() {
+    let Some(standing) = Standing::of(input) else {
         return Plan::default();
+    };
+    match input.balance {
+        crate::Balance::LeaseCount => by_count(input, standing),
+        _ => by_load::plan(input, standing),
     }
+}
+
+/// Balancing by lease count.
+fn by_count(input: &PlanInput<'_>, standing: Standing<'_>) -> Plan {
+    let Standing {
+        available,
+        mut free,
+        mut owned_by,
+        pending_for,
+        members,
+    } = standing;
     let live: HashMap<&str, usize> = input
         .workers
         .iter()
         .map(|w| (w.worker_id.as_str(), w.capacity))
         .collect();
-    let mut load: HashMap<&str, usize> = live.keys().map(|w| (*w, 0)).collect();
-    for kcl in input.foreign {
-        load.entry(kcl.as_str()).or_default();
-    }
-    let is_member = |w: &str| live.contains_key(w) || input.foreign.iter().any(|f| f == w);
-    let mut free: Vec<&Lease> = Vec::new();
-    let mut owned_by: HashMap<&str, Vec<&Lease>> = HashMap::new();
-    for lease in &available {
-        if let Some(worker) = input.pending.get(&lease.shard_id)
-            && is_member(worker)
-        {
-            *load.entry(worker.as_str()).or_default() += 1;
-        } else if input.is_free(lease) {
-            free.push(lease);
-        } else if let Some(owner) = lease.owner.as_deref() {
-            *load.entry(owner).or_default() += 1;
-            owned_by.entry(owner).or_default().push(lease);
-        }
-    }
+    let mut load: HashMap<&str, usize> = members
+        .iter()
+        .map(|m| {
+            let count = |map: &HashMap<&str, Vec<&Lease>>| map.get(m).map_or(0, Vec::len);
+            (*m, count(&owned_by) + count(&pending_for))
+        })
+        .collect();
     let target = available.len().div_ceil(load.len());
     let cap = |w: &str| target.min(live.get(w).copied().unwrap_or(0));
     let mut out = Vec::new();
@@ -288,7 +356,7 @@ fn least_loaded<'a>(
         .min_by_key(|w| load[w])
 }
 
-fn assignment(lease: &Lease, steal: bool) -> Assignment {
+pub(super) fn assignment(lease: &Lease, steal: bool) -> Assignment {
     Assignment {
         shard_id: lease.shard_id.clone(),
         counter: lease.counter,

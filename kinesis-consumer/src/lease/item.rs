@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::Checkpoint;
 
 /// One lease: a shard, who holds it, and how far it is processed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
     /// The shard id (`leaseKey`).
     pub shard_id: String,
@@ -33,6 +33,9 @@ pub struct Lease {
     pub starting_hash_key: Option<String>,
     /// Last hash key of the shard (`endingHashKey`).
     pub ending_hash_key: Option<String>,
+    /// Bytes per second its owner reads from the shard, in KiB/s (`throughputKBps`, as KCL
+    /// 3.x writes it with each renewal); `None` until an owner has measured it.
+    pub throughput_kbps: Option<f64>,
 }
 
 /// An item that is not a lease.
@@ -76,6 +79,7 @@ pub(crate) const PARENT_SHARD_ID: &str = "parentShardId";
 pub(crate) const CHILD_SHARD_IDS: &str = "childShardIds";
 pub(crate) const STARTING_HASH_KEY: &str = "startingHashKey";
 pub(crate) const ENDING_HASH_KEY: &str = "endingHashKey";
+pub(crate) const THROUGHPUT_KBPS: &str = "throughputKBps";
 /// KCL 3.5+ tags every item of the lease table with its kind; items without it are leases.
 pub(crate) const ENTITY_TYPE: &str = "entityType";
 pub(crate) const ENTITY_LEASE: &str = "LEASE";
@@ -115,6 +119,33 @@ fn number(
     }
 }
 
+/// A decimal number (KCL writes `throughputKBps` as a double); negative, infinite or
+/// unreadable values are malformed.
+fn decimal(
+    item: &HashMap<String, AttributeValue>,
+    attribute: &'static str,
+) -> Result<Option<f64>, LeaseDecodeError> {
+    match item.get(attribute) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(n)) => match n.parse::<f64>() {
+            Ok(v) if v.is_finite() && v >= 0.0 => Ok(Some(v)),
+            _ => Err(LeaseDecodeError::Malformed {
+                attribute,
+                reason: format!("{n:?} is not a non-negative number"),
+            }),
+        },
+        Some(other) => Err(LeaseDecodeError::Malformed {
+            attribute,
+            reason: format!("expected N, found {other:?}"),
+        }),
+    }
+}
+
+/// How a throughput is written: KiB/s with three decimals, as a DynamoDB number.
+pub(crate) fn format_kbps(kbps: f64) -> String {
+    format!("{:.3}", kbps.max(0.0))
+}
+
 fn string_set(
     item: &HashMap<String, AttributeValue>,
     attribute: &'static str,
@@ -147,6 +178,7 @@ impl Lease {
             child_shard_ids: Vec::new(),
             starting_hash_key: None,
             ending_hash_key: None,
+            throughput_kbps: None,
         }
     }
 
@@ -177,6 +209,7 @@ impl Lease {
             child_shard_ids: string_set(item, CHILD_SHARD_IDS)?,
             starting_hash_key: string(item, STARTING_HASH_KEY)?,
             ending_hash_key: string(item, ENDING_HASH_KEY)?,
+            throughput_kbps: decimal(item, THROUGHPUT_KBPS)?,
         })
     }
 
@@ -235,6 +268,9 @@ impl Lease {
         if let Some(k) = &self.ending_hash_key {
             item.insert(ENDING_HASH_KEY.into(), AttributeValue::S(k.clone()));
         }
+        if let Some(kbps) = self.throughput_kbps {
+            item.insert(THROUGHPUT_KBPS.into(), AttributeValue::N(format_kbps(kbps)));
+        }
         item
     }
 
@@ -257,6 +293,7 @@ mod tests {
         lease.parent_shard_ids = vec!["shardId-000000000000".into()];
         lease.starting_hash_key = Some("0".into());
         lease.ending_hash_key = Some("170141183460469231731687303715884105727".into());
+        lease.throughput_kbps = Some(12.5);
         let item = lease.to_item();
         let names: Vec<&str> = {
             let mut n: Vec<&str> = item.keys().map(String::as_str).collect();
@@ -275,7 +312,8 @@ mod tests {
                 "leaseOwner",
                 "ownerSwitchesSinceCheckpoint",
                 "parentShardId",
-                "startingHashKey"
+                "startingHashKey",
+                "throughputKBps"
             ]
         );
         assert_eq!(Lease::from_item(&item).unwrap(), lease);
@@ -306,6 +344,15 @@ mod tests {
         assert!(matches!(
             Lease::from_item(&item),
             Err(LeaseDecodeError::Malformed { .. })
+        ));
+        item.insert("leaseCounter".into(), AttributeValue::N("1".into()));
+        item.insert("throughputKBps".into(), AttributeValue::N("-1".into()));
+        assert!(matches!(
+            Lease::from_item(&item),
+            Err(LeaseDecodeError::Malformed {
+                attribute: "throughputKBps",
+                ..
+            })
         ));
     }
 

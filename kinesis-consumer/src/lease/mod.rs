@@ -20,8 +20,10 @@ pub(crate) mod kcl_workers;
 pub(crate) mod renewer;
 mod table;
 pub(crate) mod table_options;
+pub(crate) mod throughput;
 
 pub use capacity::LeaseTableCapacity;
+pub(crate) use item::format_kbps;
 pub use item::{Lease, LeaseDecodeError};
 pub(crate) use table::{LeaseScan, LeaseTable};
 pub use table_options::{Billing, TableOptions};

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::LeaseTable;
+use super::throughput::{Estimate, ThroughputMeter};
 
 /// A held lease's local deadline: the earlier of the lease's own (its renewals) and the
 /// worker's (its heartbeats, which the leader watches). Once it has passed the lease may
@@ -102,12 +103,14 @@ impl Deadline {
 
 /// The one call the renewer makes; the lease table in production, a fake in unit tests.
 pub(crate) trait RenewCall: Clone + Send + Sync + 'static {
-    /// Bumps the counter of a lease held at `counter`; `None` if it is no longer ours.
+    /// Bumps the counter of a lease held at `counter`, writing its measured throughput
+    /// when there is one; `None` if it is no longer ours.
     fn renew(
         &self,
         shard_id: &str,
         owner: &str,
         counter: u64,
+        throughput_kbps: Option<f64>,
     ) -> impl Future<Output = Result<Option<u64>, ServiceError>> + Send;
 }
 
@@ -117,8 +120,9 @@ impl RenewCall for LeaseTable {
         shard_id: &str,
         owner: &str,
         counter: u64,
+        throughput_kbps: Option<f64>,
     ) -> impl Future<Output = Result<Option<u64>, ServiceError>> + Send {
-        LeaseTable::renew(self, shard_id, owner, counter)
+        LeaseTable::renew(self, shard_id, owner, counter, throughput_kbps)
     }
 }
 
@@ -155,6 +159,10 @@ pub(crate) enum Command {
         counter: u64,
         taken_at: Instant,
         deadline: watch::Sender<Instant>,
+        /// What its consumer delivers, measured for `throughputKBps`.
+        meter: Arc<ThroughputMeter>,
+        /// The figure the lease item carried when it was taken.
+        carried_kbps: Option<f64>,
     },
     /// Stop renewing it (released, finished, or lost).
     Drop { shard_id: String },
@@ -222,6 +230,8 @@ struct Entry {
     next_at: Instant,
     failures: u32,
     in_flight: bool,
+    meter: Arc<ThroughputMeter>,
+    estimate: Estimate,
 }
 
 /// The renewer's state; [`Renewer::run`] is its task.
@@ -261,7 +271,7 @@ impl<T: RenewCall> Renewer<T> {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None => return,
-                    Some(Command::Hold { shard_id, generation, counter, taken_at, deadline }) => {
+                    Some(Command::Hold { shard_id, generation, counter, taken_at, deadline, meter, carried_kbps }) => {
                         deadline.send_replace(self.settings.deadline_after(taken_at));
                         leases.insert(shard_id, Entry {
                             generation,
@@ -270,6 +280,8 @@ impl<T: RenewCall> Renewer<T> {
                             next_at: taken_at + self.settings.interval,
                             failures: 0,
                             in_flight: false,
+                            meter,
+                            estimate: Estimate::new(carried_kbps),
                         });
                     }
                     Some(Command::Drop { shard_id }) => {
@@ -296,23 +308,27 @@ impl<T: RenewCall> Renewer<T> {
             .filter(|(_, e)| !e.in_flight && e.next_at <= now)
             .collect();
         due.sort_by_key(|(_, e)| *e.deadline.borrow());
+        let started = !due.is_empty();
         for (shard_id, entry) in due.into_iter().take(room) {
             entry.in_flight = true;
             let (table, owner, shard_id) =
                 (self.table.clone(), self.owner.clone(), shard_id.clone());
             let (generation, counter, timeout) =
                 (entry.generation, entry.counter, self.settings.call_timeout);
+            let kbps = entry.estimate.sample(&entry.meter, now);
             calls.push(Box::pin(async move {
                 let sent = Instant::now();
-                let result =
-                    match tokio::time::timeout(timeout, table.renew(&shard_id, &owner, counter))
-                        .await
-                    {
-                        Ok(result) => result,
-                        Err(_) => Err(ServiceError::timed_out("UpdateItem", timeout)),
-                    };
+                let renewal = table.renew(&shard_id, &owner, counter, kbps);
+                let result = match tokio::time::timeout(timeout, renewal).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ServiceError::timed_out("UpdateItem", timeout)),
+                };
                 (shard_id, generation, sent, result)
             }));
+        }
+        if started {
+            let total: f64 = leases.values().filter_map(|e| e.estimate.kbps()).sum();
+            self.telemetry.throughput_kbps.set(total);
         }
     }
 
@@ -399,6 +415,7 @@ mod tests {
         calls: u64,
         in_flight: usize,
         most_in_flight: usize,
+        throughputs: Vec<Option<f64>>,
     }
 
     #[derive(Default, Clone, Copy, PartialEq)]
@@ -420,10 +437,17 @@ mod tests {
     }
 
     impl RenewCall for FakeTable {
-        async fn renew(&self, _: &str, _: &str, counter: u64) -> Result<Option<u64>, ServiceError> {
+        async fn renew(
+            &self,
+            _: &str,
+            _: &str,
+            counter: u64,
+            kbps: Option<f64>,
+        ) -> Result<Option<u64>, ServiceError> {
             let mode = {
                 let mut s = self.state.lock().unwrap();
                 s.calls += 1;
+                s.throughputs.push(kbps);
                 s.in_flight += 1;
                 s.most_in_flight = s.most_in_flight.max(s.in_flight);
                 s.mode
@@ -489,6 +513,15 @@ mod tests {
     }
 
     fn hold(running: &Running, shard: &str) -> Deadline {
+        hold_metered(running, shard, Arc::default(), None)
+    }
+
+    fn hold_metered(
+        running: &Running,
+        shard: &str,
+        meter: Arc<ThroughputMeter>,
+        carried_kbps: Option<f64>,
+    ) -> Deadline {
         let (tx, rx) = watch::channel(SETTINGS.deadline_after(Instant::now()));
         running
             .commands
@@ -498,9 +531,34 @@ mod tests {
                 counter: 1,
                 taken_at: Instant::now(),
                 deadline: tx,
+                meter,
+                carried_kbps,
             })
             .unwrap();
         Deadline::new(rx, None)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewals_carry_the_measured_throughput() {
+        let running = start();
+        let meter = Arc::new(ThroughputMeter::default());
+        let _deadline = hold_metered(&running, "s-1", meter.clone(), Some(3.0));
+        // Not reading yet: the carried figure is written.
+        tokio::time::sleep(Duration::from_millis(3400)).await;
+        meter.start();
+        let t0 = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        for second in 1..=20u64 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            meter.record(
+                20 * 1024,
+                Some(t0 + Duration::from_secs(second - 1)),
+                Some(t0 + Duration::from_secs(second)),
+            );
+        }
+        let seen = running.table.state.lock().unwrap().throughputs.clone();
+        assert_eq!(seen[0], Some(3.0), "{seen:?}");
+        let last = seen.last().copied().flatten().unwrap();
+        assert!((last - 20.0).abs() < 2.0, "{seen:?}");
     }
 
     #[tokio::test(start_paused = true)]

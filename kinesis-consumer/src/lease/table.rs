@@ -148,26 +148,36 @@ impl LeaseTable {
         Ok(out.item().and_then(|item| Lease::from_item(item).ok()))
     }
 
-    /// Bumps the counter of a lease we hold. `None`: it is no longer ours at that counter.
+    /// Bumps the counter of a lease we hold and writes its throughput when measured. `None`:
+    /// it is no longer ours at that counter.
     pub(crate) async fn renew(
         &self,
         shard_id: &str,
         owner: &str,
         counter: u64,
+        throughput_kbps: Option<f64>,
     ) -> Result<Option<u64>, ServiceError> {
-        let result = self
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.name)
             .key(LEASE_KEY, s(shard_id))
-            .update_expression("SET leaseCounter = leaseCounter + :one")
             .condition_expression("leaseOwner = :owner AND leaseCounter = :counter")
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":counter", n(counter))
-            .return_consumed_capacity(ReturnConsumedCapacity::Total)
-            .send()
-            .await;
+            .return_consumed_capacity(ReturnConsumedCapacity::Total);
+        request = match throughput_kbps {
+            // Written with the renewal, as KCL 3.x does: no extra call, no extra unit.
+            Some(kbps) => request
+                .update_expression("SET leaseCounter = leaseCounter + :one, throughputKBps = :kbps")
+                .expression_attribute_values(
+                    ":kbps",
+                    AttributeValue::N(super::item::format_kbps(kbps)),
+                ),
+            None => request.update_expression("SET leaseCounter = leaseCounter + :one"),
+        };
+        let result = request.send().await;
         Ok(self.conditional("UpdateItem", result)?.map(|_| counter + 1))
     }
 

@@ -25,6 +25,7 @@ fn workers(ids: &[&str]) -> Vec<Candidate> {
             worker_id: (*id).to_owned(),
             capacity: usize::MAX,
             failover: Duration::ZERO,
+            max_kbps: None,
         })
         .collect()
 }
@@ -35,6 +36,7 @@ struct Fleet {
     pending: HashMap<String, String>,
     foreign: Vec<String>,
     max_steal: usize,
+    balance: crate::Balance,
 }
 
 impl Fleet {
@@ -47,6 +49,7 @@ impl Fleet {
             pending: HashMap::new(),
             foreign: Vec::new(),
             max_steal: usize::MAX,
+            balance: crate::Balance::default(),
         }
     }
 
@@ -61,6 +64,8 @@ impl Fleet {
             now: Instant::now(),
             failover: FAILOVER,
             max_steal: self.max_steal,
+            balance: self.balance,
+            threshold: 0.1,
         })
         .assignments
     }
@@ -223,6 +228,8 @@ async fn a_worker_gets_no_more_than_it_can_renew() {
         now: Instant::now(),
         failover: FAILOVER,
         max_steal: usize::MAX,
+        balance: fleet.balance,
+        threshold: 0.1,
     });
     assert_eq!(outcome.unplaced, 7, "the rest waits for more capacity");
 }
