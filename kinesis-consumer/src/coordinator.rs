@@ -30,10 +30,12 @@ use tokio::time::Instant;
 
 use crate::checkpoint::ShardContext;
 use crate::config::Config;
-use crate::fleet::heartbeat::{Heartbeat, HeartbeatSettings, Membership};
-use crate::fleet::leader::{Leader, LeaderSettings};
+use crate::fleet::heartbeat::{Heartbeat, Membership};
+use crate::fleet::leader::Leader;
 use crate::fleet::state_table::{Assignment, PLAN_CHUNK, StateTable};
-use crate::lease::renewer::{Command, Deadline, Lost, Renewer, RenewerSettings, RenewerStats};
+use crate::lease::renewer::{
+    Command, Deadline, LossReason, Lost, Renewer, RenewerSettings, RenewerStats,
+};
 use crate::lease::throughput::ThroughputMeter;
 use crate::lease::{Lease, LeaseTable};
 use crate::processor::ProcessorFactory;
@@ -43,7 +45,12 @@ use crate::telemetry::Telemetry;
 
 mod children;
 mod handover;
+mod receive;
+mod settings;
 mod shutdown;
+
+use handover::GiveKind;
+use settings::{heartbeat_settings, leader_settings};
 
 /// Calls made at once when taking or releasing many leases.
 const CALL_CONCURRENCY: usize = 16;
@@ -53,6 +60,8 @@ struct Held {
     /// Which consumer task runs it (a shard may be lost and taken again).
     generation: u64,
     signal: watch::Sender<Signal>,
+    /// Cuts its consumer task off (a graceful handoff past its timeout).
+    abort: tokio::task::AbortHandle,
 }
 
 /// Aborts a task when dropped: the helpers end with the coordinator, however it ends.
@@ -98,8 +107,11 @@ pub(crate) struct Coordinator<F: ProcessorFactory> {
     fenced: u64,
     /// Plan entries acted on: shard → counter of the entry.
     done: HashMap<String, u64>,
-    /// Leases being given to a KCL worker: shard → receiver.
-    giving: HashMap<String, String>,
+    /// Leases being given away: shard → receiver and deadline.
+    giving: HashMap<String, handover::Giving>,
+    /// Leases handed to this worker by graceful handoff, not handed over yet.
+    awaiting: HashMap<String, receive::Awaited>,
+    last_handoff_check: Instant,
     _renewer_task: AbortOnDrop,
     heartbeat_task: Option<AbortOnDrop>,
     leader_task: Option<AbortOnDrop>,
@@ -178,6 +190,8 @@ impl<F: ProcessorFactory> Coordinator<F> {
             fenced: 0,
             done: HashMap::new(),
             giving: HashMap::new(),
+            awaiting: HashMap::new(),
+            last_handoff_check: Instant::now(),
             _renewer_task: renewer_task,
             heartbeat_task: Some(heartbeat_task),
             leader_task: Some(leader_task),
@@ -187,12 +201,29 @@ impl<F: ProcessorFactory> Coordinator<F> {
     /// Runs until `shutdown` turns true, then shuts down gracefully.
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
+            let handoff_wake = [self.next_give_deadline(), self.next_handoff_check()]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
                 Some(lost) = self.lost.recv() => {
                     if self.held.get(&lost.shard_id).is_some_and(|h| h.generation == lost.generation) {
-                        tracing::info!(shard = %lost.shard_id, reason = ?lost.reason, "lease lost");
-                        self.lose(&lost.shard_id);
+                        match (lost.reason, lost.to) {
+                            (LossReason::HandoffRequested, Some(to)) => {
+                                self.give(&lost.shard_id, &to, GiveKind::Marked).await;
+                            }
+                            (reason, _) => {
+                                tracing::info!(shard = %lost.shard_id, ?reason, "lease lost");
+                                self.lose(&lost.shard_id);
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(handoff_wake.unwrap_or_else(Instant::now)), if handoff_wake.is_some() => {
+                    self.expire_gives().await;
+                    if self.next_handoff_check().is_some_and(|at| at <= Instant::now()) {
+                        self.check_handoffs().await;
                     }
                 }
                 changed = self.membership.changed() => {
@@ -204,6 +235,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     match joined {
                         Ok((shard, generation, exit)) => self.on_exit(shard, generation, exit).await,
+                        Err(e) if e.is_cancelled() => tracing::debug!("a shard consumer was cut off"),
                         Err(e) => tracing::error!(error = %e, "shard consumer task failed"),
                     }
                 }
@@ -222,6 +254,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 self.lose(&shard);
             }
             self.done.clear();
+            self.awaiting.clear();
         }
         let Some(state) = membership
             .state
@@ -257,7 +290,14 @@ impl<F: ProcessorFactory> Coordinator<F> {
         for a in &todo {
             self.done.insert(a.shard_id.clone(), a.counter);
             if let Some(to) = &a.give_to {
-                self.give(&a.shard_id, to);
+                let kind = if a.handoff {
+                    GiveKind::Handoff
+                } else {
+                    GiveKind::ToKcl
+                };
+                self.give(&a.shard_id, to, kind).await;
+            } else if a.handoff {
+                self.await_handoff(a.clone());
             } else if !self.held.contains_key(&a.shard_id)
                 && !self.stopping.contains_key(&a.shard_id)
             {
@@ -304,6 +344,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let mut shards: Vec<String> = todo
             .into_iter()
             .filter(|a| a.give_to.is_none() || !self.giving.contains_key(&a.shard_id))
+            .filter(|a| !self.is_awaiting(&a.shard_id))
             .map(|a| a.shard_id)
             .collect();
         shards.extend(gives_over);
@@ -384,13 +425,15 @@ impl<F: ProcessorFactory> Coordinator<F> {
             meter,
         };
         let id = shard_id.clone();
-        self.tasks
+        let abort = self
+            .tasks
             .spawn(async move { (id, generation, consumer.run().await) });
         self.held.insert(
             shard_id,
             Held {
                 generation,
                 signal: signal_tx,
+                abort,
             },
         );
         self.parts.telemetry.leases_held.set(self.held.len() as f64);
@@ -455,37 +498,5 @@ impl<F: ProcessorFactory> Coordinator<F> {
             // Still held: graceful shutdown releases it once every consumer has ended.
             Exit::Shutdown => {}
         }
-    }
-}
-
-/// The heartbeat's timing: at least twice a second (it also carries assignments), and no
-/// slower than lease renewals, so the worker's deadline is never the tighter one.
-fn heartbeat_settings(cfg: &Config) -> HeartbeatSettings {
-    HeartbeatSettings {
-        interval: cfg.renewal_interval.min(Duration::from_millis(500)),
-        failover: cfg.failover_time,
-        margin: cfg.lease_deadline_margin,
-        call_timeout: cfg.dynamodb_call_timeout,
-        max_throughput_kbps: cfg.max_throughput_per_worker,
-    }
-}
-
-fn leader_settings(cfg: &Config, heartbeat: Duration) -> LeaderSettings {
-    LeaderSettings {
-        poll: heartbeat,
-        standby_poll: heartbeat,
-        check: (cfg.failover_time * 3).max(Duration::from_secs(30)),
-        lock_renewal: cfg.renewal_interval,
-        failover: cfg.failover_time,
-        margin: cfg.lease_deadline_margin,
-        call_timeout: cfg.dynamodb_call_timeout,
-        scan_interval: cfg.taking_interval,
-        sync_interval: cfg.shard_sync_interval,
-        settle: heartbeat,
-        max_steal: cfg.max_leases_to_steal,
-        balance: cfg.balance,
-        balance_threshold: cfg.balance_threshold,
-        cleanup_grace: cfg.lease_cleanup_grace,
-        initial_position: cfg.initial_position,
     }
 }

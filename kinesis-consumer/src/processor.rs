@@ -26,7 +26,8 @@ pub struct InitializeInput {
 /// repeatedly, then exactly one of [`shard_ended`](Self::shard_ended) (the shard is closed and
 /// read to its end), [`lease_lost`](Self::lease_lost) (another worker holds the shard now;
 /// checkpointing is no longer possible) or [`shutdown_requested`](Self::shutdown_requested)
-/// (the worker is shutting down gracefully).
+/// (the worker is shutting down gracefully, or the lease moves to another worker for
+/// balance).
 ///
 /// A `process_records` that returns an error or panics does not lose records: the same batch
 /// is delivered again after a backoff (after a panic, to a new processor from the factory).
@@ -55,14 +56,20 @@ pub trait RecordProcessor: Send + 'static {
         checkpointer.checkpoint()
     }
 
-    /// Another worker took the shard. Records since the last checkpoint will be delivered
-    /// to it again.
+    /// Another worker took the shard (this worker could not renew its lease in time, or the
+    /// lease was stolen with graceful handoffs off). Records since the last checkpoint will
+    /// be delivered to it again.
     fn lease_lost(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
 
-    /// The worker is shutting down; the lease is released right after, so another worker can
-    /// continue at once. The default checkpoints the last record delivered.
+    /// The worker is shutting down, or the lease moves to another worker for balance (a
+    /// graceful handoff, KCL 3.x's `checkpointOwner` protocol); the lease is released or
+    /// handed over right after, so another worker continues at once from the checkpoint
+    /// written here: nothing is delivered twice if it covers the last record delivered. A
+    /// handoff waits for this at most `graceful_handoff_timeout` (30 s), then the call is
+    /// cut off and the lease handed over anyway. The default checkpoints the last record
+    /// delivered.
     fn shutdown_requested(
         &mut self,
         checkpointer: &mut Checkpointer,

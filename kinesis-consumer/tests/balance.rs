@@ -1,5 +1,5 @@
-//! Several workers: balancing, late joiners, crash failover, graceful handoff, and never two
-//! workers on one shard at a time.
+//! Several workers: balancing by count and by throughput, late joiners, crash failover,
+//! graceful handoff, and never two workers on one shard at a time.
 
 mod support;
 
@@ -219,4 +219,163 @@ async fn a_checkpoint_refused_for_a_taken_lease_ends_the_shard_without_redeliver
     assert!(counts.values().all(|&c| c == 1), "{counts:?}");
     handle.shutdown().await;
     task.await.unwrap().unwrap();
+}
+
+/// Writes to `hot` shards at 40 KiB/s each and to the others at 3.3 KiB/s each (8 shards:
+/// the two hot ones carry 80% of the bytes) until aborted. Returns each shard's rate.
+async fn skewed_load(
+    aws: &LocalAws,
+    stream: &str,
+    hot: usize,
+) -> (HashMap<String, f64>, tokio::task::JoinHandle<()>) {
+    let kinesis = aws.kinesis_client().await;
+    let shards = kinesis
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap();
+    let mut rates = HashMap::new();
+    let mut targets = Vec::new();
+    for (i, shard) in shards.shards().iter().enumerate() {
+        let start = shard
+            .hash_key_range()
+            .unwrap()
+            .starting_hash_key()
+            .to_owned();
+        // Per 200 ms: 8 records of 1 KiB to a hot shard, one of 680 bytes to a cold one.
+        let (count, size) = if i < hot { (8, 1024) } else { (1, 680) };
+        rates.insert(
+            shard.shard_id().to_owned(),
+            (count * size) as f64 * 5.0 / 1024.0,
+        );
+        targets.push((start, count, size));
+    }
+    let stream = stream.to_owned();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let mut request = kinesis.put_records().stream_name(&stream);
+            for (hash, count, size) in &targets {
+                for _ in 0..*count {
+                    request = request.records(
+                        aws_sdk_kinesis::types::PutRecordsRequestEntry::builder()
+                            .partition_key("k")
+                            .explicit_hash_key(hash)
+                            .data(aws_sdk_kinesis::primitives::Blob::new(vec![b'x'; *size]))
+                            .build()
+                            .unwrap(),
+                    );
+                }
+            }
+            let _ = request.send().await;
+        }
+    });
+    (rates, task)
+}
+
+/// Each lease's owner.
+async fn lease_owners(aws: &LocalAws, table: &str) -> HashMap<String, String> {
+    leases(aws, table)
+        .await
+        .into_iter()
+        .filter_map(|(shard, item)| {
+            let owner = item.get("leaseOwner")?.as_s().ok()?.clone();
+            Some((shard, owner))
+        })
+        .collect()
+}
+
+/// One worker takes all eight skewed shards and measures them; `joiners` join. Returns the
+/// time from the join to the last lease move, and each worker's share of the bytes at the
+/// end; asserts that nothing moves for `steady` after `settle`.
+async fn skewed_fleet(
+    name: &str,
+    joiners: &[&str],
+    settle: Duration,
+    steady: Duration,
+) -> (Duration, HashMap<String, f64>) {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream(name, 8).await.unwrap();
+    let (rates, load) = skewed_load(&aws, name, 2).await;
+    let log = Log::default();
+    let mut handles = vec![spawn_worker(builder(&aws, name, name, "w1").await, "w1", &log).await];
+    // w1 holds all eight and has written a throughput on each.
+    let start = Instant::now();
+    loop {
+        let items = leases(&aws, name).await;
+        if items.len() == 8
+            && items
+                .values()
+                .all(|i| i.contains_key("throughputKBps") && i.get("leaseOwner").is_some())
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{items:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for w in joiners {
+        handles.push(spawn_worker(builder(&aws, name, name, w).await, w, &log).await);
+    }
+    let joined = Instant::now();
+    let mut owners = lease_owners(&aws, name).await;
+    let mut last_move = Duration::ZERO;
+    let mut moves_after_settle = Vec::new();
+    while joined.elapsed() < settle + steady {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = lease_owners(&aws, name).await;
+        for (shard, owner) in &now {
+            if owners.get(shard) != Some(owner) {
+                last_move = joined.elapsed();
+                if last_move > settle {
+                    moves_after_settle.push((last_move, shard.clone(), owner.clone()));
+                }
+            }
+        }
+        owners = now;
+    }
+    load.abort();
+    let total: f64 = rates.values().sum();
+    let mut share: HashMap<String, f64> = HashMap::new();
+    for (shard, owner) in &owners {
+        *share.entry(owner.clone()).or_default() += rates[shard] / total;
+    }
+    println!(
+        "{name}: {} workers, last move {last_move:?} after the join, shares {share:?}",
+        joiners.len() + 1
+    );
+    for (handle, task) in handles {
+        handle.shutdown().await;
+        task.await.unwrap().unwrap();
+    }
+    assert_exclusive(&log);
+    assert!(
+        moves_after_settle.is_empty(),
+        "moves after {settle:?}: {moves_after_settle:?}"
+    );
+    (last_move, share)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skewed_load_converges_within_a_minute_and_stays_put_with_two_and_three_workers() {
+    let (settle, steady) = (Duration::from_secs(60), Duration::from_secs(120));
+    let (two, three) = tokio::join!(
+        skewed_fleet("skew-two", &["w2"], settle, steady),
+        skewed_fleet("skew-three", &["w2", "w3"], settle, steady),
+    );
+    // Two workers: each within 20% of the mean (half the bytes).
+    assert_eq!(two.1.len(), 2, "{:?}", two.1);
+    for (worker, share) in &two.1 {
+        assert!(
+            (share - 0.5).abs() <= 0.1,
+            "{worker} reads {share:.2} of the bytes"
+        );
+    }
+    // Three: a hot shard alone is 40%, above the mean; the best is one hot shard each on
+    // two workers, the cold ones on the third.
+    assert_eq!(three.1.len(), 3, "{:?}", three.1);
+    let mut shares: Vec<f64> = three.1.values().copied().collect();
+    shares.sort_by(f64::total_cmp);
+    assert!(shares[2] <= 0.45, "{shares:?}");
 }

@@ -88,6 +88,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                             owner: None,
                             steal: false,
                             give_to: None,
+                            handoff: false,
                         });
                 }
                 let mut calls: Vec<(String, String, Vec<Assignment>)> = Vec::new();

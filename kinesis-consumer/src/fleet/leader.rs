@@ -63,6 +63,8 @@ pub(crate) struct LeaderSettings {
     pub max_steal: usize,
     pub balance: crate::Balance,
     pub balance_threshold: f64,
+    /// Moves between our workers are graceful handoffs.
+    pub graceful_handoff: bool,
     pub cleanup_grace: Duration,
     pub initial_position: InitialPosition,
 }
@@ -334,6 +336,7 @@ impl Leader {
             max_steal: s.max_steal,
             balance: s.balance,
             threshold: s.balance_threshold,
+            graceful: s.graceful_handoff,
         });
         let assigner::Plan {
             assignments: plan,

@@ -45,8 +45,12 @@ pub(crate) struct Assignment {
     /// Taken from a live owner: the taker waits out the failover time before processing.
     pub steal: bool,
     /// Not a take: the worker holding the lease stops it and hands it to this worker (of
-    /// the real KCL, which takes no orders from our leader).
+    /// the real KCL, which takes no orders from our leader, or, with `handoff`, of ours).
     pub give_to: Option<String>,
+    /// A graceful handoff (KCL 3.x's `checkpointOwner` protocol): with `give_to`, the giver
+    /// marks the lease first; without, the receiver waits for the lease to be handed over
+    /// (or for the handoff timeout, then steals it).
+    pub handoff: bool,
 }
 
 impl Assignment {
@@ -140,6 +144,7 @@ fn decode_plan(item: &HashMap<String, AttributeValue>) -> Vec<Assignment> {
                 owner: text(entry, "o"),
                 steal: flag(entry, "st"),
                 give_to: text(entry, "g"),
+                handoff: flag(entry, "h"),
             })
         })
         .collect();
@@ -174,6 +179,9 @@ fn encode_entry(a: &Assignment) -> AttributeValue {
     }
     if let Some(to) = &a.give_to {
         m.insert("g".to_owned(), s(to));
+    }
+    if a.handoff {
+        m.insert("h".to_owned(), AttributeValue::Bool(true));
     }
     AttributeValue::M(m)
 }

@@ -132,6 +132,8 @@ pub(crate) struct PlanInput<'a> {
     pub balance: crate::Balance,
     /// With [`crate::Balance::Throughput`]: how far above the mean a worker may be.
     pub threshold: f64,
+    /// Moves between our workers are graceful handoffs rather than steals.
+    pub graceful: bool,
 }
 
 impl PlanInput<'_> {
@@ -233,9 +235,52 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     let Some(standing) = Standing::of(input) else {
         return Plan::default();
     };
-    match input.balance {
+    let plan = match input.balance {
         crate::Balance::LeaseCount => by_count(input, standing),
         _ => by_load::plan(input, standing),
+    };
+    if input.graceful {
+        gracefully(input, plan)
+    } else {
+        plan
+    }
+}
+
+/// Turns each steal from a live worker of ours into a graceful handoff: the owner is asked
+/// to give the lease (its processor may checkpoint first) and the taker to wait for it.
+fn gracefully(input: &PlanInput<'_>, plan: Plan) -> Plan {
+    let mut out = Vec::with_capacity(plan.assignments.len());
+    for (taker, a) in plan.assignments {
+        let from_ours = a.steal
+            && a.owner
+                .as_deref()
+                .is_some_and(|o| input.workers.iter().any(|w| w.worker_id == o));
+        if !from_ours {
+            out.push((taker, a));
+            continue;
+        }
+        let owner = a.owner.clone().expect("stolen from an owner");
+        out.push((
+            owner,
+            Assignment {
+                steal: false,
+                give_to: Some(taker.clone()),
+                handoff: true,
+                ..a.clone()
+            },
+        ));
+        out.push((
+            taker,
+            Assignment {
+                steal: false,
+                handoff: true,
+                ..a
+            },
+        ));
+    }
+    Plan {
+        assignments: out,
+        unplaced: plan.unplaced,
     }
 }
 
@@ -363,6 +408,7 @@ pub(super) fn assignment(lease: &Lease, steal: bool) -> Assignment {
         owner: lease.owner.clone(),
         steal,
         give_to: None,
+        handoff: false,
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Lease {
     /// Bytes per second its owner reads from the shard, in KiB/s (`throughputKBps`, as KCL
     /// 3.x writes it with each renewal); `None` until an owner has measured it.
     pub throughput_kbps: Option<f64>,
+    /// While a KCL 3.x graceful handoff is under way, the previous owner, which may still
+    /// checkpoint before it hands the lease to `owner` (`checkpointOwner`).
+    pub checkpoint_owner: Option<String>,
 }
 
 /// An item that is not a lease.
@@ -80,6 +83,7 @@ pub(crate) const CHILD_SHARD_IDS: &str = "childShardIds";
 pub(crate) const STARTING_HASH_KEY: &str = "startingHashKey";
 pub(crate) const ENDING_HASH_KEY: &str = "endingHashKey";
 pub(crate) const THROUGHPUT_KBPS: &str = "throughputKBps";
+pub(crate) const CHECKPOINT_OWNER: &str = "checkpointOwner";
 /// KCL 3.5+ tags every item of the lease table with its kind; items without it are leases.
 pub(crate) const ENTITY_TYPE: &str = "entityType";
 pub(crate) const ENTITY_LEASE: &str = "LEASE";
@@ -179,6 +183,7 @@ impl Lease {
             starting_hash_key: None,
             ending_hash_key: None,
             throughput_kbps: None,
+            checkpoint_owner: None,
         }
     }
 
@@ -210,6 +215,7 @@ impl Lease {
             starting_hash_key: string(item, STARTING_HASH_KEY)?,
             ending_hash_key: string(item, ENDING_HASH_KEY)?,
             throughput_kbps: decimal(item, THROUGHPUT_KBPS)?,
+            checkpoint_owner: string(item, CHECKPOINT_OWNER)?.filter(|o| !o.is_empty()),
         })
     }
 
@@ -267,6 +273,9 @@ impl Lease {
         }
         if let Some(k) = &self.ending_hash_key {
             item.insert(ENDING_HASH_KEY.into(), AttributeValue::S(k.clone()));
+        }
+        if let Some(previous) = &self.checkpoint_owner {
+            item.insert(CHECKPOINT_OWNER.into(), AttributeValue::S(previous.clone()));
         }
         if let Some(kbps) = self.throughput_kbps {
             item.insert(THROUGHPUT_KBPS.into(), AttributeValue::N(format_kbps(kbps)));

@@ -25,7 +25,7 @@ pub(crate) mod throughput;
 pub use capacity::LeaseTableCapacity;
 pub(crate) use item::format_kbps;
 pub use item::{Lease, LeaseDecodeError};
-pub(crate) use table::{LeaseScan, LeaseTable};
+pub(crate) use table::{LeaseScan, LeaseTable, Renewed};
 pub use table_options::{Billing, TableOptions};
 
 use std::fmt;

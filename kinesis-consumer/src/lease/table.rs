@@ -10,6 +10,22 @@ use super::item::*;
 use super::kcl_workers::{KclWorker, legacy_table};
 use super::{Checkpoint, Lease, LeaseDecodeError};
 
+/// Fences an update on ownership.
+const OWNER_ONLY: &str = "leaseOwner = :owner";
+/// The same, or on being the `checkpointOwner` of a handoff under way (which may still
+/// checkpoint, and hands the lease over).
+const OWNER_OR_HANDING_OFF: &str = "leaseOwner = :owner OR checkpointOwner = :owner";
+
+/// A renewal's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Renewed {
+    /// The counter now.
+    pub counter: u64,
+    /// A graceful handoff of the lease to this worker has begun (we are its
+    /// `checkpointOwner`; KCL 3.x's leader begins them too).
+    pub handoff_to: Option<String>,
+}
+
 /// What one scan of the lease table holds.
 #[derive(Debug, Default)]
 pub(crate) struct LeaseScan {
@@ -149,23 +165,28 @@ impl LeaseTable {
     }
 
     /// Bumps the counter of a lease we hold and writes its throughput when measured. `None`:
-    /// it is no longer ours at that counter.
+    /// it is no longer ours at that counter. A lease whose handoff has begun (KCL 3.x's
+    /// `checkpointOwner` = us, `leaseOwner` = the next owner) is still renewed, and the
+    /// answer says who it goes to.
     pub(crate) async fn renew(
         &self,
         shard_id: &str,
         owner: &str,
         counter: u64,
         throughput_kbps: Option<f64>,
-    ) -> Result<Option<u64>, ServiceError> {
+    ) -> Result<Option<Renewed>, ServiceError> {
         let mut request = self
             .client
             .update_item()
             .table_name(&self.name)
             .key(LEASE_KEY, s(shard_id))
-            .condition_expression("leaseOwner = :owner AND leaseCounter = :counter")
+            .condition_expression(
+                "leaseCounter = :counter AND (leaseOwner = :owner OR checkpointOwner = :owner)",
+            )
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":counter", n(counter))
+            .return_values(ReturnValue::AllNew)
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         request = match throughput_kbps {
             // Written with the renewal, as KCL 3.x does: no extra call, no extra unit.
@@ -178,7 +199,47 @@ impl LeaseTable {
             None => request.update_expression("SET leaseCounter = leaseCounter + :one"),
         };
         let result = request.send().await;
-        Ok(self.conditional("UpdateItem", result)?.map(|_| counter + 1))
+        Ok(self.conditional("UpdateItem", result)?.map(|out| {
+            let lease = out
+                .attributes
+                .as_ref()
+                .and_then(|a| Lease::from_item(a).ok());
+            let handoff_to = lease.and_then(|l| {
+                (l.checkpoint_owner.as_deref() == Some(owner))
+                    .then_some(l.owner)
+                    .flatten()
+                    .filter(|to| to != owner)
+            });
+            Renewed {
+                counter: counter + 1,
+                handoff_to,
+            }
+        }))
+    }
+
+    /// Begins a graceful handoff of a lease we hold, as KCL 3.x's leader does: `leaseOwner`
+    /// becomes `to` and `checkpointOwner` us, the counter unchanged, so we keep renewing and
+    /// may checkpoint until we hand it over. Returns whether it was ours and not already
+    /// being handed off.
+    pub(crate) async fn begin_handoff(
+        &self,
+        shard_id: &str,
+        owner: &str,
+        to: &str,
+    ) -> Result<bool, ServiceError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(shard_id))
+            .update_expression("SET leaseOwner = :to, checkpointOwner = :owner")
+            .condition_expression("leaseOwner = :owner AND attribute_not_exists(checkpointOwner)")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":to", s(to))
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        Ok(self.conditional("UpdateItem", result)?.is_some())
     }
 
     /// Takes a lease as it was seen. `None`: someone moved first.
@@ -241,13 +302,26 @@ impl LeaseTable {
         expression: &str,
         values: Vec<(&str, AttributeValue)>,
     ) -> Result<bool, ServiceError> {
+        self.update_fenced(shard_id, OWNER_ONLY, owner, expression, values)
+            .await
+    }
+
+    /// An update applied only while `condition` (on `:owner`) holds.
+    async fn update_fenced(
+        &self,
+        shard_id: &str,
+        condition: &str,
+        owner: &str,
+        expression: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, ServiceError> {
         let mut request = self
             .client
             .update_item()
             .table_name(&self.name)
             .key(LEASE_KEY, s(shard_id))
             .update_expression(expression)
-            .condition_expression("leaseOwner = :owner")
+            .condition_expression(condition)
             .expression_attribute_values(":owner", s(owner))
             .return_consumed_capacity(ReturnConsumedCapacity::Total);
         for (name, value) in values {
@@ -271,15 +345,17 @@ impl LeaseTable {
 
     /// Hands a lease this worker has stopped processing straight to another worker (KCL's
     /// `assignLease`: new owner, counter and owner switches bumped, any `checkpointOwner`
-    /// handoff mark cleared). Returns whether it was still ours.
+    /// handoff mark cleared). Returns whether it was still ours (as owner, or as
+    /// `checkpointOwner` of a handoff begun).
     pub(crate) async fn hand_over(
         &self,
         shard_id: &str,
         owner: &str,
         to: &str,
     ) -> Result<bool, ServiceError> {
-        self.update_owned(
+        self.update_fenced(
             shard_id,
+            OWNER_OR_HANDING_OFF,
             owner,
             "SET leaseOwner = :to, leaseCounter = leaseCounter + :one, \
              ownerSwitchesSinceCheckpoint = if_not_exists(ownerSwitchesSinceCheckpoint, :zero) + :one \
@@ -289,7 +365,8 @@ impl LeaseTable {
         .await
     }
 
-    /// Writes a checkpoint, fenced by ownership. Returns whether the lease was still ours.
+    /// Writes a checkpoint, fenced by ownership (or by `checkpointOwner` while a handoff is
+    /// under way). Returns whether the lease was still ours.
     pub(crate) async fn checkpoint(
         &self,
         shard_id: &str,
@@ -297,8 +374,9 @@ impl LeaseTable {
         checkpoint: &Checkpoint,
         sub_sequence: u64,
     ) -> Result<bool, ServiceError> {
-        self.update_owned(
+        self.update_fenced(
             shard_id,
+            OWNER_OR_HANDING_OFF,
             owner,
             "SET checkpoint = :checkpoint, checkpointSubSequenceNumber = :sub, ownerSwitchesSinceCheckpoint = :zero \
              REMOVE pendingCheckpoint, pendingCheckpointSubSequenceNumber",
@@ -319,8 +397,9 @@ impl LeaseTable {
         sequence: &str,
         sub_sequence: u64,
     ) -> Result<bool, ServiceError> {
-        self.update_owned(
+        self.update_fenced(
             shard_id,
+            OWNER_OR_HANDING_OFF,
             owner,
             "SET pendingCheckpoint = :seq, pendingCheckpointSubSequenceNumber = :sub",
             vec![(":seq", s(sequence)), (":sub", n(sub_sequence))],

@@ -152,6 +152,14 @@ impl WorkerBuilder {
     }
 
     setter!(
+        /// How long a lease moved for balance waits for its old owner's processor to finish
+        /// `shutdown_requested` (where it may checkpoint) before the lease is handed over
+        /// anyway (default 30 s, KCL 3.x's `gracefulLeaseHandoffTimeoutMillis`). Zero turns
+        /// graceful handoffs off: moves are steals, and the old owner's processor gets
+        /// `lease_lost`.
+        graceful_handoff_timeout: Duration
+    );
+    setter!(
         /// Lease renewals in flight at once (default 20, as KCL's `maxLeaseRenewalThreads`).
         /// A worker takes no more leases than it can renew in half a renewal interval at the
         /// renewal latency it measures.

@@ -66,6 +66,7 @@ impl Fleet {
             max_steal: self.max_steal,
             balance: self.balance,
             threshold: 0.1,
+            graceful: false,
         })
         .assignments
     }
@@ -230,6 +231,7 @@ async fn a_worker_gets_no_more_than_it_can_renew() {
         max_steal: usize::MAX,
         balance: fleet.balance,
         threshold: 0.1,
+        graceful: false,
     });
     assert_eq!(outcome.unplaced, 7, "the rest waits for more capacity");
 }
@@ -340,4 +342,50 @@ async fn free_leases_go_beyond_the_target_rather_than_wait_for_kcl() {
             .count(),
         2
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn moves_between_our_workers_become_graceful_handoffs() {
+    // Four of ours on "a", two held by "kcl-2" (not one of ours): "b" gets its share.
+    let mut table = leases(&[Some("a"); 4]);
+    table.extend((0..2).map(|i| lease(&format!("kcl-{i}"), Some("kcl-2"), 1)));
+    let fleet = Fleet::new(&table);
+    let workers = workers(&["a", "b"]);
+    let out = plan(&PlanInput {
+        leases: &table,
+        observed: &fleet.observed,
+        workers: &workers,
+        orphans: &fleet.orphans,
+        pending: &fleet.pending,
+        foreign: &[],
+        now: Instant::now(),
+        failover: FAILOVER,
+        max_steal: usize::MAX,
+        balance: crate::Balance::LeaseCount,
+        threshold: 0.1,
+        graceful: true,
+    })
+    .assignments;
+    for (worker, a) in &out {
+        match a.owner.as_deref() {
+            // From ours: the owner gives, the taker waits for it; nobody steals.
+            Some("a") if worker == "a" => {
+                assert_eq!(a.give_to.as_deref(), Some("b"));
+                assert!(a.handoff && !a.steal);
+            }
+            Some("a") => {
+                assert_eq!(worker, "b");
+                assert!(a.handoff && !a.steal && a.give_to.is_none());
+            }
+            // From a worker outside the fleet: a steal as before.
+            _ => assert!(a.steal && !a.handoff, "{a:?}"),
+        }
+    }
+    let gives = out.iter().filter(|(_, a)| a.give_to.is_some()).count();
+    let waits = out
+        .iter()
+        .filter(|(_, a)| a.handoff && a.give_to.is_none())
+        .count();
+    assert_eq!(gives, waits);
+    assert!(gives >= 1, "{out:?}");
 }

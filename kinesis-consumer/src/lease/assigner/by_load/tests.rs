@@ -59,6 +59,7 @@ impl Sim {
             max_steal: usize::MAX,
             balance: crate::Balance::Throughput,
             threshold: 0.1,
+            graceful: false,
         });
         let mut steals = 0;
         for (worker, a) in out.assignments {
