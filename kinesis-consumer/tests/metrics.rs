@@ -124,6 +124,8 @@ async fn metrics_move_and_granularity_decides_their_labels() {
     assert!(total(s, "kinesis_consumer_lease_renewal_seconds", "m-shard") >= 2.0);
     // Released on shutdown.
     assert_eq!(total(s, "kinesis_consumer_leases_held", "m-shard"), 0.0);
+    // The read rate written on the leases for the balance.
+    assert!(total(s, "kinesis_consumer_throughput_kbps", "m-shard") > 0.0);
     let throttles = series(s, "kinesis_consumer_kinesis_throttles", "m-shard");
     let get_records = vec![
         "operation=GetRecords".to_owned(),
