@@ -57,10 +57,44 @@ pub enum MetricsGranularity {
 type Labels = Vec<(&'static str, String)>;
 
 /// A gauge shared by several shards below `Shard` granularity: it shows their largest value.
+/// An update costs O(log shards) (values kept in an ordered multiset), so thousands of
+/// shards updating it per batch stay cheap.
 #[derive(Clone)]
 struct MaxGauge {
     gauge: metrics::Gauge,
-    values: Arc<Mutex<HashMap<String, f64>>>,
+    values: Arc<Mutex<MaxOf>>,
+}
+
+/// Each shard's value and the multiset of all values (keyed by the bit pattern of a
+/// non-negative f64, which orders as the number does).
+#[derive(Default)]
+struct MaxOf {
+    by_shard: HashMap<String, u64>,
+    counts: std::collections::BTreeMap<u64, usize>,
+}
+
+impl MaxOf {
+    /// Sets (or with `None` removes) a shard's value; returns the largest.
+    fn set(&mut self, shard: &str, value: Option<f64>) -> f64 {
+        let old = match value {
+            Some(v) => self.by_shard.insert(shard.to_owned(), v.max(0.0).to_bits()),
+            None => self.by_shard.remove(shard),
+        };
+        if let Some(old) = old
+            && let Some(n) = self.counts.get_mut(&old)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.counts.remove(&old);
+            }
+        }
+        if let Some(v) = value {
+            *self.counts.entry(v.max(0.0).to_bits()).or_default() += 1;
+        }
+        self.counts
+            .last_key_value()
+            .map_or(0.0, |(bits, _)| f64::from_bits(*bits))
+    }
 }
 
 impl MaxGauge {
@@ -72,12 +106,12 @@ impl MaxGauge {
     }
 
     fn update(&self, shard: &str, value: Option<f64>) {
-        let mut values = self.values.lock().unwrap_or_else(|e| e.into_inner());
-        match value {
-            Some(v) => values.insert(shard.to_owned(), v),
-            None => values.remove(shard),
-        };
-        self.gauge.set(values.values().copied().fold(0.0, f64::max));
+        let max = self
+            .values
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(shard, value);
+        self.gauge.set(max);
     }
 }
 
