@@ -48,6 +48,9 @@ impl CheckpointError {
 
 #[derive(Debug)]
 pub(crate) struct ShardContext {
+    /// The lease's key, for the table's writes.
+    pub lease_key: String,
+    /// The shard's id in Kinesis, for the processor and the logs.
     pub shard_id: String,
     pub owner: String,
     pub table: LeaseTable,
@@ -57,8 +60,14 @@ pub(crate) struct ShardContext {
 }
 
 impl ShardContext {
-    pub(crate) fn new(shard_id: String, owner: String, table: LeaseTable) -> Self {
+    pub(crate) fn new(
+        lease_key: String,
+        shard_id: String,
+        owner: String,
+        table: LeaseTable,
+    ) -> Self {
         ShardContext {
+            lease_key,
             shard_id,
             owner,
             table,
@@ -188,7 +197,7 @@ impl Checkpointer {
         let written = ctx
             .table
             .prepare_checkpoint(
-                &ctx.shard_id,
+                &ctx.lease_key,
                 &ctx.owner,
                 sequence_number,
                 sub_sequence_number,
@@ -209,7 +218,7 @@ impl Checkpointer {
         let ctx = &self.ctx;
         let written = ctx
             .table
-            .checkpoint(&ctx.shard_id, &ctx.owner, &checkpoint, sub)
+            .checkpoint(&ctx.lease_key, &ctx.owner, &checkpoint, sub)
             .await
             .map_err(|source| CheckpointError::Service { source })?;
         if written {

@@ -408,12 +408,16 @@ impl<F: ProcessorFactory> Coordinator<F> {
             meter: meter.clone(),
             carried_kbps: lease.throughput_kbps,
         });
+        // The lease is keyed by `shard_id`; Kinesis knows the shard by its own id (the
+        // same string in a single-stream table).
+        let kinesis_shard = lease.kinesis_shard_id().to_owned();
         let consumer = ShardConsumer {
             config: p.config.clone(),
             factory: p.factory.clone(),
-            fetcher: self.fetcher(&shard_id),
+            fetcher: self.fetcher(&kinesis_shard),
             ctx: Arc::new(ShardContext::new(
                 shard_id.clone(),
+                kinesis_shard.clone(),
                 p.config.worker_id.clone(),
                 p.table.clone(),
             )),
@@ -421,7 +425,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             signal: signal_rx,
             deadline: Deadline::new(deadline_rx, Some(self.worker_deadline.clone())),
             start_delay,
-            metrics: p.telemetry.shard(&shard_id),
+            metrics: p.telemetry.shard(&kinesis_shard),
             meter,
         };
         let id = shard_id.clone();

@@ -9,7 +9,9 @@ use super::Checkpoint;
 /// One lease: a shard, who holds it, and how far it is processed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {
-    /// The shard id (`leaseKey`).
+    /// The lease key (`leaseKey`): the shard id in a single-stream table, as KCL;
+    /// `account:stream:creationEpoch:shardId` in a multi-stream one (see
+    /// [`Lease::kinesis_shard_id`]).
     pub shard_id: String,
     /// The worker holding it (`leaseOwner`), if any.
     pub owner: Option<String>,
@@ -39,6 +41,9 @@ pub struct Lease {
     /// While a KCL 3.x graceful handoff is under way, the previous owner, which may still
     /// checkpoint before it hands the lease to `owner` (`checkpointOwner`).
     pub checkpoint_owner: Option<String>,
+    /// In a multi-stream table, the stream (`streamName`: `account:stream:creationEpoch`,
+    /// as KCL's `MultiStreamLease`).
+    pub stream_identifier: Option<String>,
 }
 
 /// An item that is not a lease.
@@ -84,6 +89,8 @@ pub(crate) const STARTING_HASH_KEY: &str = "startingHashKey";
 pub(crate) const ENDING_HASH_KEY: &str = "endingHashKey";
 pub(crate) const THROUGHPUT_KBPS: &str = "throughputKBps";
 pub(crate) const CHECKPOINT_OWNER: &str = "checkpointOwner";
+pub(crate) const STREAM_NAME: &str = "streamName";
+pub(crate) const SHARD_ID: &str = "shardId";
 /// KCL 3.5+ tags every item of the lease table with its kind; items without it are leases.
 pub(crate) const ENTITY_TYPE: &str = "entityType";
 pub(crate) const ENTITY_LEASE: &str = "LEASE";
@@ -184,6 +191,7 @@ impl Lease {
             ending_hash_key: None,
             throughput_kbps: None,
             checkpoint_owner: None,
+            stream_identifier: None,
         }
     }
 
@@ -216,6 +224,7 @@ impl Lease {
             ending_hash_key: string(item, ENDING_HASH_KEY)?,
             throughput_kbps: decimal(item, THROUGHPUT_KBPS)?,
             checkpoint_owner: string(item, CHECKPOINT_OWNER)?.filter(|o| !o.is_empty()),
+            stream_identifier: string(item, STREAM_NAME)?,
         })
     }
 
@@ -274,6 +283,13 @@ impl Lease {
         if let Some(k) = &self.ending_hash_key {
             item.insert(ENDING_HASH_KEY.into(), AttributeValue::S(k.clone()));
         }
+        if let Some(stream) = &self.stream_identifier {
+            item.insert(STREAM_NAME.into(), AttributeValue::S(stream.clone()));
+            item.insert(
+                SHARD_ID.into(),
+                AttributeValue::S(self.kinesis_shard_id().to_owned()),
+            );
+        }
         if let Some(previous) = &self.checkpoint_owner {
             item.insert(CHECKPOINT_OWNER.into(), AttributeValue::S(previous.clone()));
         }
@@ -281,6 +297,19 @@ impl Lease {
             item.insert(THROUGHPUT_KBPS.into(), AttributeValue::N(format_kbps(kbps)));
         }
         item
+    }
+
+    /// The shard's id in Kinesis: the lease key in a single-stream table, the key without
+    /// its stream part in a multi-stream one.
+    pub fn kinesis_shard_id(&self) -> &str {
+        match &self.stream_identifier {
+            Some(stream) => self
+                .shard_id
+                .strip_prefix(stream.as_str())
+                .and_then(|rest| rest.strip_prefix(':'))
+                .unwrap_or(&self.shard_id),
+            None => &self.shard_id,
+        }
     }
 
     /// Whether the shard is closed and fully processed.
@@ -381,6 +410,32 @@ mod tests {
         assert_eq!(Lease::from_item(&item).unwrap().shard_id, "Leader");
         item.remove("entityType");
         assert!(Lease::from_item(&item).is_ok());
+    }
+
+    #[test]
+    fn multi_stream_items_read_as_kcl_writes_them() {
+        let mut item = HashMap::new();
+        let key = "123456789012:orders:1700000000:shardId-000000000003";
+        item.insert("leaseKey".into(), AttributeValue::S(key.into()));
+        item.insert(
+            "streamName".into(),
+            AttributeValue::S("123456789012:orders:1700000000".into()),
+        );
+        item.insert(
+            "shardId".into(),
+            AttributeValue::S("shardId-000000000003".into()),
+        );
+        let lease = Lease::from_item(&item).unwrap();
+        assert_eq!(lease.shard_id, key);
+        assert_eq!(lease.kinesis_shard_id(), "shardId-000000000003");
+        let written = lease.to_item();
+        for name in ["leaseKey", "streamName", "shardId"] {
+            assert_eq!(written[name], item[name], "{name}");
+        }
+        // A single-stream lease: the key is the shard id.
+        let single = Lease::new("shardId-000000000003", Checkpoint::TrimHorizon);
+        assert_eq!(single.kinesis_shard_id(), "shardId-000000000003");
+        assert!(!single.to_item().contains_key("shardId"));
     }
 
     #[test]
