@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use kinesis_consumer::Lease;
 use libfuzzer_sys::fuzz_target;
 
-const NAMES: [&str; 14] = [
+const NAMES: [&str; 18] = [
     "leaseKey",
     "leaseOwner",
     "leaseCounter",
@@ -25,6 +25,10 @@ const NAMES: [&str; 14] = [
     "childShardIds",
     "startingHashKey",
     "endingHashKey",
+    "throughputKBps",
+    "checkpointOwner",
+    "streamName",
+    "shardId",
     "somethingElse",
 ];
 

@@ -294,7 +294,8 @@ impl Lease {
             item.insert(CHECKPOINT_OWNER.into(), AttributeValue::S(previous.clone()));
         }
         if let Some(kbps) = self.throughput_kbps {
-            item.insert(THROUGHPUT_KBPS.into(), AttributeValue::N(format_kbps(kbps)));
+            // Exactly (the shortest decimal that reads back as the same number).
+            item.insert(THROUGHPUT_KBPS.into(), AttributeValue::N(kbps.to_string()));
         }
         item
     }
