@@ -304,3 +304,62 @@ async fn a_handoff_begun_by_kcl3s_leader_is_honoured() {
     handle.shutdown().await;
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_giver_that_dies_mid_handoff_is_failed_over_in_the_failover_time() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("handoff-crash", 4).await.unwrap();
+    support::produce(&aws, "handoff-crash", 400, "a").await;
+    let log = Log::default();
+    let hang = Arc::new(AtomicBool::new(true));
+    let failover = Duration::from_secs(3);
+    let fleet = |w: &'static str| {
+        let aws = &aws;
+        async move {
+            builder(aws, "handoff-crash", "handoff-crash", w)
+                .await
+                .failover_time(failover)
+                .renewal_interval(Duration::from_secs(1))
+        }
+    };
+    let (_h1, t1) = spawn_stuck(fleet("w1").await, "w1", &log, &hang);
+    log.wait_for(400, Duration::from_secs(30)).await;
+    let (h2, t2) = spawn_stuck(fleet("w2").await, "w2", &log, &hang);
+    // w1's processors are stuck in shutdown_requested with two handoffs begun.
+    wait_until("two handoffs begun", Duration::from_secs(30), async || {
+        leases(&aws, "handoff-crash")
+            .await
+            .values()
+            .filter(|i| {
+                i.get("checkpointOwner").and_then(|o| o.as_s().ok()) == Some(&"w1".to_owned())
+            })
+            .count()
+            == 2
+    })
+    .await;
+    t1.abort();
+    let _ = t1.await;
+    log.crashed("w1");
+    let crashed = Instant::now();
+    wait_until("w2 owns all four", Duration::from_secs(20), async || {
+        owners(&aws, "handoff-crash")
+            .await
+            .values()
+            .filter(|o| *o == "w2")
+            .count()
+            == 4
+    })
+    .await;
+    let took = crashed.elapsed();
+    println!("giver crashed mid-handoff: w2 owned its leases {took:?} later");
+    assert!(
+        took < failover * 3,
+        "not the 30 s handoff timeout: {took:?}"
+    );
+    support::produce(&aws, "handoff-crash", 100, "b").await;
+    log.wait_for(500, Duration::from_secs(30)).await;
+    hang.store(false, Ordering::Relaxed);
+    h2.shutdown().await;
+    t2.await.unwrap().unwrap();
+    assert_exclusive(&log);
+}

@@ -5,9 +5,11 @@
 //! interval while it waits. Once the lease is ours with no `checkpointOwner` left, it takes
 //! it at the counter read (a conditional write, as any take) and starts at once from the
 //! checkpoint the old owner wrote: the old owner stopped before it handed over, so there is
-//! no wait. If the handoff has not finished after `graceful_handoff_timeout` and a renewal
-//! interval (the old owner's own timeout comes first), the lease is stolen as without a
-//! handoff and processed after the failover time.
+//! no wait. A lease whose counter stands still for the failover time (the old owner died or
+//! is cut off, and has stopped by then) is taken at that counter and started at once, as
+//! any expired lease. If the handoff has not finished after `graceful_handoff_timeout` and
+//! a renewal interval (the old owner's own timeout comes first), the lease is stolen as
+//! without a handoff and processed after the failover time.
 
 use std::time::Duration;
 
@@ -21,6 +23,8 @@ use crate::processor::ProcessorFactory;
 pub(super) struct Awaited {
     assignment: Assignment,
     since: Instant,
+    /// The lease's counter as last read, and since when it has stood still.
+    still: Option<(u64, Instant)>,
 }
 
 /// What a look at an awaited lease decided.
@@ -45,6 +49,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
             .or_insert(Awaited {
                 assignment,
                 since: Instant::now(),
+                still: None,
             });
     }
 
@@ -82,12 +87,22 @@ impl<F: ProcessorFactory> Coordinator<F> {
             let next = match self.parts.table.get(&shard).await {
                 Ok(None) => Next::Forget,
                 Ok(Some(lease)) => {
+                    // A giver that stopped renewing (it died, or is cut off) has stopped
+                    // processing by the time its counter has stood still this long.
+                    let now = Instant::now();
+                    let awaited = self.awaiting.get_mut(&shard).expect("awaited");
+                    let since = match awaited.still {
+                        Some((counter, since)) if counter == lease.counter => since,
+                        _ => now,
+                    };
+                    awaited.still = Some((lease.counter, since));
+                    let expired = now.saturating_duration_since(since) >= cfg.failover_time;
                     let owner = lease.owner.as_deref();
                     let handed_over =
                         owner == Some(me.as_str()) && lease.checkpoint_owner.is_none();
                     let still_giving = owner == giver.as_deref()
                         || (owner == Some(me.as_str()) && lease.checkpoint_owner == giver);
-                    if handed_over || owner.is_none() {
+                    if handed_over || owner.is_none() || (still_giving && expired) {
                         Next::Take(lease)
                     } else if !still_giving {
                         Next::Forget

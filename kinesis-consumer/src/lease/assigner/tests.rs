@@ -37,6 +37,7 @@ struct Fleet {
     foreign: Vec<String>,
     max_steal: usize,
     balance: crate::Balance,
+    graceful: bool,
 }
 
 impl Fleet {
@@ -50,10 +51,15 @@ impl Fleet {
             foreign: Vec::new(),
             max_steal: usize::MAX,
             balance: crate::Balance::default(),
+            graceful: false,
         }
     }
 
     fn plan(&self, table: &[Lease], workers: &[Candidate]) -> Vec<(String, Assignment)> {
+        self.outcome(table, workers).assignments
+    }
+
+    fn outcome(&self, table: &[Lease], workers: &[Candidate]) -> Plan {
         plan(&PlanInput {
             leases: table,
             observed: &self.observed,
@@ -66,9 +72,8 @@ impl Fleet {
             max_steal: self.max_steal,
             balance: self.balance,
             threshold: 0.1,
-            graceful: false,
+            graceful: self.graceful,
         })
-        .assignments
     }
 }
 
@@ -219,20 +224,7 @@ async fn a_worker_gets_no_more_than_it_can_renew() {
     let mut fleet_workers = workers(&["a"]);
     fleet_workers[0].capacity = 3;
     assert_eq!(fleet.plan(&table, &fleet_workers).len(), 3);
-    let outcome = plan(&PlanInput {
-        leases: &table,
-        observed: &fleet.observed,
-        workers: &fleet_workers,
-        orphans: &fleet.orphans,
-        pending: &fleet.pending,
-        foreign: &[],
-        now: Instant::now(),
-        failover: FAILOVER,
-        max_steal: usize::MAX,
-        balance: fleet.balance,
-        threshold: 0.1,
-        graceful: false,
-    });
+    let outcome = fleet.outcome(&table, &fleet_workers);
     assert_eq!(outcome.unplaced, 7, "the rest waits for more capacity");
 }
 
@@ -349,23 +341,10 @@ async fn moves_between_our_workers_become_graceful_handoffs() {
     // Four of ours on "a", two held by "kcl-2" (not one of ours): "b" gets its share.
     let mut table = leases(&[Some("a"); 4]);
     table.extend((0..2).map(|i| lease(&format!("kcl-{i}"), Some("kcl-2"), 1)));
-    let fleet = Fleet::new(&table);
-    let workers = workers(&["a", "b"]);
-    let out = plan(&PlanInput {
-        leases: &table,
-        observed: &fleet.observed,
-        workers: &workers,
-        orphans: &fleet.orphans,
-        pending: &fleet.pending,
-        foreign: &[],
-        now: Instant::now(),
-        failover: FAILOVER,
-        max_steal: usize::MAX,
-        balance: crate::Balance::LeaseCount,
-        threshold: 0.1,
-        graceful: true,
-    })
-    .assignments;
+    let mut fleet = Fleet::new(&table);
+    fleet.balance = crate::Balance::LeaseCount;
+    fleet.graceful = true;
+    let out = fleet.plan(&table, &workers(&["a", "b"]));
     for (worker, a) in &out {
         match a.owner.as_deref() {
             // From ours: the owner gives, the taker waits for it; nobody steals.
