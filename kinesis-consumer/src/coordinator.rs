@@ -22,7 +22,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use kinesis_common::stream::StreamRef;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
@@ -32,7 +31,8 @@ use crate::checkpoint::ShardContext;
 use crate::config::Config;
 use crate::fleet::heartbeat::{Heartbeat, Membership};
 use crate::fleet::leader::Leader;
-use crate::fleet::state_table::{Assignment, PLAN_CHUNK, StateTable};
+use crate::fleet::state_table::StateTable;
+use crate::lease::key::KeySpace;
 use crate::lease::renewer::{
     Command, Deadline, LossReason, Lost, Renewer, RenewerSettings, RenewerStats,
 };
@@ -41,10 +41,12 @@ use crate::lease::{Lease, LeaseTable};
 use crate::processor::ProcessorFactory;
 use crate::retrieval::{FanOutFetcher, Fetcher, PollingFetcher};
 use crate::shard_consumer::{Exit, ShardConsumer, Signal};
+use crate::streams::Source;
 use crate::telemetry::Telemetry;
 
 mod children;
 mod handover;
+mod plan;
 mod receive;
 mod settings;
 mod shutdown;
@@ -62,6 +64,8 @@ struct Held {
     signal: watch::Sender<Signal>,
     /// Cuts its consumer task off (a graceful handoff past its timeout).
     abort: tokio::task::AbortHandle,
+    /// Its stream's lease keys.
+    space: KeySpace,
 }
 
 /// Aborts a task when dropped: the helpers end with the coordinator, however it ends.
@@ -76,7 +80,8 @@ impl Drop for AbortOnDrop {
 /// What the coordinator works with, fixed for a worker's life.
 pub(crate) struct Parts<F: ProcessorFactory> {
     pub config: Arc<Config>,
-    pub stream: StreamRef,
+    /// The stream, or a multi-stream worker's tracker.
+    pub source: Source,
     pub kinesis: aws_sdk_kinesis::Client,
     pub table: LeaseTable,
     pub state: StateTable,
@@ -166,7 +171,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 state: parts.state.clone(),
                 leases: parts.table.clone(),
                 kinesis: parts.kinesis.clone(),
-                stream: parts.stream.clone(),
+                source: parts.source.clone(),
                 me: cfg.worker_id.clone(),
                 settings: leader_settings(&cfg, heartbeat.interval),
                 membership: membership.clone(),
@@ -244,118 +249,6 @@ impl<F: ProcessorFactory> Coordinator<F> {
         self.graceful_shutdown().await;
     }
 
-    /// Acts on the heartbeat's news: drops everything when fenced, takes what the plan says.
-    async fn follow_plan(&mut self) {
-        let membership = self.membership.borrow_and_update().clone();
-        if membership.fenced != self.fenced {
-            self.fenced = membership.fenced;
-            let shards: Vec<String> = self.held.keys().cloned().collect();
-            for shard in shards {
-                self.lose(&shard);
-            }
-            self.done.clear();
-            self.awaiting.clear();
-        }
-        let Some(state) = membership
-            .state
-            .filter(|s| s.incarnation == membership.incarnation)
-        else {
-            return;
-        };
-        // Entries gone from the plan need no memory any more.
-        self.done
-            .retain(|shard, _| state.plan.iter().any(|a| a.shard_id == *shard));
-        // A give stays in the plan until its hand-over is over, so that the leader counts
-        // the lease as the receiver's meanwhile and gives no other in its place.
-        let gives_over: Vec<String> = state
-            .plan
-            .iter()
-            .filter(|a| {
-                a.give_to.is_some()
-                    && self.done.get(&a.shard_id) == Some(&a.counter)
-                    && !self.giving.contains_key(&a.shard_id)
-            })
-            .map(|a| a.shard_id.clone())
-            .collect();
-        let todo: Vec<Assignment> = state
-            .plan
-            .into_iter()
-            .filter(|a| self.done.get(&a.shard_id) != Some(&a.counter))
-            .collect();
-        if todo.is_empty() && gives_over.is_empty() {
-            return;
-        }
-        let cfg = self.parts.config.clone();
-        let mut takes = Vec::new();
-        for a in &todo {
-            self.done.insert(a.shard_id.clone(), a.counter);
-            if let Some(to) = &a.give_to {
-                let kind = if a.handoff {
-                    GiveKind::Handoff
-                } else {
-                    GiveKind::ToKcl
-                };
-                self.give(&a.shard_id, to, kind).await;
-            } else if a.handoff {
-                self.await_handoff(a.clone());
-            } else if !self.held.contains_key(&a.shard_id)
-                && !self.stopping.contains_key(&a.shard_id)
-            {
-                takes.push(a.clone());
-            }
-        }
-        let table = self.parts.table.clone();
-        let me = cfg.worker_id.clone();
-        let mut results = futures_util::stream::iter(takes.into_iter().map(|a| {
-            let (table, me) = (table.clone(), me.clone());
-            async move {
-                let sent = Instant::now();
-                let result = table.take(&a.seen(), &me, a.steal).await;
-                (a, sent, result)
-            }
-        }))
-        .buffer_unordered(CALL_CONCURRENCY);
-        while let Some((a, sent, result)) = results.next().await {
-            match result {
-                Ok(Some(lease)) => {
-                    // Stolen from a live worker: it stops at its next renewal, or at the
-                    // latest at its deadline, which passes within the failover time of our
-                    // take; until then the shard waits, so it is never processed twice.
-                    let delay = if a.steal {
-                        cfg.failover_time
-                    } else {
-                        Duration::ZERO
-                    };
-                    tracing::info!(shard = %lease.shard_id, from = ?a.owner, stolen = a.steal, "lease taken");
-                    self.parts.telemetry.leases_taken.increment(1);
-                    if a.steal {
-                        self.parts.telemetry.leases_stolen.increment(1);
-                    }
-                    self.start(lease, sent, delay);
-                }
-                Ok(None) => {
-                    tracing::debug!(shard = %a.shard_id, "assigned lease moved before it was taken")
-                }
-                Err(e) => {
-                    tracing::warn!(shard = %a.shard_id, error = %e, "taking a lease failed")
-                }
-            }
-        }
-        let mut shards: Vec<String> = todo
-            .into_iter()
-            .filter(|a| a.give_to.is_none() || !self.giving.contains_key(&a.shard_id))
-            .filter(|a| !self.is_awaiting(&a.shard_id))
-            .map(|a| a.shard_id)
-            .collect();
-        shards.extend(gives_over);
-        for chunk in shards.chunks(PLAN_CHUNK) {
-            let call = self.parts.state.done(&me, &membership.incarnation, chunk);
-            if let Err(e) = call.await {
-                tracing::debug!(error = %e, "clearing done assignments failed; they are ignored");
-            }
-        }
-    }
-
     /// Stops processing a lease this worker no longer holds.
     fn lose(&mut self, shard: &str) {
         self.giving.remove(shard);
@@ -391,6 +284,13 @@ impl<F: ProcessorFactory> Coordinator<F> {
 
     /// Starts a consumer for a lease just taken (the take was sent at `taken_at`).
     fn start(&mut self, lease: Lease, taken_at: Instant, start_delay: Duration) {
+        let space = KeySpace::of_lease(&lease);
+        let Some((stream, _)) = self.parts.source.stream_of(&space) else {
+            // A single-stream lease in a multi-stream table (or the other way round): it
+            // expires, and the leader's cleanup sees to it.
+            tracing::warn!(lease = %lease.shard_id, "a lease of no stream this worker reads; not processed");
+            return;
+        };
         let (signal_tx, signal_rx) = watch::channel(Signal::Run);
         let (deadline_tx, deadline_rx) =
             watch::channel(self.renewer_settings.deadline_after(taken_at));
@@ -414,7 +314,7 @@ impl<F: ProcessorFactory> Coordinator<F> {
         let consumer = ShardConsumer {
             config: p.config.clone(),
             factory: p.factory.clone(),
-            fetcher: self.fetcher(&kinesis_shard),
+            fetcher: self.fetcher(stream, &kinesis_shard),
             ctx: Arc::new(ShardContext::new(
                 shard_id.clone(),
                 kinesis_shard.clone(),
@@ -425,7 +325,11 @@ impl<F: ProcessorFactory> Coordinator<F> {
             signal: signal_rx,
             deadline: Deadline::new(deadline_rx, Some(self.worker_deadline.clone())),
             start_delay,
-            metrics: p.telemetry.shard(&kinesis_shard),
+            metrics: p.telemetry.shard(
+                space.stream().map(|s| s.stream_name.as_str()),
+                &kinesis_shard,
+                &shard_id,
+            ),
             meter,
         };
         let id = shard_id.clone();
@@ -438,25 +342,26 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 generation,
                 signal: signal_tx,
                 abort,
+                space,
             },
         );
         self.parts.telemetry.leases_held.set(self.held.len() as f64);
     }
 
-    fn fetcher(&self, shard_id: &str) -> Fetcher {
+    fn fetcher(&self, stream: StreamRef, shard_id: &str) -> Fetcher {
         let p = &self.parts;
         match &p.consumer_arn {
             Some(arn) => Fetcher::FanOut(FanOutFetcher {
                 kinesis: p.kinesis.clone(),
                 consumer_arn: arn.clone(),
-                stream: p.stream.clone(),
+                stream: stream.clone(),
                 shard_id: shard_id.to_owned(),
                 send_empty: p.config.deliver_empty_batches,
                 telemetry: p.telemetry.clone(),
             }),
             None => Fetcher::Polling(PollingFetcher {
                 kinesis: p.kinesis.clone(),
-                stream: p.stream.clone(),
+                stream,
                 shard_id: shard_id.to_owned(),
                 max_records: p.config.max_records,
                 idle_time: p.config.idle_time_between_reads,
@@ -485,8 +390,13 @@ impl<F: ProcessorFactory> Coordinator<F> {
         match exit {
             Exit::ShardEnded(children) => {
                 tracing::info!(shard = %shard, "shard finished");
+                let space = self
+                    .held
+                    .get(&shard)
+                    .map(|h| h.space.clone())
+                    .unwrap_or_default();
                 self.drop_lease(&shard, true).await;
-                self.continue_with_children(&shard, &children).await;
+                self.continue_with_children(&shard, space, &children).await;
             }
             Exit::GaveUp(reason) => {
                 tracing::error!(shard = %shard, %reason, "giving the lease up");

@@ -52,6 +52,7 @@ mod record;
 mod retrieval;
 mod shard_consumer;
 mod shard_sync;
+mod streams;
 mod telemetry;
 mod worker;
 
@@ -64,5 +65,6 @@ pub use kinesis_common::aggregation::{DeaggregatedRecord, deaggregate};
 pub use lease::{Billing, Checkpoint, Lease, LeaseTableCapacity, TableOptions};
 pub use processor::{InitializeInput, ProcessorError, ProcessorFactory, RecordProcessor};
 pub use record::{ProcessRecordsInput, Record};
+pub use streams::{StreamConfig, StreamTracker};
 pub use telemetry::MetricsGranularity;
 pub use worker::{NeverProcessor, Worker, WorkerBuilder, WorkerHandle};

@@ -14,6 +14,9 @@ pub type ProcessorError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub struct InitializeInput {
     /// The shard.
     pub shard_id: String,
+    /// With a worker of many streams, the shard's stream (`account:stream:creationEpoch`,
+    /// KCL's stream identifier); `None` for a single-stream worker.
+    pub stream: Option<String>,
     /// The checkpoint processing resumes from (or the initial position).
     pub checkpoint: Checkpoint,
     /// Sub-sequence number of the checkpoint inside its aggregate.

@@ -28,6 +28,9 @@ pub struct Record {
 pub struct ProcessRecordsInput {
     /// The shard the records come from.
     pub shard_id: String,
+    /// With a worker of many streams, the shard's stream (`account:stream:creationEpoch`,
+    /// KCL's stream identifier); `None` for a single-stream worker.
+    pub stream: Option<String>,
     /// The records, in shard order.
     pub records: Vec<Record>,
     /// How far behind the tip of the shard this batch is, as Kinesis reports it.

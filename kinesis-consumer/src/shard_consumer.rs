@@ -166,6 +166,7 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
         processor
             .initialize(InitializeInput {
                 shard_id: self.ctx.shard_id.clone(),
+                stream: self.lease.stream_identifier.clone(),
                 checkpoint: self.lease.checkpoint.clone(),
                 checkpoint_sub_sequence: self.lease.checkpoint_sub_sequence,
             })
@@ -265,6 +266,7 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
             if deliver {
                 let input = ProcessRecordsInput {
                     shard_id: shard_id.clone(),
+                    stream: self.lease.stream_identifier.clone(),
                     records,
                     millis_behind_latest: batch.millis_behind_latest,
                 };

@@ -9,6 +9,7 @@ use kinesis_common::shard_map::{is_open, list_shards};
 use kinesis_common::stream::StreamRef;
 
 use crate::config::InitialPosition;
+use crate::lease::key::KeySpace;
 use crate::lease::{Checkpoint, Lease, LeaseTable};
 
 fn parents(shard: &Shard) -> Vec<String> {
@@ -79,6 +80,7 @@ fn has_leased_descendant(
 /// parents that have leases, as in [`sync`].
 pub(crate) async fn create_children(
     table: &LeaseTable,
+    space: &KeySpace,
     finished: &str,
     children: &[aws_sdk_kinesis::types::ChildShard],
 ) -> Result<Vec<String>, ServiceError> {
@@ -90,7 +92,7 @@ pub(crate) async fn create_children(
             let has_lease = match leased.get(parent) {
                 Some(known) => *known,
                 None => {
-                    let found = table.get(parent).await?.is_some();
+                    let found = table.get(&space.key(parent)).await?.is_some();
                     leased.insert(parent.clone(), found);
                     found
                 }
@@ -99,14 +101,14 @@ pub(crate) async fn create_children(
                 parents.push(parent.clone());
             }
         }
-        let mut lease = Lease::new(child.shard_id.clone(), Checkpoint::TrimHorizon);
+        let mut lease = space.new_lease(&child.shard_id, Checkpoint::TrimHorizon);
         lease.parent_shard_ids = parents;
         if let Some(range) = &child.hash_key_range {
             lease.starting_hash_key = Some(range.starting_hash_key.clone());
             lease.ending_hash_key = Some(range.ending_hash_key.clone());
         }
         if table.create_if_absent(&lease).await? {
-            created.push(child.shard_id.clone());
+            created.push(lease.shard_id.clone());
         }
     }
     Ok(created)
@@ -149,26 +151,33 @@ async fn create_wave(table: &LeaseTable, wave: Vec<Lease>) -> Result<Vec<String>
     failure.map_or(Ok(created), Err)
 }
 
-/// Creates missing leases and deletes finished ones nobody needs any more, given a scan of
-/// the lease table (`None`: scan it now, consistently).
+/// Creates missing leases of one stream (its leases keyed in `space`) and deletes finished
+/// ones nobody needs any more, given a scan of the lease table (`None`: scan it now,
+/// consistently). Keys in the outcome are lease keys.
 pub(crate) async fn sync(
     kinesis: &aws_sdk_kinesis::Client,
     stream: &StreamRef,
+    space: &KeySpace,
     table: &LeaseTable,
     initial: InitialPosition,
     leases: Option<&[Lease]>,
 ) -> Result<SyncOutcome, ServiceError> {
     let shards = list_shards(kinesis, stream, false).await?;
     let scanned;
-    let leases = match leases {
+    let all = match leases {
         Some(leases) => leases,
         None => {
             scanned = table.list(true).await?;
             &scanned
         }
     };
+    // This stream's leases, by the shard's id in Kinesis.
+    let leases: Vec<&Lease> = all.iter().filter(|l| space.holds(l)).collect();
     let mut outcome = SyncOutcome::default();
-    let mut leased: HashSet<String> = leases.iter().map(|l| l.shard_id.clone()).collect();
+    let mut leased: HashSet<String> = leases
+        .iter()
+        .map(|l| l.kinesis_shard_id().to_owned())
+        .collect();
     let fresh_table = leases.is_empty();
     let children: HashMap<String, Vec<String>> =
         shards.iter().fold(HashMap::new(), |mut acc, s| {
@@ -214,7 +223,7 @@ pub(crate) async fn sync(
             .filter_map(|p| wave_of.get(p).map(|w| w + 1))
             .max()
             .unwrap_or(0);
-        let mut lease = Lease::new(shard.shard_id(), checkpoint);
+        let mut lease = space.new_lease(shard.shard_id(), checkpoint);
         lease.parent_shard_ids = waiting_on;
         if let Some(range) = shard.hash_key_range() {
             lease.starting_hash_key = Some(range.starting_hash_key().to_owned());
@@ -236,15 +245,16 @@ pub(crate) async fn sync(
     let listed: HashSet<&str> = shards.iter().map(|s| s.shard_id()).collect();
     outcome.vanished = leases
         .iter()
-        .filter(|l| !listed.contains(l.shard_id.as_str()))
+        .filter(|l| !listed.contains(l.kinesis_shard_id()))
         .map(|l| (l.shard_id.clone(), l.counter))
         .collect();
 
     // A finished lease can go once every child has a lease that has made progress: the
     // children no longer wait on it.
-    let by_shard: HashMap<&str, &Lease> = leases.iter().map(|l| (l.shard_id.as_str(), l)).collect();
+    let by_shard: HashMap<&str, &Lease> =
+        leases.iter().map(|l| (l.kinesis_shard_id(), *l)).collect();
     for lease in leases.iter().filter(|l| l.is_finished()) {
-        let Some(kids) = children.get(&lease.shard_id) else {
+        let Some(kids) = children.get(lease.kinesis_shard_id()) else {
             continue;
         };
         let under_way = kids.iter().all(|k| {

@@ -268,8 +268,22 @@ impl Telemetry {
     }
 
     /// The handles of one shard's consumer.
-    pub(crate) fn shard(&self, shard_id: &str) -> ShardMetrics {
+    /// A shard's handles; `stream` (a multi-stream worker's lease's stream name) replaces
+    /// the worker's stream label.
+    pub(crate) fn shard(
+        &self,
+        stream: Option<&str>,
+        shard_id: &str,
+        lease_key: &str,
+    ) -> ShardMetrics {
         let mut labels = self.labels.clone();
+        if let Some(name) = stream {
+            for (label, value) in labels.iter_mut() {
+                if *label == "stream" {
+                    *value = name.to_owned();
+                }
+            }
+        }
         let lag = match &self.shared_lag {
             Some((millis_behind, newest_age)) => Lag::Shared {
                 millis_behind: millis_behind.clone(),
@@ -291,7 +305,8 @@ impl Telemetry {
         };
         let l = &labels;
         ShardMetrics {
-            shard_id: shard_id.to_owned(),
+            // The shared maxima are keyed by lease (shard ids repeat across streams).
+            shard_id: lease_key.to_owned(),
             records_processed: metrics::counter!("kinesis_consumer_records_processed", l),
             bytes_processed: metrics::counter!("kinesis_consumer_bytes_processed", l),
             processing_seconds: metrics::histogram!("kinesis_consumer_processing_seconds", l),
@@ -313,7 +328,10 @@ mod tests {
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
             let telemetry = Telemetry::new("app", "s", MetricsGranularity::Stream);
-            let (a, b) = (telemetry.shard("a"), telemetry.shard("b"));
+            let (a, b) = (
+                telemetry.shard(None, "a", "a"),
+                telemetry.shard(None, "b", "b"),
+            );
             a.observe_lag(Some(500), None);
             b.observe_lag(Some(2_000), Some(Duration::from_secs(3)));
             a.observe_lag(Some(100), None);

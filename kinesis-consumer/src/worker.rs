@@ -28,6 +28,7 @@ use crate::lease::renewer::RenewerStats;
 use crate::lease::{LeaseTable, LeaseTableCapacity};
 use crate::processor::ProcessorFactory;
 use crate::retrieval;
+use crate::streams::{SharedTracker, Source, StreamTracker};
 use crate::telemetry::Telemetry;
 
 /// Checks that the stream exists; returns its ARN.
@@ -105,6 +106,8 @@ impl WorkerHandle {
 pub struct Worker<F: ProcessorFactory> {
     config: Arc<Config>,
     stream: StreamRef,
+    /// A multi-stream worker's streams (then `stream` only names it in logs).
+    tracker: Option<SharedTracker>,
     kinesis: aws_sdk_kinesis::Client,
     table: LeaseTable,
     state: StateTable,
@@ -136,11 +139,32 @@ impl Worker<()> {
         WorkerBuilder {
             config: Config::new(application_name.into()),
             stream: stream.into(),
+            tracker: None,
+            kinesis: None,
+            dynamodb: None,
+        }
+    }
+
+    /// Options for a worker of `application_name` reading every stream `tracker` supplies,
+    /// with one lease table and KCL's multi-stream lease keys
+    /// (`account:stream:creationEpoch:shardId`); see [`StreamTracker`]. Polling only.
+    pub fn builder_for_streams(
+        application_name: impl Into<String>,
+        tracker: impl StreamTracker,
+    ) -> WorkerBuilder {
+        WorkerBuilder {
+            config: Config::new(application_name.into()),
+            stream: StreamRef::Name(MANY_STREAMS.into()),
+            tracker: Some(SharedTracker(Arc::new(tracker))),
             kinesis: None,
             dynamodb: None,
         }
     }
 }
+
+/// What a multi-stream table records as its stream in the coordinator table, so a
+/// single-stream worker given it is refused (and the other way round).
+const MANY_STREAMS: &str = "(many streams)";
 
 // `Worker::builder` lives on `Worker<()>` so callers need not name a factory type; this makes
 // the unit type a factory in name only. It is never used to make processors.
@@ -210,12 +234,15 @@ impl<F: ProcessorFactory> Worker<F> {
         // The stream must exist. Only the leader lists shards, so a fleet starting together
         // makes one DescribeStreamSummary call per worker and one ListShards in all.
         let w = &self;
-        let arn = describe_stream(&w.kinesis, &w.stream)
-            .await
-            .map_err(|source| ConsumerError::Stream {
-                stream: w.stream.to_string(),
-                source,
-            })?;
+        let arn = match &w.tracker {
+            Some(_) => MANY_STREAMS.to_owned(),
+            None => describe_stream(&w.kinesis, &w.stream)
+                .await
+                .map_err(|source| ConsumerError::Stream {
+                    stream: w.stream.to_string(),
+                    source,
+                })?,
+        };
         // The tables serve one application and stream: refuse another's.
         w.state
             .ensure_ours(&w.config.application_name, &arn)
@@ -237,9 +264,19 @@ impl<F: ProcessorFactory> Worker<F> {
             self.stream.to_string(),
             self.config.metrics_granularity,
         );
+        let source = match self.tracker {
+            Some(SharedTracker(tracker)) => Source::Multi {
+                tracker,
+                resolved: Arc::default(),
+            },
+            None => Source::Single {
+                stream: self.stream,
+                initial: self.config.initial_position,
+            },
+        };
         let coordinator = Coordinator::new(Parts {
             config: self.config,
-            stream: self.stream,
+            source,
             kinesis: self.kinesis,
             table: self.table,
             state: self.state,

@@ -35,6 +35,5 @@ pub(super) fn leader_settings(cfg: &Config, heartbeat: Duration) -> LeaderSettin
         balance_threshold: cfg.balance_threshold,
         graceful_handoff: !cfg.graceful_handoff_timeout.is_zero(),
         cleanup_grace: cfg.lease_cleanup_grace,
-        initial_position: cfg.initial_position,
     }
 }

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use kinesis_common::stream::StreamRef;
 use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
@@ -33,11 +32,12 @@ use super::heartbeat::Membership;
 use super::kcl_members::KclMembers;
 use super::state_table::{Assignment, PLAN_CHUNK, Snapshot, StateTable, WorkerState};
 use super::view::FleetView;
-use crate::config::InitialPosition;
 use crate::lease::assigner::{self, Candidate, Observed, PlanInput};
 use crate::lease::cleanup::Vanished;
 use crate::lease::{Lease, LeaseScan, LeaseTable};
-use crate::shard_sync;
+use crate::streams::Source;
+
+mod sync;
 
 /// Writes made at once by the leader.
 const CALL_CONCURRENCY: usize = 16;
@@ -66,7 +66,6 @@ pub(crate) struct LeaderSettings {
     /// Moves between our workers are graceful handoffs.
     pub graceful_handoff: bool,
     pub cleanup_grace: Duration,
-    pub initial_position: InitialPosition,
 }
 
 impl LeaderSettings {
@@ -84,7 +83,8 @@ pub(crate) struct Leader {
     pub state: StateTable,
     pub leases: LeaseTable,
     pub kinesis: aws_sdk_kinesis::Client,
-    pub stream: StreamRef,
+    /// The stream, or a multi-stream worker's tracker.
+    pub source: Source,
     pub me: String,
     pub settings: LeaderSettings,
     pub membership: watch::Receiver<Membership>,
@@ -108,6 +108,8 @@ pub(super) struct Duties {
     vanished: Vanished,
     /// The real KCL's workers sharing the table.
     kcl: KclMembers,
+    /// Streams no longer tracked (multi-stream): identifier → since when.
+    former: HashMap<String, Instant>,
 }
 
 impl Leader {
@@ -389,46 +391,6 @@ impl Leader {
             Err(_) => {
                 tracing::warn!("lease scan timed out");
                 None
-            }
-        }
-    }
-
-    /// Lists shards and creates the leases they need; cleans up vanished ones. Returns how
-    /// many leases it created.
-    async fn sync(&self, d: &mut Duties, leases: &[Lease]) -> usize {
-        let call = shard_sync::sync(
-            &self.kinesis,
-            &self.stream,
-            &self.leases,
-            self.settings.initial_position,
-            Some(leases),
-        );
-        match call.await {
-            Ok(outcome) => {
-                let created = outcome.created.len();
-                if created > 0 {
-                    tracing::debug!(created, "new shards have leases");
-                }
-                let grace = self.settings.cleanup_grace;
-                for (shard, counter) in d.vanished.observe(outcome.vanished, Instant::now(), grace)
-                {
-                    match self.leases.delete_vanished(&shard, counter).await {
-                        Ok(deleted) => {
-                            if deleted {
-                                tracing::info!(shard = %shard, "lease of a shard that no longer exists deleted");
-                            }
-                            d.vanished.forget(&shard);
-                        }
-                        Err(e) => {
-                            tracing::warn!(shard = %shard, error = %e, "lease cleanup failed; will retry")
-                        }
-                    }
-                }
-                created
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "shard sync failed; will retry");
-                0
             }
         }
     }

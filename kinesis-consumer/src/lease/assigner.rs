@@ -96,7 +96,7 @@ pub(crate) fn is_available(lease: &Lease, by_shard: &HashMap<&str, &Lease>) -> b
     !lease.is_finished()
         && lease.parent_shard_ids.iter().all(|p| {
             by_shard
-                .get(p.as_str())
+                .get(super::key::parent_key(lease, p).as_str())
                 .is_none_or(|parent| parent.checkpoint == Checkpoint::ShardEnd)
         })
 }

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::{Checkpoint, Lease};
+
 /// A stream as a multi-stream lease table names it: account, name and creation time
 /// (seconds since the epoch), serialized `account:stream:creationEpoch` as KCL's
 /// `StreamIdentifier`, so a stream deleted and created again under the same name gets new
@@ -57,11 +59,70 @@ pub(crate) fn multi_stream_key(stream: &StreamIdentifier, shard_id: &str) -> Str
     format!("{stream}:{shard_id}")
 }
 
-/// Splits a multi-stream lease key into its stream and shard id; `None` for a key of a
-/// single-stream table (a shard id has no `:`).
-pub(crate) fn split_multi_stream_key(key: &str) -> Option<(StreamIdentifier, &str)> {
-    let (stream, shard) = key.rsplit_once(':')?;
-    Some((stream.parse().ok()?, shard))
+/// The keys of one stream's leases: shard ids in a single-stream table, prefixed with the
+/// stream in a multi-stream one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct KeySpace {
+    stream: Option<StreamIdentifier>,
+    /// `stream` serialized, as in `streamName`.
+    name: Option<String>,
+}
+
+impl KeySpace {
+    /// A single-stream table's.
+    pub(crate) fn single() -> Self {
+        KeySpace::default()
+    }
+
+    /// One stream's in a multi-stream table.
+    pub(crate) fn of(stream: StreamIdentifier) -> Self {
+        KeySpace {
+            name: Some(stream.to_string()),
+            stream: Some(stream),
+        }
+    }
+
+    /// The key space a lease belongs to.
+    pub(crate) fn of_lease(lease: &Lease) -> Self {
+        match lease.stream_identifier.as_deref().map(str::parse) {
+            Some(Ok(stream)) => KeySpace::of(stream),
+            _ => KeySpace::single(),
+        }
+    }
+
+    /// The lease key of a shard.
+    pub(crate) fn key(&self, shard_id: &str) -> String {
+        match &self.stream {
+            Some(stream) => multi_stream_key(stream, shard_id),
+            None => shard_id.to_owned(),
+        }
+    }
+
+    /// Whether a lease is one of this stream's.
+    pub(crate) fn holds(&self, lease: &Lease) -> bool {
+        lease.stream_identifier == self.name
+    }
+
+    /// A new lease for a shard of this stream.
+    pub(crate) fn new_lease(&self, shard_id: &str, checkpoint: Checkpoint) -> Lease {
+        let mut lease = Lease::new(self.key(shard_id), checkpoint);
+        lease.stream_identifier = self.name.clone();
+        lease
+    }
+
+    /// The stream, in a multi-stream table.
+    pub(crate) fn stream(&self) -> Option<&StreamIdentifier> {
+        self.stream.as_ref()
+    }
+}
+
+/// The key of a lease's parent (parents are named by shard id, as KCL does in both kinds of
+/// table).
+pub(crate) fn parent_key(lease: &Lease, parent: &str) -> String {
+    match &lease.stream_identifier {
+        Some(stream) => format!("{stream}:{parent}"),
+        None => parent.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -77,23 +138,48 @@ mod tests {
         };
         let key = multi_stream_key(&stream, "shardId-000000000007");
         assert_eq!(key, "123456789012:orders:1700000000:shardId-000000000007");
-        assert_eq!(
-            split_multi_stream_key(&key),
-            Some((stream.clone(), "shardId-000000000007"))
-        );
         assert_eq!(stream.to_string().parse(), Ok(stream));
     }
 
     #[test]
-    fn other_strings_are_not_multi_stream_keys() {
-        for key in [
-            "shardId-000000000007",
-            "orders:1700000000:shardId-000000000007",
-            "acct:orders:1700000000:shardId-1",
-            "123:orders:x:shardId-1",
-            "123::1700000000:shardId-1",
+    fn key_spaces_make_and_recognise_their_leases() {
+        let stream: StreamIdentifier = "123456789012:orders:1700000000".parse().unwrap();
+        let space = KeySpace::of(stream);
+        let lease = space.new_lease("shardId-000000000001", Checkpoint::TrimHorizon);
+        assert_eq!(
+            lease.shard_id,
+            "123456789012:orders:1700000000:shardId-000000000001"
+        );
+        assert_eq!(lease.kinesis_shard_id(), "shardId-000000000001");
+        assert!(space.holds(&lease) && !KeySpace::single().holds(&lease));
+        assert_eq!(KeySpace::of_lease(&lease), space);
+        assert_eq!(
+            parent_key(&lease, "shardId-000000000000"),
+            "123456789012:orders:1700000000:shardId-000000000000"
+        );
+        let single = KeySpace::single().new_lease("shardId-000000000001", Checkpoint::TrimHorizon);
+        assert_eq!(single.shard_id, "shardId-000000000001");
+        assert_eq!(
+            parent_key(&single, "shardId-000000000000"),
+            "shardId-000000000000"
+        );
+    }
+
+    #[test]
+    fn other_strings_are_not_stream_identifiers() {
+        for id in [
+            "orders",
+            "orders:1700000000",
+            "acct:orders:1700000000",
+            "123:orders:x",
+            "123::1700000000",
+            "123:orders:1700000000:shardId-1",
         ] {
-            assert_eq!(split_multi_stream_key(key), None, "{key}");
+            assert_eq!(
+                id.parse::<StreamIdentifier>(),
+                Err(NotAStreamIdentifier),
+                "{id}"
+            );
         }
     }
 }

@@ -16,9 +16,8 @@ pub(crate) mod capacity;
 pub(crate) mod cleanup;
 pub(crate) mod dynamo;
 mod item;
-#[allow(dead_code)] // used once multi-stream workers land
-pub(crate) mod key;
 pub(crate) mod kcl_workers;
+pub(crate) mod key;
 pub(crate) mod renewer;
 mod table;
 pub(crate) mod table_options;

@@ -450,6 +450,21 @@ impl LeaseTable {
         Ok(self.conditional("DeleteItem", result)?.is_some())
     }
 
+    /// Deletes a lease whatever its state (a stream no longer tracked). Returns whether it
+    /// was there.
+    pub(crate) async fn delete_lease(&self, key: &str) -> Result<bool, ServiceError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.name)
+            .key(LEASE_KEY, s(key))
+            .condition_expression("attribute_exists(leaseKey)")
+            .return_consumed_capacity(ReturnConsumedCapacity::Total)
+            .send()
+            .await;
+        Ok(self.conditional("DeleteItem", result)?.is_some())
+    }
+
     /// Deletes a finished lease.
     pub(crate) async fn delete_finished(&self, shard_id: &str) -> Result<bool, ServiceError> {
         let result = self

@@ -50,6 +50,7 @@ fn kinesis_with_timeout(
 pub struct WorkerBuilder {
     pub(super) config: Config,
     pub(super) stream: StreamRef,
+    pub(super) tracker: Option<crate::streams::SharedTracker>,
     pub(super) kinesis: Option<aws_sdk_kinesis::Client>,
     pub(super) dynamodb: Option<aws_sdk_dynamodb::Client>,
 }
@@ -244,6 +245,12 @@ impl WorkerBuilder {
     /// Validates the options.
     pub fn build<F: ProcessorFactory>(self, factory: F) -> Result<Worker<F>, ConfigError> {
         self.config.validate()?;
+        if self.tracker.is_some() && self.config.retrieval_mode != RetrievalMode::Polling {
+            return Err(ConfigError::Invalid {
+                option: "fan_out",
+                reason: "a worker of many streams reads by polling (fan-out needs a consumer per stream, not supported yet)",
+            });
+        }
         let kinesis = self.kinesis.ok_or(ConfigError::MissingClient {
             client: "Kinesis",
             method: "kinesis_client",
@@ -279,6 +286,7 @@ impl WorkerBuilder {
             leading,
             config: Arc::new(self.config),
             stream: self.stream,
+            tracker: self.tracker,
             kinesis,
             factory: Arc::new(factory),
             shutdown_rx,
