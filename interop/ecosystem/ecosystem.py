@@ -190,6 +190,13 @@ KCL_ATTRIBUTES = {
     "childShardIds": "SS",
     "startingHashKey": "S",
     "endingHashKey": "S",
+    # KCL 3.x: the read rate its owners write with each renewal, and the previous owner
+    # during a graceful handoff.
+    "throughputKBps": "N",
+    "checkpointOwner": "S",
+    # KCL's multi-stream leases.
+    "streamName": "S",
+    "shardId": "S",
 }
 
 
