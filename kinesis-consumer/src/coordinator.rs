@@ -39,7 +39,7 @@ use crate::lease::renewer::{
 use crate::lease::throughput::ThroughputMeter;
 use crate::lease::{Lease, LeaseTable};
 use crate::processor::ProcessorFactory;
-use crate::retrieval::{FanOutFetcher, Fetcher, PollingFetcher};
+use crate::retrieval::{FanOutFetcher, Fetcher, PollingFetcher, StreamConsumers};
 use crate::shard_consumer::{Exit, ShardConsumer, Signal};
 use crate::streams::Source;
 use crate::telemetry::Telemetry;
@@ -86,8 +86,8 @@ pub(crate) struct Parts<F: ProcessorFactory> {
     pub table: LeaseTable,
     pub state: StateTable,
     pub factory: Arc<F>,
-    /// The registered stream consumer, in fan-out mode.
-    pub consumer_arn: Option<String>,
+    /// The application's stream consumers, in fan-out mode.
+    pub consumers: Option<Arc<StreamConsumers>>,
     /// The lock version while this worker leads.
     pub leading: watch::Sender<Option<String>>,
     /// The renewer's figures, shared with the worker's handle.
@@ -350,10 +350,10 @@ impl<F: ProcessorFactory> Coordinator<F> {
 
     fn fetcher(&self, stream: StreamRef, shard_id: &str) -> Fetcher {
         let p = &self.parts;
-        match &p.consumer_arn {
-            Some(arn) => Fetcher::FanOut(FanOutFetcher {
+        match &p.consumers {
+            Some(consumers) => Fetcher::FanOut(FanOutFetcher {
                 kinesis: p.kinesis.clone(),
-                consumer_arn: arn.clone(),
+                consumers: consumers.clone(),
                 stream: stream.clone(),
                 shard_id: shard_id.to_owned(),
                 send_empty: p.config.deliver_empty_batches,

@@ -27,7 +27,7 @@ use crate::fleet::state_table::StateTable;
 use crate::lease::renewer::RenewerStats;
 use crate::lease::{LeaseTable, LeaseTableCapacity};
 use crate::processor::ProcessorFactory;
-use crate::retrieval;
+use crate::retrieval::StreamConsumers;
 use crate::streams::{SharedTracker, Source, StreamTracker};
 use crate::telemetry::Telemetry;
 
@@ -147,7 +147,8 @@ impl Worker<()> {
 
     /// Options for a worker of `application_name` reading every stream `tracker` supplies,
     /// with one lease table and KCL's multi-stream lease keys
-    /// (`account:stream:creationEpoch:shardId`); see [`StreamTracker`]. Polling only.
+    /// (`account:stream:creationEpoch:shardId`); see [`StreamTracker`]. With enhanced
+    /// fan-out, each stream's consumer is found or registered the first time it is read.
     pub fn builder_for_streams(
         application_name: impl Into<String>,
         tracker: impl StreamTracker,
@@ -230,7 +231,6 @@ impl<F: ProcessorFactory> Worker<F> {
                 source,
             })?;
         tracing::info!(worker = %self.config.worker_id, table = %self.table.name(), stream = %self.stream, "worker starting");
-        let mut consumer_arn = None;
         // The stream must exist. Only the leader lists shards, so a fleet starting together
         // makes one DescribeStreamSummary call per worker and one ListShards in all.
         let w = &self;
@@ -247,17 +247,24 @@ impl<F: ProcessorFactory> Worker<F> {
         w.state
             .ensure_ours(&w.config.application_name, &arn)
             .await?;
-        if let RetrievalMode::FanOut { consumer_name } = &w.config.retrieval_mode {
-            let arn = retrieval::register_consumer(&w.kinesis, &w.stream, consumer_name)
-                .await
-                .map_err(|source| ConsumerError::StreamConsumer {
-                    consumer: consumer_name.clone(),
-                    source,
-                })?;
-            tracing::info!(consumer = %consumer_name, %arn, "reading with enhanced fan-out");
-            consumer_arn = Some(arn);
-        }
-        let kinesis = self.kinesis.clone();
+        let consumers = match &w.config.retrieval_mode {
+            RetrievalMode::FanOut { consumer_name } => {
+                let consumers = Arc::new(StreamConsumers::new(w.kinesis.clone(), consumer_name));
+                // One stream: register now, so a bad name or a denied call stops the worker
+                // at once. Many streams: each stream's consumer on its first read.
+                if w.tracker.is_none() {
+                    let arn = consumers.arn(&w.stream).await.map_err(|source| {
+                        ConsumerError::StreamConsumer {
+                            consumer: consumer_name.clone(),
+                            source,
+                        }
+                    })?;
+                    tracing::info!(consumer = %consumer_name, %arn, "reading with enhanced fan-out");
+                }
+                Some(consumers)
+            }
+            RetrievalMode::Polling => None,
+        };
         let deregister = self.config.deregister_consumer_on_shutdown;
         let (application, stream_label, granularity) = (
             self.config.application_name.clone(),
@@ -281,21 +288,16 @@ impl<F: ProcessorFactory> Worker<F> {
             table: self.table,
             state: self.state,
             factory: self.factory,
-            consumer_arn: consumer_arn.clone(),
+            consumers: consumers.clone(),
             leading: self.leading,
             renewer_stats: self.renewer_stats,
             telemetry: Arc::new(Telemetry::new(&application, &stream_label, granularity)),
         });
         coordinator.run(self.shutdown_rx).await;
-        if let Some(arn) = &consumer_arn
+        if let Some(consumers) = consumers
             && deregister
         {
-            match retrieval::deregister_consumer(&kinesis, arn).await {
-                Ok(()) => tracing::info!(%arn, "stream consumer deregistered"),
-                Err(e) => {
-                    tracing::warn!(%arn, error = %e, "deregistering the stream consumer failed")
-                }
-            }
+            consumers.deregister_all().await;
         }
         Ok(())
     }

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kinesis_consumer::{
-    Checkpointer, ConsumerError, InitializeInput, ProcessRecordsInput, ProcessorError,
-    RecordProcessor, StreamConfig, Worker,
+    Checkpointer, ConsumerError, InitialPosition, InitializeInput, ProcessRecordsInput,
+    ProcessorError, RecordProcessor, StreamConfig, Worker,
 };
 use kinesis_testkit::LocalAws;
 use support::{leases, produce};
@@ -270,5 +270,113 @@ async fn a_split_and_a_merge_in_one_of_many_streams_lose_nothing() {
         for parent in child["parentShardId"].as_ss().unwrap() {
             assert!(parent.starts_with("shardId-"), "{parent}");
         }
+    }
+}
+
+/// The status of `stream`'s consumer `name`, if it is registered.
+async fn consumer_status(aws: &LocalAws, stream: &str, name: &str) -> Option<String> {
+    let kinesis = aws.kinesis_client().await;
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .ok()?
+        .stream_description_summary?
+        .stream_arn;
+    let described = kinesis
+        .describe_stream_consumer()
+        .stream_arn(arn)
+        .consumer_name(name)
+        .send()
+        .await
+        .ok()?;
+    Some(
+        described
+            .consumer_description?
+            .consumer_status
+            .as_str()
+            .to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_over_many_streams_with_an_initial_position_per_stream() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("mfo-a", 2).await.unwrap();
+    aws.create_stream("mfo-b", 1).await.unwrap();
+    // Before the worker starts: mfo-a reads them (TRIM_HORIZON), mfo-b must not (LATEST).
+    produce(&aws, "mfo-a", 100, "old").await;
+    produce(&aws, "mfo-b", 30, "old").await;
+    let seen: Seen = Arc::default();
+    let worker = Worker::builder_for_streams(
+        "mfo-app",
+        vec![
+            StreamConfig::new("mfo-a"),
+            StreamConfig::new("mfo-b").initial_position(InitialPosition::Latest),
+        ],
+    )
+    .kinesis_client(aws.kinesis_client().await)
+    .dynamodb_client(aws.dynamodb_client().await)
+    .worker_id("w1".to_owned())
+    .shard_sync_interval(Duration::from_secs(1))
+    .fan_out("mfo-efo")
+    .deregister_consumer_on_shutdown(true)
+    .build({
+        let seen = seen.clone();
+        move |_: &str| ByStream {
+            stream: None,
+            seen: seen.clone(),
+        }
+    })
+    .unwrap();
+    let handle = worker.handle();
+    let task = tokio::spawn(worker.run());
+    wait_until(
+        "mfo-a's records from its start",
+        Duration::from_secs(60),
+        async || seen_from(&seen, "mfo-a") == 100,
+    )
+    .await;
+    // One consumer per stream, each registered on the stream's first read.
+    for stream in ["mfo-a", "mfo-b"] {
+        wait_until(
+            "the stream's consumer ACTIVE",
+            Duration::from_secs(30),
+            async || consumer_status(&aws, stream, "mfo-efo").await.as_deref() == Some("ACTIVE"),
+        )
+        .await;
+    }
+    // mfo-b reads from where it was when its shard was first read: rounds of new records
+    // until they arrive (the first subscription may come after a round).
+    let mut round = 0;
+    wait_until("mfo-b's new records", Duration::from_secs(60), async || {
+        round += 1;
+        produce(&aws, "mfo-b", 10, &format!("new{round}")).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        seen_from(&seen, "mfo-b") > 0
+    })
+    .await;
+    let from_b: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(s, _)| s.split(':').nth(1) == Some("mfo-b"))
+        .map(|(_, d)| d.clone())
+        .collect();
+    assert!(
+        from_b.iter().all(|d| d.starts_with("new")),
+        "LATEST delivered records put before the worker started: {from_b:?}"
+    );
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+    // Deregistered on shutdown, as asked: both of them.
+    for stream in ["mfo-a", "mfo-b"] {
+        wait_until(
+            "the consumer deregistered",
+            Duration::from_secs(30),
+            async || consumer_status(&aws, stream, "mfo-efo").await.is_none(),
+        )
+        .await;
     }
 }

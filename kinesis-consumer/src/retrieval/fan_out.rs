@@ -1,7 +1,7 @@
-//! Enhanced fan-out retrieval: the stream consumer is registered once per application, and
-//! each shard is read with SubscribeToShard, whose events Kinesis pushes over one long-lived
-//! response (HTTP/2 on AWS) for up to five minutes; then the shard is subscribed again from
-//! the last continuation sequence number.
+//! Enhanced fan-out retrieval: the stream consumer is registered once per application and
+//! stream (`consumers.rs`), and each shard is read with SubscribeToShard, whose events
+//! Kinesis pushes over one long-lived response (HTTP/2 on AWS) for up to five minutes; then
+//! the shard is subscribed again from the last continuation sequence number.
 //!
 //! Events are taken from the response only as fast as the shard consumer takes batches from
 //! the bounded channel, so a slow processor holds the stream back (the transport's flow
@@ -9,9 +9,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_kinesis::types::{
-    ConsumerStatus, ShardIteratorType, StartingPosition, SubscribeToShardEventStream,
-};
+use aws_sdk_kinesis::types::{ShardIteratorType, StartingPosition, SubscribeToShardEventStream};
 use kinesis_common::backoff::Backoff;
 use kinesis_common::stream::StreamRef;
 use kinesis_common::{ErrorKind, ServiceError};
@@ -25,13 +23,12 @@ use crate::lease::Checkpoint;
 /// the shard's end when it sends nothing.
 const CLOSED_CHECK_AFTER: Duration = Duration::from_secs(5);
 
-/// How long registration waits for the consumer to become ACTIVE.
-const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(120);
-
 #[derive(Debug, Clone)]
 pub(crate) struct FanOutFetcher {
     pub kinesis: aws_sdk_kinesis::Client,
-    pub consumer_arn: String,
+    /// The application's stream consumers: this shard's stream's is looked up (or
+    /// registered) before the first subscription.
+    pub consumers: std::sync::Arc<super::StreamConsumers>,
     pub stream: StreamRef,
     pub shard_id: String,
     /// Pass empty events on too.
@@ -118,6 +115,20 @@ impl FanOutFetcher {
         // are waited out, as are transient failures.
         let backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut retries = backoff.start();
+        let consumer_arn = loop {
+            match self.consumers.arn(&self.stream).await {
+                Ok(arn) => break arn,
+                Err(e) if e.kind == ErrorKind::Fatal => return self.fatal(e),
+                Err(e) => {
+                    self.telemetry.kinesis_failure(&e);
+                    if tx.is_closed() {
+                        return FetchEnd::Closed;
+                    }
+                    retries.wait().await;
+                }
+            }
+        };
+        retries.reset();
         let mut position = Position::Start;
         let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
@@ -131,7 +142,7 @@ impl FanOutFetcher {
             let subscribed = self
                 .kinesis
                 .subscribe_to_shard()
-                .consumer_arn(&self.consumer_arn)
+                .consumer_arn(&consumer_arn)
                 .shard_id(&self.shard_id)
                 .starting_position(starting)
                 .send()
@@ -234,97 +245,4 @@ impl FanOutFetcher {
 /// Whether sequence number `a` comes after `b` (decimal strings of up to 128 bits and more).
 fn sequence_after(a: &str, b: &str) -> bool {
     (a.len(), a) > (b.len(), b)
-}
-
-/// Registers the stream consumer `name` if it is not registered yet, waits until it is
-/// ACTIVE, and returns its ARN.
-pub(crate) async fn register_consumer(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &StreamRef,
-    name: &str,
-) -> Result<String, ServiceError> {
-    let stream_arn = match stream {
-        StreamRef::Arn(arn) => arn.clone(),
-        StreamRef::Name(stream_name) => kinesis
-            .describe_stream_summary()
-            .stream_name(stream_name)
-            .send()
-            .await
-            .map_err(|e| ServiceError::from_sdk("DescribeStreamSummary", e))?
-            .stream_description_summary
-            .map(|s| s.stream_arn)
-            .unwrap_or_default(),
-    };
-    let registered = kinesis
-        .register_stream_consumer()
-        .stream_arn(&stream_arn)
-        .consumer_name(name)
-        .send()
-        .await;
-    match registered {
-        Ok(out) => {
-            if let Some(c) = out.consumer {
-                tracing::info!(consumer = name, arn = %c.consumer_arn, "stream consumer registered");
-            }
-        }
-        Err(e) => {
-            let e = ServiceError::from_sdk("RegisterStreamConsumer", e);
-            // Another worker of the application registered it already.
-            if !e.has_code("ResourceInUseException") {
-                return Err(e);
-            }
-        }
-    }
-    let started = tokio::time::Instant::now();
-    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    let mut retries = backoff.start();
-    loop {
-        let described = kinesis
-            .describe_stream_consumer()
-            .stream_arn(&stream_arn)
-            .consumer_name(name)
-            .send()
-            .await;
-        match described {
-            Ok(out) => {
-                if let Some(d) = out.consumer_description
-                    && d.consumer_status == ConsumerStatus::Active
-                {
-                    return Ok(d.consumer_arn);
-                }
-            }
-            Err(e) => {
-                let e = ServiceError::from_sdk("DescribeStreamConsumer", e);
-                if e.kind == ErrorKind::Fatal && !e.has_code("ResourceNotFoundException") {
-                    return Err(e);
-                }
-            }
-        }
-        if started.elapsed() > REGISTRATION_TIMEOUT {
-            return Err(ServiceError {
-                operation: "DescribeStreamConsumer",
-                kind: ErrorKind::Transient,
-                code: None,
-                http_status: None,
-                message: format!("consumer {name} not ACTIVE after {REGISTRATION_TIMEOUT:?}"),
-                source: None,
-            });
-        }
-        retries.wait().await;
-    }
-}
-
-/// Deregisters the stream consumer (on shutdown, when asked: other instances of the
-/// application may still use it).
-pub(crate) async fn deregister_consumer(
-    kinesis: &aws_sdk_kinesis::Client,
-    consumer_arn: &str,
-) -> Result<(), ServiceError> {
-    kinesis
-        .deregister_stream_consumer()
-        .consumer_arn(consumer_arn)
-        .send()
-        .await
-        .map_err(|e| ServiceError::from_sdk("DeregisterStreamConsumer", e))?;
-    Ok(())
 }

@@ -7,6 +7,7 @@
 //!  fan-out:  SubscribeToShard event stream ───────┘
 //! ```
 
+mod consumers;
 mod fan_out;
 mod polling;
 
@@ -16,7 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::lease::Checkpoint;
 
-pub(crate) use fan_out::{FanOutFetcher, deregister_consumer, register_consumer};
+pub(crate) use consumers::StreamConsumers;
+pub(crate) use fan_out::FanOutFetcher;
 pub(crate) use polling::PollingFetcher;
 
 /// One GetRecords result or SubscribeToShard event.

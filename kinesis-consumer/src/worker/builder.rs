@@ -245,12 +245,6 @@ impl WorkerBuilder {
     /// Validates the options.
     pub fn build<F: ProcessorFactory>(self, factory: F) -> Result<Worker<F>, ConfigError> {
         self.config.validate()?;
-        if self.tracker.is_some() && self.config.retrieval_mode != RetrievalMode::Polling {
-            return Err(ConfigError::Invalid {
-                option: "fan_out",
-                reason: "a worker of many streams reads by polling (fan-out needs a consumer per stream, not supported yet)",
-            });
-        }
         let kinesis = self.kinesis.ok_or(ConfigError::MissingClient {
             client: "Kinesis",
             method: "kinesis_client",
