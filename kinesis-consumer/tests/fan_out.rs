@@ -11,7 +11,7 @@ use kinesis_consumer::{
     Checkpointer, ConsumerError, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker,
 };
 use kinesis_testkit::{KinesisEmulator, LocalAws};
-use support::{Log, builder, produce, spawn_worker};
+use support::{Log, builder, consumer_status, produce, spawn_worker};
 
 /// Each payload's delivery count.
 fn counts(log: &Log) -> HashMap<Vec<u8>, usize> {
@@ -20,32 +20,6 @@ fn counts(log: &Log) -> HashMap<Vec<u8>, usize> {
         *counts.entry(d.data.clone()).or_default() += 1;
     }
     counts
-}
-
-async fn consumer_status(aws: &LocalAws, stream: &str, name: &str) -> Option<String> {
-    let kinesis = aws.kinesis_client().await;
-    let arn = kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .ok()?
-        .stream_description_summary?
-        .stream_arn;
-    let described = kinesis
-        .describe_stream_consumer()
-        .stream_arn(arn)
-        .consumer_name(name)
-        .send()
-        .await
-        .ok()?;
-    Some(
-        described
-            .consumer_description?
-            .consumer_status
-            .as_str()
-            .to_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

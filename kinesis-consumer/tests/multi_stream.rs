@@ -13,7 +13,7 @@ use kinesis_consumer::{
     ProcessorError, RecordProcessor, StreamConfig, Worker,
 };
 use kinesis_testkit::LocalAws;
-use support::{leases, produce};
+use support::{consumer_status, leases, produce};
 
 /// (stream identifier, payload) of every record delivered.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
@@ -271,33 +271,6 @@ async fn a_split_and_a_merge_in_one_of_many_streams_lose_nothing() {
             assert!(parent.starts_with("shardId-"), "{parent}");
         }
     }
-}
-
-/// The status of `stream`'s consumer `name`, if it is registered.
-async fn consumer_status(aws: &LocalAws, stream: &str, name: &str) -> Option<String> {
-    let kinesis = aws.kinesis_client().await;
-    let arn = kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .ok()?
-        .stream_description_summary?
-        .stream_arn;
-    let described = kinesis
-        .describe_stream_consumer()
-        .stream_arn(arn)
-        .consumer_name(name)
-        .send()
-        .await
-        .ok()?;
-    Some(
-        described
-            .consumer_description?
-            .consumer_status
-            .as_str()
-            .to_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,3 +281,30 @@ pub fn assert_exclusive(log: &Log) {
         }
     }
 }
+
+/// The status of `stream`'s consumer `name`, if it is registered.
+pub async fn consumer_status(aws: &LocalAws, stream: &str, name: &str) -> Option<String> {
+    let kinesis = aws.kinesis_client().await;
+    let arn = kinesis
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+        .ok()?
+        .stream_description_summary?
+        .stream_arn;
+    let described = kinesis
+        .describe_stream_consumer()
+        .stream_arn(arn)
+        .consumer_name(name)
+        .send()
+        .await
+        .ok()?;
+    Some(
+        described
+            .consumer_description?
+            .consumer_status
+            .as_str()
+            .to_owned(),
+    )
+}
