@@ -83,6 +83,9 @@ struct Landed {
 pub(crate) struct Engine {
     cfg: Arc<Config>,
     client: aws_sdk_kinesis::Client,
+    /// The same client with the SDK's retries off: the engine retries by itself, entry by
+    /// entry, and must see throttling to adapt. Built once, not overridden per request.
+    put_client: aws_sdk_kinesis::Client,
     stream: StreamRef,
     stats: Arc<Stats>,
     metrics: Metrics,
@@ -142,6 +145,13 @@ impl Engine {
             metrics: Metrics::new(stream.name(), cfg.metrics_granularity),
             order: cfg.ordered.then(OrderGuard::default),
             cfg,
+            put_client: aws_sdk_kinesis::Client::from_conf(
+                client
+                    .config()
+                    .to_builder()
+                    .retry_config(aws_config::retry::RetryConfig::disabled())
+                    .build(),
+            ),
             client,
             stream,
             stats,

@@ -1,6 +1,5 @@
 //! Sending a PutRecords request in its own task, bounded by the request timeout.
 
-use aws_config::retry::RetryConfig;
 use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
@@ -50,13 +49,8 @@ impl Engine {
             .record(batch.len() as f64);
         let call = self
             .stream
-            .apply_put_records(self.client.put_records())
-            .set_records(Some(request))
-            .customize()
-            // The engine retries by itself, entry by entry, and must see throttling to adapt.
-            .config_override(
-                aws_sdk_kinesis::config::Builder::default().retry_config(RetryConfig::disabled()),
-            );
+            .apply_put_records(self.put_client.put_records())
+            .set_records(Some(request));
         let timeout = self.cfg.request_timeout;
         let entries = batch.len();
         let handle = self.in_flight.spawn(async move {
