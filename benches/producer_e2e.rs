@@ -132,12 +132,16 @@ async fn serve(limits: bool) {
     aws.shutdown().await;
 }
 
-async fn read_back(client: &aws_sdk_kinesis::Client, stream: &str) -> HashSet<Vec<u8>> {
+/// Every user record's id, and the bytes (data + partition key) of the busiest shard.
+async fn read_back(client: &aws_sdk_kinesis::Client, stream: &str) -> (HashSet<Vec<u8>>, u64) {
     let records = streams::read_stream(client, stream)
         .await
         .expect("read back");
     let mut seen = HashSet::new();
-    for (_, r) in records {
+    let mut by_shard: std::collections::HashMap<String, u64> = Default::default();
+    for (shard, r) in records {
+        *by_shard.entry(shard).or_default() +=
+            (r.data().as_ref().len() + r.partition_key().len()) as u64;
         let d = deaggregate(
             r.partition_key(),
             None,
@@ -149,7 +153,7 @@ async fn read_back(client: &aws_sdk_kinesis::Client, stream: &str) -> HashSet<Ve
                 .map(|u| u.data[..12.min(u.data.len())].to_vec()),
         );
     }
-    seen
+    (seen, by_shard.into_values().max().unwrap_or(0))
 }
 
 #[tokio::main]
@@ -238,12 +242,14 @@ async fn main() {
         )
     });
     let s = producer.stats();
-    let seen = read_back(&client, "bench").await;
+    let (seen, busiest) = read_back(&client, "bench").await;
     drop(child.stdin.take());
     let _ = child.wait();
 
     let mib = 1024.0 * 1024.0;
     let per_shard = s.bytes_put as f64 / mib / seconds / f64::from(args.shards);
+    // Keys do not spread evenly, so the run lasts as long as its busiest shard needs.
+    let busiest_per_s = busiest as f64 / mib / seconds;
     let lost = args.records - seen.len().min(args.records);
     println!(
         "shard map loaded   {:.3} s ({} shards)",
@@ -255,6 +261,11 @@ async fn main() {
     println!(
         "MiB/s per shard    {per_shard:.3} ({:.1}% of the 1 MiB/s limit)",
         per_shard * 100.0
+    );
+    println!(
+        "busiest shard      {busiest_per_s:.3} MiB/s ({:.1}% of the limit; {:.2}x the mean shard's bytes)",
+        busiest_per_s * 100.0,
+        busiest_per_s / per_shard
     );
     println!(
         "throttled requests {} of {} ({:.2}%)",
@@ -292,6 +303,7 @@ async fn main() {
             "max_outstanding_mib": args.max_outstanding_mib, "max_request_kib": args.max_request_kib,
             "shard_map_load_s": map_load, "seconds": seconds,
             "records_per_s": args.records as f64 / seconds, "mib_per_s_per_shard": per_shard,
+            "busiest_shard_mib_per_s": busiest_per_s,
             "requests": s.requests, "throttled_requests": s.throttled_requests,
             "kinesis_records": s.kinesis_records_put, "cpu_us_per_record": cpu * 1e6 / args.records as f64,
             "peak_rss_mib": peak_rss, "rss_before_mib": rss_before, "failed": failed, "lost": lost,
