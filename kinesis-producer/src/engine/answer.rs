@@ -40,7 +40,7 @@ impl Engine {
         let Some(InFlight { entries, started }) = self.requests.remove(&id) else {
             return;
         };
-        // Answered or failed, each entry now leaves its shard's budget a window from now.
+        // Answered or failed: each entry's shard learns its latency and when it leaves the budget.
         for entry in &entries {
             if let (Some(claim), Some(shard)) = (entry.claim, self.shards.get_mut(&entry.shard_id))
             {
