@@ -1,17 +1,13 @@
 //! Building aggregates with exact size accounting.
 
-use std::collections::HashMap;
-
 use bytes::{BufMut, Bytes, BytesMut};
 use md5::{Digest, Md5};
 use prost::encoding::{encode_varint, encoded_len_varint};
 
+use super::key_table::KeyTable;
 use super::{FRAMING_LEN, MAGIC};
 use crate::hash_key::HashKey;
 use crate::record::{DEFAULT_MAX_RECORD_BYTES, KinesisRecord, UserRecord};
-
-/// The key tables' hasher: much faster than SipHash on short keys, seeded per process.
-type KeyHasher = foldhash::fast::RandomState;
 
 /// KPL's default aggregate size limit, 51,200 bytes.
 pub const DEFAULT_MAX_AGGREGATE_BYTES: usize = 51_200;
@@ -94,10 +90,8 @@ struct First {
 #[derive(Debug, Clone)]
 pub struct Aggregator {
     limit: usize,
-    partition_keys: Vec<String>,
-    partition_key_index: HashMap<String, u64, KeyHasher>,
-    explicit_hash_keys: Vec<String>,
-    explicit_hash_key_index: HashMap<String, u64, KeyHasher>,
+    partition_keys: KeyTable,
+    explicit_hash_keys: KeyTable,
     /// The `records` field of every record added, encoded as it was added (the tables go
     /// before them, so they are joined at the end).
     records: BytesMut,
@@ -151,10 +145,8 @@ impl Aggregator {
     fn with_valid_limit(limit: usize) -> Self {
         Aggregator {
             limit,
-            partition_keys: Vec::new(),
-            partition_key_index: HashMap::default(),
-            explicit_hash_keys: Vec::new(),
-            explicit_hash_key_index: HashMap::default(),
+            partition_keys: KeyTable::default(),
+            explicit_hash_keys: KeyTable::default(),
             records: BytesMut::new(),
             data_spans: Vec::new(),
             count: 0,
@@ -183,8 +175,8 @@ impl Aggregator {
     pub fn size(&self) -> usize {
         match self.count {
             0 => 0,
-            1 => self.first.as_ref().map_or(0, |f| f.data.len()) + self.partition_keys[0].len(),
-            _ => FRAMING_LEN + self.body_len + self.partition_keys[0].len(),
+            1 => self.first.as_ref().map_or(0, |f| f.data.len()) + self.partition_keys.key(0).len(),
+            _ => FRAMING_LEN + self.body_len + self.partition_keys.key(0).len(),
         }
     }
 
@@ -197,32 +189,35 @@ impl Aggregator {
     /// aggregate would have with it: one lookup per key, shared by the size check and the add.
     fn plan(&self, record: &UserRecord) -> Plan {
         let mut body = self.body_len;
-        let partition_key = match self.partition_key_index.get(&record.partition_key) {
-            Some(&i) => Slot::Known(i),
+        let partition_key = match self.partition_keys.get(&record.partition_key) {
+            Some(i) => Slot::Known(i),
             None => {
                 body += table_entry_len(record.partition_key.len());
                 Slot::New(self.partition_keys.len() as u64)
             }
         };
-        let explicit_hash_key = record.explicit_hash_key.as_ref().map(|ehk| {
-            match self.explicit_hash_key_index.get(ehk) {
-                Some(&i) => Slot::Known(i),
-                None => {
-                    body += table_entry_len(ehk.len());
-                    Slot::New(self.explicit_hash_keys.len() as u64)
-                }
-            }
-        });
+        let explicit_hash_key =
+            record
+                .explicit_hash_key
+                .as_ref()
+                .map(|ehk| match self.explicit_hash_keys.get(ehk) {
+                    Some(i) => Slot::Known(i),
+                    None => {
+                        body += table_entry_len(ehk.len());
+                        Slot::New(self.explicit_hash_keys.len() as u64)
+                    }
+                });
         let record_len = record_body_len(
             partition_key.index(),
             explicit_hash_key.map(Slot::index),
             record.data.len(),
         );
         body += 1 + encoded_len_varint(record_len as u64) + record_len;
-        let aggregate_partition_key = self
-            .partition_keys
-            .first()
-            .map_or(record.partition_key.len(), String::len);
+        let aggregate_partition_key = if self.partition_keys.is_empty() {
+            record.partition_key.len()
+        } else {
+            self.partition_keys.key(0).len()
+        };
         Plan {
             partition_key,
             explicit_hash_key,
@@ -249,15 +244,12 @@ impl Aggregator {
                 limit: self.limit,
             });
         }
-        if let Slot::New(i) = plan.partition_key {
-            self.partition_keys.push(record.partition_key.clone());
-            self.partition_key_index
-                .insert(record.partition_key.clone(), i);
+        if let Slot::New(_) = plan.partition_key {
+            self.partition_keys.push(&record.partition_key);
         }
-        if let (Some(Slot::New(i)), Some(ehk)) = (plan.explicit_hash_key, &record.explicit_hash_key)
+        if let (Some(Slot::New(_)), Some(ehk)) = (plan.explicit_hash_key, &record.explicit_hash_key)
         {
-            self.explicit_hash_keys.push(ehk.clone());
-            self.explicit_hash_key_index.insert(ehk.clone(), i);
+            self.explicit_hash_keys.push(ehk);
         }
         self.body_len = plan.body_len;
         let partition_key_index = plan.partition_key.index();
@@ -310,10 +302,10 @@ impl Aggregator {
         let record = match (self.count, &self.first) {
             (0, _) | (_, None) => None,
             (1, Some(first)) => Some(KinesisRecord {
-                partition_key: self.partition_keys[0].clone(),
+                partition_key: self.partition_keys.key(0).to_owned(),
                 explicit_hash_key: first
                     .explicit_hash_key_index
-                    .map(|i| self.explicit_hash_keys[i as usize].clone()),
+                    .map(|i| self.explicit_hash_keys.key(i as usize).to_owned()),
                 data: first.data.clone(),
             }),
             _ => {
@@ -323,7 +315,7 @@ impl Aggregator {
                     each_data(data.slice(start..start + len as usize));
                 }
                 Some(KinesisRecord {
-                    partition_key: self.partition_keys[0].clone(),
+                    partition_key: self.partition_keys.key(0).to_owned(),
                     explicit_hash_key: Some(self.first_hash_key.to_string()),
                     data,
                 })
@@ -339,9 +331,7 @@ impl Aggregator {
     /// Drops everything collected.
     pub fn clear(&mut self) {
         self.partition_keys.clear();
-        self.partition_key_index.clear();
         self.explicit_hash_keys.clear();
-        self.explicit_hash_key_index.clear();
         self.records.clear();
         self.data_spans.clear();
         self.count = 0;
@@ -355,12 +345,12 @@ impl Aggregator {
     fn encode(&self) -> (Bytes, usize) {
         let mut out = BytesMut::with_capacity(FRAMING_LEN + self.body_len);
         out.put_slice(&MAGIC);
-        for key in &self.partition_keys {
+        for key in self.partition_keys.iter() {
             out.put_u8(KEY_PARTITION_KEY_TABLE);
             encode_varint(key.len() as u64, &mut out);
             out.put_slice(key.as_bytes());
         }
-        for key in &self.explicit_hash_keys {
+        for key in self.explicit_hash_keys.iter() {
             out.put_u8(KEY_EXPLICIT_HASH_KEY_TABLE);
             encode_varint(key.len() as u64, &mut out);
             out.put_slice(key.as_bytes());

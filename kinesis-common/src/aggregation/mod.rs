@@ -19,6 +19,7 @@
 
 mod aggregator;
 mod deaggregator;
+mod key_table;
 mod proto;
 
 pub use aggregator::{AggregationError, Aggregator, DEFAULT_MAX_AGGREGATE_BYTES};
