@@ -98,7 +98,8 @@ pub(crate) struct Engine {
     map: Option<Arc<ShardMap>>,
     map_error: Option<ServiceError>,
     known_ranges: HashMap<String, ShardRange>,
-    shards: HashMap<String, ShardState>,
+    /// Looked up for every record: a fast hasher (shard ids are not attacker-chosen).
+    shards: HashMap<String, ShardState, foldhash::fast::RandomState>,
     /// Shared with the handles: where `send` waits for a shard with too much queued.
     admission: Arc<Admission>,
     /// Each open shard's gate, whether or not it has a `ShardState` yet.
@@ -162,7 +163,7 @@ impl Engine {
             map: None,
             map_error: None,
             known_ranges: HashMap::new(),
-            shards: HashMap::new(),
+            shards: HashMap::default(),
             admission,
             gates: HashMap::new(),
             shard_order: Vec::new(),
