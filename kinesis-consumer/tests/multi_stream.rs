@@ -23,6 +23,15 @@ struct ByStream {
     seen: Seen,
 }
 
+/// Processors that record each record's stream into `seen`.
+fn by_stream(seen: &Seen) -> impl Fn(&str) -> ByStream + Send + Sync + 'static {
+    let seen = seen.clone();
+    move |_: &str| ByStream {
+        stream: None,
+        seen: seen.clone(),
+    }
+}
+
 impl RecordProcessor for ByStream {
     async fn initialize(&mut self, input: InitializeInput) {
         self.stream = input.stream;
@@ -88,7 +97,6 @@ async fn three_streams_two_workers_one_added_and_one_removed_at_run_time() {
     let mut workers = Vec::new();
     for id in ["w1", "w2"] {
         let tracker = tracked.clone();
-        let seen = seen.clone();
         let worker = Worker::builder_for_streams("ms-app", move || tracker.lock().unwrap().clone())
             .kinesis_client(aws.kinesis_client().await)
             .dynamodb_client(aws.dynamodb_client().await)
@@ -98,10 +106,7 @@ async fn three_streams_two_workers_one_added_and_one_removed_at_run_time() {
             .renewal_interval(Duration::from_secs(1))
             .shard_sync_interval(Duration::from_secs(1))
             .lease_cleanup_grace(Duration::from_secs(3))
-            .build(move |_: &str| ByStream {
-                stream: None,
-                seen: seen.clone(),
-            })
+            .build(by_stream(&seen))
             .unwrap();
         let handle = worker.handle();
         workers.push((handle, tokio::spawn(worker.run())));
@@ -226,13 +231,7 @@ async fn a_split_and_a_merge_in_one_of_many_streams_lose_nothing() {
     .worker_id("w1".to_owned())
     .idle_time_between_reads(Duration::from_millis(100))
     .shard_sync_interval(Duration::from_secs(2))
-    .build({
-        let seen = seen.clone();
-        move |_: &str| ByStream {
-            stream: None,
-            seen: seen.clone(),
-        }
-    })
+    .build(by_stream(&seen))
     .unwrap();
     let handle = worker.handle();
     let task = tokio::spawn(worker.run());
@@ -295,13 +294,7 @@ async fn fan_out_over_many_streams_with_an_initial_position_per_stream() {
     .shard_sync_interval(Duration::from_secs(1))
     .fan_out("mfo-efo")
     .deregister_consumer_on_shutdown(true)
-    .build({
-        let seen = seen.clone();
-        move |_: &str| ByStream {
-            stream: None,
-            seen: seen.clone(),
-        }
-    })
+    .build(by_stream(&seen))
     .unwrap();
     let handle = worker.handle();
     let task = tokio::spawn(worker.run());
