@@ -4,8 +4,8 @@
 //! request is counted at some moment between the time we send it and the time its answer
 //! arrives. A new entry may go only while everything that could still share a service-side
 //! second with it, plus itself, fits in one second's allowance. Holding each entry until a
-//! second after its answer is always safe but costs the whole request latency per second
-//! (8–9% at 64 shards on a loaded emulator, whose answers take 80–100 ms). Part of every
+//! second after its answer is always safe but costs the whole request latency every second,
+//! which on a slow link or a loaded endpoint is several percent of the rate. Part of every
 //! request's latency is spent before it is counted and part after; the fastest recent
 //! answer bounds what every request spends in those fixed parts, and a new entry spends
 //! at least that long before it is counted too. So an entry is held until a second after
