@@ -2,7 +2,7 @@
 //! emulator with AWS's shard write limits enforced, then every record read back.
 //!
 //! `cargo run --release -p kinesis-benches --bin producer_e2e -- --records 400000 --size 100 --shards 4
-//! [--ordered] [--no-limits]`
+//! [--ordered] [--no-limits] [--max-outstanding-mib M] [--max-request-kib K] [--max-aggregate-bytes B]`
 //!
 //! The emulator runs in a child process (this binary re-run with `--serve`), so the CPU time
 //! and peak RSS printed are the producer's alone. Built with `--features heap`, it also counts
@@ -90,6 +90,9 @@ struct Args {
     /// The producer's `max_bytes_per_request`, in KiB (its default: 5 MiB, PutRecords' limit).
     #[arg(long, default_value_t = 5120)]
     max_request_kib: usize,
+    /// The producer's `max_aggregate_bytes` (its default: 51,200, KPL's).
+    #[arg(long, default_value_t = 51_200)]
+    max_aggregate_bytes: usize,
     /// Internal: serve the emulator and print its endpoints.
     #[arg(long, hide = true)]
     serve: bool,
@@ -189,6 +192,7 @@ async fn main() {
         .ordered(args.ordered)
         .max_outstanding_bytes(args.max_outstanding_mib << 20)
         .max_bytes_per_request(args.max_request_kib << 10)
+        .max_aggregate_bytes(args.max_aggregate_bytes)
         .build()
         .expect("producer");
     // The first ListShards load (every page of it), which `send` needs to route.
