@@ -30,6 +30,14 @@ pub enum CheckpointError {
         /// Why.
         reason: &'static str,
     },
+    /// The processor gives the shard up without checkpointing its end: what it wrote of the
+    /// shard's records failed. The worker releases the lease, and the shard is read again
+    /// from its last checkpoint (by this worker or another).
+    #[error("the processor gave the shard up: {reason}")]
+    GaveUp {
+        /// The processor's reason.
+        reason: String,
+    },
     /// DynamoDB failed.
     #[error("checkpoint write failed: {source}")]
     Service {

@@ -367,6 +367,10 @@ impl<F: ProcessorFactory> ShardConsumer<F> {
                     processor.lease_lost().await;
                     return Exit::LeaseLost;
                 }
+                Err(crate::CheckpointError::GaveUp { reason }) => {
+                    tracing::error!(%reason, "processor gave the shard up at its end; releasing the lease");
+                    return Exit::GaveUp(reason);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "shard end checkpoint failed; retrying");
                     let delay = retries.next_delay().unwrap_or(Duration::from_secs(1));

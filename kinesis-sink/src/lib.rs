@@ -1,0 +1,37 @@
+//! Firehose's delivery to S3 as a library: a Kinesis stream's records buffered by size and
+//! interval, grouped by prefix, written as compressed objects, and checkpointed only once
+//! their objects are durable.
+//!
+//! ```text
+//!  Worker ─▶ SinkProcessor (one per shard) ─▶ transform ─▶ partition ─▶ prefix ─▶ buffer
+//!                                                                   (one per prefix, all shards)
+//!  timer / size ─▶ object (compressed, multipart when large, retried) ─▶ shards checkpoint
+//! ```
+//!
+//! A quiet stream of many shards makes as many objects as one shard would: buffers are per
+//! prefix, not per shard. A record whose transformation, partitioning or formatting fails
+//! goes under the error prefix with the reason, never dropped.
+
+mod buffer;
+mod builder;
+mod compression;
+mod config;
+mod error;
+mod format;
+mod naming;
+mod prefix;
+mod processor;
+mod sink;
+mod stats;
+mod transform;
+mod writer;
+
+pub use builder::SinkBuilder;
+pub use compression::Compression;
+pub use error::{RecordError, SinkError};
+pub use format::{Format, JsonLines};
+pub use prefix::PrefixTemplate;
+pub use processor::{SinkFactory, SinkProcessor};
+pub use sink::Sink;
+pub use stats::SinkStats;
+pub use transform::{Partitioner, Transform};

@@ -1,0 +1,243 @@
+//! The sink's [`RecordProcessor`]: one per shard, feeding the shared buffers and
+//! checkpointing only what is in durable objects.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use kinesis_consumer::{
+    CheckpointError, Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorError,
+    ProcessorFactory, Record, RecordProcessor, ShardEndCheckpointer, ShardEnded,
+};
+
+use crate::buffer::{Buffers, Position, ShardKey};
+use crate::error::{RecordError, SinkError};
+use crate::format::error_record;
+use crate::sink::{Inner, Sink};
+
+/// Makes a [`SinkProcessor`] for each shard a worker takes: give it to
+/// [`kinesis_consumer::WorkerBuilder::build`]. Turn on the worker's
+/// `deliver_empty_batches` so a quiet shard checkpoints soon after its objects are written
+/// (otherwise it checkpoints with its next records).
+#[derive(Debug, Clone)]
+pub struct SinkFactory {
+    sink: Sink,
+}
+
+impl Sink {
+    /// The processor factory for a [`kinesis_consumer::Worker`].
+    pub fn factory(&self) -> SinkFactory {
+        SinkFactory { sink: self.clone() }
+    }
+}
+
+impl ProcessorFactory for SinkFactory {
+    type Processor = SinkProcessor;
+
+    fn create(&self, shard_id: &str) -> SinkProcessor {
+        SinkProcessor {
+            inner: self.sink.inner.clone(),
+            shard: shard_id.into(),
+        }
+    }
+}
+
+/// Feeds one shard's records into the sink's buffers; checkpoints after the records that
+/// are in durable objects.
+pub struct SinkProcessor {
+    inner: Arc<Inner>,
+    shard: ShardKey,
+}
+
+impl std::fmt::Debug for SinkProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkProcessor")
+            .field("shard", &self.shard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SinkProcessor {
+    fn drop(&mut self) {
+        // Gone without a word (the worker gave the lease up): the next owner reads the
+        // records since the checkpoint again, so they leave the buffers.
+        self.inner.lock().drop_shard(&self.shard);
+    }
+}
+
+impl SinkProcessor {
+    /// Routes one record into its buffers (the error prefix's when it fails on the way).
+    fn add(&self, buffers: &mut Buffers, batch: u64, record: &Record) {
+        let cfg = &self.inner.cfg;
+        let arrival = record.approximate_arrival_timestamp;
+        let at = DateTime::<Utc>::from(arrival.unwrap_or_else(SystemTime::now))
+            .with_timezone(&cfg.time_zone);
+        let position = Position {
+            sequence: record.sequence_number.clone(),
+            sub: record.sub_sequence_number,
+        };
+        let now = tokio::time::Instant::now();
+        let fail = |buffers: &mut Buffers, error: RecordError| {
+            // The error prefix uses no partition keys (checked when the sink is built).
+            let prefix = cfg
+                .error_prefix
+                .render(at, &[], Some(error.output_type()))
+                .unwrap_or_else(|_| format!("{}/", error.output_type()));
+            let _ = buffers.append(
+                (prefix, true),
+                &self.shard,
+                batch,
+                &position,
+                arrival,
+                now,
+                |out| {
+                    error_record::encode(&error, record, out);
+                    Ok::<_, ()>(())
+                },
+            );
+        };
+        let outputs = match &self.inner.transform {
+            None => vec![record.data.clone()],
+            Some(t) => match t.transform(record) {
+                Ok(outputs) => outputs,
+                Err(reason) => return fail(buffers, RecordError::Transform { reason }),
+            },
+        };
+        for data in outputs {
+            let keys = match &self.inner.partitioner {
+                None => Vec::new(),
+                Some(p) => match p.partition(&data, record) {
+                    Ok(keys) => keys,
+                    Err(reason) => {
+                        fail(buffers, RecordError::Partition { reason });
+                        continue;
+                    }
+                },
+            };
+            let prefix = match cfg.prefix.render(at, &keys, None) {
+                Ok(prefix) => prefix,
+                Err(e) => {
+                    let reason = e.to_string();
+                    fail(buffers, RecordError::Partition { reason });
+                    continue;
+                }
+            };
+            let appended = buffers.append(
+                (prefix, false),
+                &self.shard,
+                batch,
+                &position,
+                arrival,
+                now,
+                |out| cfg.format.encode(&data, record, out),
+            );
+            if let Err(e) = appended {
+                fail(buffers, e);
+            }
+        }
+    }
+
+    /// Checkpoints after the records now in durable objects, if that moved.
+    async fn checkpoint_durable(
+        &self,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), CheckpointError> {
+        let position = self.inner.lock().checkpointable(&self.shard);
+        match position {
+            Some(p) => checkpointer.checkpoint_at(&p.sequence, p.sub).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes this shard's buffers now and waits until all its records are durable (or a
+    /// write failed).
+    async fn settle(&self) {
+        self.inner.write_shard(&self.shard);
+        loop {
+            let notified = self.inner.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.lock().settled(&self.shard) {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn failure(&self) -> Option<ProcessorError> {
+        if let Some(reason) = self.inner.lock().failure(&self.shard) {
+            return Some(reason.to_string().into());
+        }
+        self.inner
+            .closed()
+            .then(|| Box::new(SinkError::ShutDown) as ProcessorError)
+    }
+}
+
+impl RecordProcessor for SinkProcessor {
+    async fn initialize(&mut self, input: InitializeInput) {
+        let key = match &input.stream {
+            Some(stream) => format!("{stream}/{}", input.shard_id),
+            None => input.shard_id.clone(),
+        };
+        self.shard = key.into();
+    }
+
+    async fn process_records(
+        &mut self,
+        input: ProcessRecordsInput,
+        checkpointer: &mut Checkpointer,
+    ) -> Result<(), ProcessorError> {
+        // Before taking the batch: a refused batch is delivered again, so it must add nothing.
+        if let Some(e) = self.failure() {
+            return Err(e);
+        }
+        if let Some(last) = input.records.last() {
+            let last = Position {
+                sequence: last.sequence_number.clone(),
+                sub: last.sub_sequence_number,
+            };
+            let mut buffers = self.inner.lock();
+            let batch = buffers.begin_batch(&self.shard, last);
+            for record in &input.records {
+                self.add(&mut buffers, batch, record);
+            }
+            let full = buffers.buffered() >= self.inner.cfg.buffer_size;
+            drop(buffers);
+            if full || self.inner.cfg.buffer_interval.is_zero() {
+                self.inner.poke();
+            }
+        }
+        self.checkpoint_durable(checkpointer).await?;
+        Ok(())
+    }
+
+    async fn shard_ended(
+        &mut self,
+        checkpointer: ShardEndCheckpointer,
+    ) -> Result<ShardEnded, CheckpointError> {
+        // The children wait for this checkpoint: every record of the shard must be durable
+        // first. A failed write leaves the shard unfinished; the next owner reads it again.
+        self.settle().await;
+        if let Some(reason) = self.inner.lock().failure(&self.shard) {
+            return Err(CheckpointError::GaveUp {
+                reason: reason.to_string(),
+            });
+        }
+        checkpointer.checkpoint().await
+    }
+
+    async fn lease_lost(&mut self) {
+        self.inner.lock().drop_shard(&self.shard);
+    }
+
+    async fn shutdown_requested(&mut self, checkpointer: &mut Checkpointer) {
+        // Handing over: what is buffered is written and checkpointed, so the next owner
+        // starts after it.
+        self.settle().await;
+        if let Err(e) = self.checkpoint_durable(checkpointer).await {
+            tracing::warn!(error = %e, "checkpoint at shutdown failed");
+        }
+        self.inner.lock().drop_shard(&self.shard);
+    }
+}
