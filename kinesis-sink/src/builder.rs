@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::FixedOffset;
-use object_store::ObjectStore;
 
 use crate::compression::Compression;
 use crate::config::Config;
+use crate::destination::Destination;
 use crate::error::SinkError;
 use crate::format::Format;
 use crate::prefix::PrefixTemplate;
@@ -16,7 +16,7 @@ use crate::transform::{Partitioner, Transform};
 
 /// Settings of a [`Sink`]; start with [`Sink::builder`].
 pub struct SinkBuilder {
-    store: Arc<dyn ObjectStore>,
+    destination: Destination,
     cfg: Config,
     prefix: String,
     error_prefix: String,
@@ -27,6 +27,7 @@ pub struct SinkBuilder {
 impl std::fmt::Debug for SinkBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SinkBuilder")
+            .field("destination", &self.destination)
             .field("prefix", &self.prefix)
             .field("error_prefix", &self.error_prefix)
             .finish_non_exhaustive()
@@ -34,10 +35,11 @@ impl std::fmt::Debug for SinkBuilder {
 }
 
 impl Sink {
-    /// A sink writing into `store` (an S3 bucket, a local folder, … any `object_store`).
-    pub fn builder(store: Arc<dyn ObjectStore>) -> SinkBuilder {
+    /// A sink writing to `destination`: a [`Destination::folder`], a
+    /// [`Destination::parse`]d `s3://bucket/prefix`, or any `Arc<dyn ObjectStore>`.
+    pub fn builder(destination: impl Into<Destination>) -> SinkBuilder {
         SinkBuilder {
-            store,
+            destination: destination.into(),
             cfg: Config::default(),
             prefix: String::new(),
             error_prefix: crate::config::DEFAULT_ERROR_PREFIX.to_owned(),
@@ -176,7 +178,7 @@ impl SinkBuilder {
         self.cfg.validate()?;
         Ok(Sink::start(
             self.cfg,
-            self.store,
+            self.destination,
             self.transform,
             self.partitioner,
         ))

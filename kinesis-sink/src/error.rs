@@ -15,6 +15,15 @@ pub enum SinkError {
         /// The allowed range.
         reason: &'static str,
     },
+    /// A destination that cannot be used: `s3://` without a bucket, or an S3 client that
+    /// could not be configured from the environment.
+    #[error("destination {destination:?}: {reason}")]
+    InvalidDestination {
+        /// What was given.
+        destination: String,
+        /// Why it does not work.
+        reason: String,
+    },
     /// A prefix template with an unknown expression or time pattern.
     #[error("prefix {template:?}: {reason}")]
     InvalidPrefix {

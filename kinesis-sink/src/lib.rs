@@ -16,6 +16,7 @@ mod buffer;
 mod builder;
 mod compression;
 mod config;
+mod destination;
 mod error;
 mod format;
 mod naming;
@@ -28,6 +29,7 @@ mod writer;
 
 pub use builder::SinkBuilder;
 pub use compression::Compression;
+pub use destination::Destination;
 pub use error::{RecordError, SinkError};
 pub use format::{Format, JsonLines};
 pub use prefix::PrefixTemplate;

@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use object_store::ObjectStore;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 use crate::buffer::{Buffer, BufferKey, Buffers, ShardKey};
 use crate::config::Config;
+use crate::destination::Destination;
 use crate::error::SinkError;
 use crate::naming::object_key;
 use crate::stats::{Counters, SinkStats};
@@ -34,7 +34,7 @@ impl std::fmt::Debug for Sink {
 
 pub(crate) struct Inner {
     pub cfg: Config,
-    store: Arc<dyn ObjectStore>,
+    destination: Destination,
     pub transform: Option<Arc<dyn Transform>>,
     pub partitioner: Option<Arc<dyn Partitioner>>,
     buffers: Mutex<Buffers>,
@@ -51,14 +51,14 @@ pub(crate) struct Inner {
 impl Sink {
     pub(crate) fn start(
         cfg: Config,
-        store: Arc<dyn ObjectStore>,
+        destination: Destination,
         transform: Option<Arc<dyn Transform>>,
         partitioner: Option<Arc<dyn Partitioner>>,
     ) -> Sink {
         let writes = Semaphore::new(cfg.max_concurrent_writes);
         let inner = Arc::new(Inner {
             cfg,
-            store,
+            destination,
             transform,
             partitioner,
             buffers: Mutex::new(Buffers::default()),
@@ -155,7 +155,7 @@ impl Inner {
         let outcome = match compressed {
             Ok(Ok(bytes)) => {
                 let len = bytes.len();
-                write_object(&self.store, &key, bytes.into(), &policy)
+                write_object(&self.destination, &key, bytes.into(), &policy)
                     .await
                     .map(|w| (w, len))
             }

@@ -2,26 +2,21 @@
 //! object, objects not multiplied by shards, checkpoints after durable objects, errors kept.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
 use kinesis_consumer::{Record, Worker};
 use kinesis_producer::{Producer, UserRecord};
-use kinesis_sink::{Compression, Format, JsonLines, Sink};
+use kinesis_sink::{Compression, Destination, Format, JsonLines, Sink};
 use kinesis_testkit::LocalAws;
-use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 use serde_json::Value;
 
-/// A fresh folder and a store over it.
-fn folder(name: &str) -> (std::path::PathBuf, Arc<dyn ObjectStore>) {
+/// A fresh folder to deliver to.
+fn folder(name: &str) -> (std::path::PathBuf, Destination) {
     let dir = std::env::temp_dir().join(format!("kinesis-sink-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = Arc::new(LocalFileSystem::new_with_prefix(&dir).unwrap());
-    (dir, store)
+    (dir.clone(), Destination::folder(dir))
 }
 
 /// Payload `i`: text, text with newlines, or binary, so every format meets all three.
