@@ -84,7 +84,7 @@ impl Workers {
                 "--app-name",
                 APP,
             ])
-            .args(["--buffer-size", "4096", "--buffer-interval", "0.5"])
+            .args(["--buffer-size", "1048576", "--buffer-interval", "0.5"])
             .arg("--output-dir")
             .arg(self.dir.join(format!("files/worker-{n}")))
             .arg("--audit-log")

@@ -15,8 +15,10 @@ use clap::{Parser, ValueEnum};
 use kinesis_consumer::{Worker, WorkerHandle};
 use kinesis_examples::audit::AuditLog;
 use kinesis_examples::generator::{Generator, id_of};
-use kinesis_examples::sink::{Output, Sink, SinkConfig, SinkStats, read_local_lines};
+use kinesis_examples::observed::{Received, observed};
+use kinesis_examples::output::read_local_lines;
 use kinesis_producer::{Producer, UserRecord};
+use kinesis_sink::{Compression, Destination, Format, Sink};
 use kinesis_testkit::{Target, TargetChoice, streams};
 
 /// Which parts run in this process.
@@ -58,13 +60,14 @@ struct Args {
     /// Output: a local folder or s3://bucket/prefix.
     #[arg(long, default_value = "demo-output")]
     output_dir: String,
-    /// Write a shard's batch file at this many bytes.
+    /// Write a buffer (one per hour folder, shared by every shard) at this many bytes
+    /// (1–128 MiB, as Firehose).
     #[arg(long, default_value_t = 5 * 1024 * 1024)]
     buffer_size: usize,
-    /// … or when its oldest record is this many seconds old.
+    /// … or when its oldest record is this many seconds old (0–900).
     #[arg(long, default_value_t = 300.0)]
     buffer_interval: f64,
-    /// Gzip batch files.
+    /// Gzip the files.
     #[arg(long)]
     gzip: bool,
     /// Web page port on 127.0.0.1.
@@ -122,7 +125,10 @@ struct Demo {
     kinesis: aws_sdk_kinesis::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     producer: Producer,
-    stats: Arc<Mutex<SinkStats>>,
+    /// The Firehose part, shared by the workers of this process.
+    sink: Sink,
+    /// What the workers' processors received.
+    received: Arc<Mutex<Received>>,
     workers: tokio::sync::Mutex<Vec<Slot>>,
     counters: Counters,
 }
@@ -149,13 +155,25 @@ impl Demo {
         let producer = Producer::builder(args.stream.as_str())
             .client(kinesis.clone())
             .build()?;
+        let sink = Sink::builder(Destination::parse(&args.output_dir)?)
+            .name(args.stream.as_str())
+            .buffer_size(args.buffer_size)
+            .buffer_interval(Duration::from_secs_f64(args.buffer_interval.max(0.0)))
+            .format(Format::newline_delimited())
+            .compression(if args.gzip {
+                Compression::Gzip
+            } else {
+                Compression::None
+            })
+            .build()?;
         let demo = Arc::new(Demo {
             args,
             _target: target,
             kinesis,
             dynamodb,
             producer,
-            stats: Arc::default(),
+            sink,
+            received: Arc::default(),
             workers: tokio::sync::Mutex::new(Vec::new()),
             counters: Counters::default(),
         });
@@ -168,15 +186,9 @@ impl Demo {
     }
 
     async fn start_worker(&self) -> Result<String, Failure> {
-        let config = SinkConfig {
-            output: Output::parse(&self.args.output_dir)?,
-            buffer_bytes: self.args.buffer_size,
-            buffer_interval: Duration::from_secs_f64(self.args.buffer_interval),
-            gzip: self.args.gzip,
-            audit: match &self.args.audit_log {
-                Some(path) => Some(AuditLog::open(path)?),
-                None => None,
-            },
+        let audit = match &self.args.audit_log {
+            Some(path) => Some(AuditLog::open(path)?),
+            None => None,
         };
         let mut builder = Worker::builder(self.args.app_name.as_str(), self.args.stream.as_str())
             .kinesis_client(self.kinesis.clone())
@@ -186,7 +198,7 @@ impl Demo {
         if let Some(consumer) = &self.args.fan_out {
             builder = builder.fan_out(consumer.clone());
         }
-        let worker = builder.build(Sink::factory(config, self.stats.clone()))?;
+        let worker = builder.build(observed(self.sink.factory(), audit, self.received.clone()))?;
         let id = worker.worker_id().to_owned();
         eprintln!("demo_app: worker {id} writing to {}", self.args.output_dir);
         let handle = worker.handle();
@@ -307,11 +319,7 @@ async fn headless(args: Args) -> Result<bool, Failure> {
     );
     let bound = Duration::from_secs(120) + Duration::from_millis(records);
     loop {
-        let received = demo
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .received;
+        let received = demo.sink.stats().records_received;
         bar.set_position(received.min(records));
         if received >= records {
             break;
@@ -324,16 +332,17 @@ async fn headless(args: Args) -> Result<bool, Failure> {
     }
     bar.finish_and_clear();
     demo.stop_workers().await?;
+    demo.sink.shutdown().await;
     let seconds = start.elapsed().as_secs_f64();
+    let stats = demo.sink.stats();
+    let files = stats.objects_written;
 
-    let Output::Local(root) = Output::parse(&demo.args.output_dir)? else {
-        let stats = demo.stats.lock().unwrap_or_else(|e| e.into_inner());
+    let Destination::Folder(root) = Destination::parse(&demo.args.output_dir)? else {
         println!(
-            "produced {records}, written {}, files {}, seconds {seconds:.1}",
-            stats.written,
-            stats.files.len()
+            "produced {records}, written {}, files {files}, seconds {seconds:.1}",
+            stats.records_written,
         );
-        return Ok(stats.written >= records);
+        return Ok(stats.records_written >= records);
     };
     let mut seen = std::collections::HashSet::new();
     for line in read_local_lines(&root)? {
@@ -344,12 +353,6 @@ async fn headless(args: Args) -> Result<bool, Failure> {
             seen.insert(id.to_owned());
         }
     }
-    let files = demo
-        .stats
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .files
-        .len();
     let missing = records.saturating_sub(seen.len() as u64);
     println!(
         "produced {records}, delivered {}, missing {missing}, files {files}, seconds {seconds:.1}, records/s {:.0}",
@@ -387,6 +390,7 @@ async fn serve(args: Args) -> Result<bool, Failure> {
     eprintln!("demo_app: shutting down (flushing the producer, checkpointing, releasing leases)");
     demo.producer.shutdown().await;
     demo.stop_workers().await?;
+    demo.sink.shutdown().await;
     Ok(true)
 }
 

@@ -51,8 +51,10 @@ async fn status(State(demo): State<Arc<Demo>>) -> Response {
         .iter()
         .map(|w| json!({ "id": w.id, "running": w.running() }))
         .collect();
-    // No await from here on: the stats lock is a plain mutex.
-    let stats = demo.stats.lock().unwrap_or_else(|e| e.into_inner());
+    let sink = demo.sink.stats();
+    let recent = demo.sink.recent_objects();
+    // No await from here on: the received lock is a plain mutex.
+    let stats = demo.received.lock().unwrap_or_else(|e| e.into_inner());
     let shard_rows: Vec<_> = shards
         .iter()
         .map(|s| {
@@ -75,12 +77,11 @@ async fn status(State(demo): State<Arc<Demo>>) -> Response {
         })
         .collect();
     let producer = demo.producer_stats();
-    let files: Vec<_> = stats
-        .files
+    let files: Vec<_> = recent
         .iter()
         .rev()
         .take(50)
-        .map(|f| json!({ "name": f.name, "bytes": f.bytes, "records": f.records }))
+        .map(|f| json!({ "name": f.key, "bytes": f.bytes, "records": f.records }))
         .collect();
     let body = json!({
         "at_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
@@ -93,9 +94,11 @@ async fn status(State(demo): State<Arc<Demo>>) -> Response {
         "shards": shard_rows,
         "workers": workers,
         "files": files,
-        "files_total": stats.files.len(),
-        "written": stats.written,
-        "received": stats.received,
+        "files_total": sink.objects_written,
+        "written": sink.records_written,
+        "received": stats.records,
+        "buffered_bytes": sink.buffered_bytes,
+        "open_buffers": sink.open_buffers,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],

@@ -1,6 +1,8 @@
-//! Building blocks of the demo app (`examples/demo_app`): the batch-file sink that plays the
-//! part of Firehose, the record generator, and the audit log the chaos test reads.
+//! Building blocks of the demo app (`examples/demo_app`): the record generator, the audit
+//! log the chaos test reads, a processor wrapper that feeds both, and reading the output back.
+//! The Firehose part is the `kinesis-sink` crate.
 
 pub mod audit;
 pub mod generator;
-pub mod sink;
+pub mod observed;
+pub mod output;

@@ -17,8 +17,14 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-/// A shard, across streams: `stream/shard` (just `shard` for a single-stream worker).
+/// One processor's shard: `stream/shard#n` (`shard#n` for a single-stream worker), `n`
+/// telling apart two processors of one shard in one process (during a handoff).
 pub(crate) type ShardKey = Arc<str>;
+
+/// The shard (with its stream) of a key, without the processor's number.
+pub(crate) fn shard_of(key: &str) -> &str {
+    key.rsplit_once('#').map_or(key, |(shard, _)| shard)
+}
 
 /// A record's place in its shard.
 #[derive(Debug, Clone, PartialEq, Eq)]

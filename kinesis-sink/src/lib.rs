@@ -35,5 +35,5 @@ pub use format::{Format, JsonLines};
 pub use prefix::PrefixTemplate;
 pub use processor::{SinkFactory, SinkProcessor};
 pub use sink::Sink;
-pub use stats::SinkStats;
+pub use stats::{SinkStats, WrittenObject};
 pub use transform::{Partitioner, Transform};

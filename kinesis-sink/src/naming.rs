@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use md5::{Digest, Md5};
 
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, shard_of};
 use crate::config::Config;
 
 /// The key of the object `buffer` becomes.
@@ -17,8 +17,14 @@ pub(crate) fn object_key(buffer: &Buffer, cfg: &Config) -> String {
         .oldest_arrival
         .map_or_else(Utc::now, DateTime::<Utc>::from);
     let at = arrival.with_timezone(&cfg.time_zone);
-    let mut ranges = buffer.ranges.clone();
-    ranges.sort_by(|a, b| a.0.cmp(&b.0));
+    // The shards without the processors' numbers: the same records make the same name in
+    // any process.
+    let mut ranges: Vec<_> = buffer
+        .ranges
+        .iter()
+        .map(|(shard, first, last)| (shard_of(shard), first, last))
+        .collect();
+    ranges.sort_by(|a, b| a.0.cmp(b.0));
     let mut digest = Md5::new();
     digest.update([u8::from(*errors)]);
     for (shard, first, last) in &ranges {
@@ -86,8 +92,8 @@ mod tests {
             compression: Compression::Gzip,
             ..Config::default()
         };
-        let a = object_key(&buffer(&["s1", "s2"], false), &cfg);
-        assert_eq!(a, object_key(&buffer(&["s2", "s1"], false), &cfg));
+        let a = object_key(&buffer(&["s1#0", "s2#1"], false), &cfg);
+        assert_eq!(a, object_key(&buffer(&["s2#7", "s1#3"], false), &cfg));
         assert!(a.starts_with("p/kinesis-sink-2025-12-05-02-00-00-"), "{a}");
         assert!(a.ends_with(".jsonl.gz"), "{a}");
         assert_ne!(a, object_key(&buffer(&["s1"], false), &cfg));

@@ -37,7 +37,8 @@ impl ProcessorFactory for SinkFactory {
     fn create(&self, shard_id: &str) -> SinkProcessor {
         SinkProcessor {
             inner: self.sink.inner.clone(),
-            shard: shard_id.into(),
+            shard: self.sink.inner.shard_key(None, shard_id),
+            pending: None,
         }
     }
 }
@@ -47,6 +48,8 @@ impl ProcessorFactory for SinkFactory {
 pub struct SinkProcessor {
     inner: Arc<Inner>,
     shard: ShardKey,
+    /// A durable position whose checkpoint failed, tried again on the next call.
+    pending: Option<Position>,
 }
 
 impl std::fmt::Debug for SinkProcessor {
@@ -139,14 +142,20 @@ impl SinkProcessor {
 
     /// Checkpoints after the records now in durable objects, if that moved.
     async fn checkpoint_durable(
-        &self,
+        &mut self,
         checkpointer: &mut Checkpointer,
     ) -> Result<(), CheckpointError> {
-        let position = self.inner.lock().checkpointable(&self.shard);
-        match position {
-            Some(p) => checkpointer.checkpoint_at(&p.sequence, p.sub).await,
-            None => Ok(()),
+        if let Some(position) = self.inner.lock().checkpointable(&self.shard) {
+            self.pending = Some(position);
         }
+        let Some(position) = &self.pending else {
+            return Ok(());
+        };
+        checkpointer
+            .checkpoint_at(&position.sequence, position.sub)
+            .await?;
+        self.pending = None;
+        Ok(())
     }
 
     /// Writes this shard's buffers now and waits until all its records are durable (or a
@@ -176,11 +185,11 @@ impl SinkProcessor {
 
 impl RecordProcessor for SinkProcessor {
     async fn initialize(&mut self, input: InitializeInput) {
-        let key = match &input.stream {
-            Some(stream) => format!("{stream}/{}", input.shard_id),
-            None => input.shard_id.clone(),
-        };
-        self.shard = key.into();
+        // Forget what the factory's key held (nothing yet) and take the stream's too.
+        self.inner.lock().drop_shard(&self.shard);
+        self.shard = self
+            .inner
+            .shard_key(input.stream.as_deref(), &input.shard_id);
     }
 
     async fn process_records(
@@ -192,6 +201,7 @@ impl RecordProcessor for SinkProcessor {
         if let Some(e) = self.failure() {
             return Err(e);
         }
+        self.inner.counters.received(input.records.len());
         if let Some(last) = input.records.last() {
             let last = Position {
                 sequence: last.sequence_number.clone(),
@@ -208,7 +218,12 @@ impl RecordProcessor for SinkProcessor {
                 self.inner.poke();
             }
         }
-        self.checkpoint_durable(checkpointer).await?;
+        // The batch is in the buffers now: failing it would deliver it again and write it
+        // twice. A failed checkpoint is tried again on the next call; a lost lease ends the
+        // shard here (the worker sees it on the checkpointer).
+        if let Err(e) = self.checkpoint_durable(checkpointer).await {
+            tracing::warn!(error = %e, "checkpoint failed; tried again with the next batch");
+        }
         Ok(())
     }
 

@@ -13,7 +13,10 @@ use crate::config::Config;
 use crate::destination::Destination;
 use crate::error::SinkError;
 use crate::naming::object_key;
-use crate::stats::{Counters, SinkStats};
+use crate::stats::{Counters, SinkStats, WrittenObject};
+
+/// How many written objects [`Sink::recent_objects`] keeps.
+const RECENT: usize = 64;
 use crate::transform::{Partitioner, Transform};
 use crate::writer::{WritePolicy, write_object};
 
@@ -45,7 +48,10 @@ pub(crate) struct Inner {
     writes: Semaphore,
     in_flight: AtomicUsize,
     pub counters: Counters,
+    recent: Mutex<std::collections::VecDeque<WrittenObject>>,
     closed: AtomicBool,
+    /// Numbers processors, so two of one shard (a handoff inside one process) stay apart.
+    processors: std::sync::atomic::AtomicU64,
 }
 
 impl Sink {
@@ -67,7 +73,9 @@ impl Sink {
             writes,
             in_flight: AtomicUsize::new(0),
             counters: Counters::default(),
+            recent: Mutex::default(),
             closed: AtomicBool::new(false),
+            processors: std::sync::atomic::AtomicU64::new(0),
         });
         tokio::spawn(flusher(Arc::downgrade(&inner)));
         Sink { inner }
@@ -80,6 +88,12 @@ impl Sink {
             (b.buffered(), b.open_count())
         };
         self.inner.counters.snapshot(buffered, open)
+    }
+
+    /// The last 64 objects written, newest last.
+    pub fn recent_objects(&self) -> Vec<WrittenObject> {
+        let recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().cloned().collect()
     }
 
     /// Writes every open buffer now and waits until no write is in flight. Processors
@@ -107,6 +121,16 @@ impl Inner {
     /// The buffers; never held across an `.await`.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Buffers> {
         self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The key of a new processor of `shard` (of `stream`, with a worker of many streams):
+    /// `stream/shard#n`, `n` telling processors of the same shard apart.
+    pub(crate) fn shard_key(&self, stream: Option<&str>, shard: &str) -> ShardKey {
+        let n = self.processors.fetch_add(1, Ordering::Relaxed);
+        match stream {
+            Some(stream) => format!("{stream}/{shard}#{n}").into(),
+            None => format!("{shard}#{n}").into(),
+        }
     }
 
     pub(crate) fn closed(&self) -> bool {
@@ -178,6 +202,17 @@ impl Inner {
                 self.counters
                     .written(records, error_records, raw_len, len, written);
                 tracing::debug!(key, records, bytes = len, "object written");
+                {
+                    let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                    if recent.len() == RECENT {
+                        recent.pop_front();
+                    }
+                    recent.push_back(WrittenObject {
+                        key: key.clone(),
+                        bytes: len,
+                        records,
+                    });
+                }
                 self.lock().durable(&batches);
             }
             Err(e) => {

@@ -8,6 +8,8 @@ use crate::writer::Written;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SinkStats {
+    /// Records taken from the stream (before transformation).
+    pub records_received: u64,
     /// Objects written (data and error objects).
     pub objects_written: u64,
     /// Of those, objects under the error prefix.
@@ -34,6 +36,7 @@ pub struct SinkStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    received: AtomicU64,
     objects: AtomicU64,
     error_objects: AtomicU64,
     multipart: AtomicU64,
@@ -64,6 +67,10 @@ impl Counters {
         add(&self.retries, u64::from(w.attempts.saturating_sub(1)));
     }
 
+    pub fn received(&self, records: usize) {
+        add(&self.received, records as u64);
+    }
+
     pub fn write_failed(&self) {
         add(&self.failed, 1);
     }
@@ -71,6 +78,7 @@ impl Counters {
     pub fn snapshot(&self, buffered: usize, open: usize) -> SinkStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SinkStats {
+            records_received: get(&self.received),
             objects_written: get(&self.objects),
             error_objects_written: get(&self.error_objects),
             multipart_objects: get(&self.multipart),
@@ -84,4 +92,16 @@ impl Counters {
             open_buffers: open as u64,
         }
     }
+}
+
+/// An object the sink wrote, as [`Sink::recent_objects`](crate::Sink::recent_objects) lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WrittenObject {
+    /// Its key (without the destination's prefix).
+    pub key: String,
+    /// Bytes stored.
+    pub bytes: usize,
+    /// Records in it.
+    pub records: u64,
 }
