@@ -3,7 +3,8 @@
 use kinesis_sink::Compression;
 
 /// Every record line in the objects under a local output (decompressed by their extension),
-/// for checks and the headless summary. Temporary files of writes in progress are skipped.
+/// for checks and the headless summary. Temporary files of writes in progress and the sink's
+/// manifests (`_manifests/`) are skipped.
 pub fn read_local_lines(root: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>> {
     let mut lines = Vec::new();
     let mut stack = vec![root.to_path_buf()];
@@ -14,12 +15,12 @@ pub fn read_local_lines(root: &std::path::Path) -> std::io::Result<Vec<Vec<u8>>>
         for entry in entries {
             let entry = entry?;
             let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || name == "_manifests" {
                 continue;
             }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            if path.is_dir() {
+                stack.push(path);
                 continue;
             }
             let body = Compression::of_key(&name).decompress(&std::fs::read(&path)?)?;

@@ -143,6 +143,22 @@ impl SinkBuilder {
         self
     }
 
+    /// Whether each object gets a manifest (written before it, deleted once its shards
+    /// checkpoint past it) so a shard's next owner skips records already in objects: no
+    /// record in two objects after a crash. Costs a PUT and a DELETE per object, and a LIST
+    /// (every 2 s at most) and a GET per live manifest when shards start. Default on.
+    pub fn exactly_once(mut self, on: bool) -> Self {
+        self.cfg.exactly_once = on;
+        self
+    }
+
+    /// Manifests older than this are deleted when listed, needed or not: a shard left
+    /// without a checkpoint for longer may write such records twice. Default 24 h.
+    pub fn manifest_retention(mut self, retention: Duration) -> Self {
+        self.cfg.manifest_retention = retention;
+        self
+    }
+
     /// Transforms each record first (Firehose's Lambda transformation).
     pub fn transform(mut self, transform: impl Transform) -> Self {
         self.transform = Some(Arc::new(transform));

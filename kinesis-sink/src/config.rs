@@ -31,6 +31,8 @@ pub(crate) struct Config {
     pub part_size: usize,
     pub max_buffered_bytes: usize,
     pub max_concurrent_writes: usize,
+    pub exactly_once: bool,
+    pub manifest_retention: Duration,
 }
 
 impl Default for Config {
@@ -51,6 +53,8 @@ impl Default for Config {
             part_size: 8 * MIB,
             max_buffered_bytes: 256 * MIB,
             max_concurrent_writes: 4,
+            exactly_once: true,
+            manifest_retention: Duration::from_secs(24 * 3600),
         }
     }
 }

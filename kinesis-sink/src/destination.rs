@@ -117,17 +117,139 @@ impl Destination {
             Destination::Folder(root) => {
                 object_store::path::Path::parse(key)?;
                 let path = root.join(key);
-                tokio::task::spawn_blocking(move || write_durably(&path, &bytes))
-                    .await
-                    .map_err(|e| object_store::Error::JoinError { source: e })?
-                    .map_err(|e| object_store::Error::Generic {
-                        store: "folder",
-                        source: Box::new(e),
-                    })?;
+                blocking(move || write_durably(&path, &bytes)).await?;
                 Ok(false)
             }
         }
     }
+}
+
+impl Destination {
+    /// Keys (without the destination's prefix) of every object under `prefix`.
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>, object_store::Error> {
+        use futures_util::TryStreamExt as _;
+        match self {
+            Destination::Store {
+                store,
+                prefix: root,
+                ..
+            } => {
+                let path = object_store::path::Path::parse(format!("{root}{prefix}"))?;
+                let metas: Vec<_> = store.list(Some(&path)).try_collect().await?;
+                Ok(metas
+                    .into_iter()
+                    .filter_map(|m| {
+                        m.location
+                            .as_ref()
+                            .strip_prefix(root.as_str())
+                            .map(str::to_owned)
+                    })
+                    .collect())
+            }
+            Destination::Folder(root) => {
+                let (root, prefix) = (root.clone(), prefix.to_owned());
+                blocking(move || {
+                    let mut keys = Vec::new();
+                    let mut stack = vec![root.join(&prefix)];
+                    while let Some(dir) = stack.pop() {
+                        let Ok(entries) = std::fs::read_dir(&dir) else {
+                            continue;
+                        };
+                        for entry in entries {
+                            let path = entry?.path();
+                            if path.is_dir() {
+                                stack.push(path);
+                            } else if let Ok(key) = path.strip_prefix(&root) {
+                                let key = key.to_string_lossy().into_owned();
+                                // Temporary files of writes in progress.
+                                if !key.rsplit('/').next().unwrap_or_default().starts_with('.') {
+                                    keys.push(key);
+                                }
+                            }
+                        }
+                    }
+                    Ok(keys)
+                })
+                .await
+            }
+        }
+    }
+
+    /// The bytes of object `key`; `None` when it does not exist.
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Bytes>, object_store::Error> {
+        match self {
+            Destination::Store { store, prefix, .. } => {
+                let path = object_store::path::Path::parse(format!("{prefix}{key}"))?;
+                match store.get(&path).await {
+                    Ok(got) => Ok(Some(got.bytes().await?)),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+            Destination::Folder(root) => {
+                let path = root.join(key);
+                blocking(move || match std::fs::read(&path) {
+                    Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .await
+            }
+        }
+    }
+
+    /// Whether object `key` exists.
+    pub(crate) async fn exists(&self, key: &str) -> Result<bool, object_store::Error> {
+        match self {
+            Destination::Store { store, prefix, .. } => {
+                let path = object_store::path::Path::parse(format!("{prefix}{key}"))?;
+                match store.head(&path).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::NotFound { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            Destination::Folder(root) => {
+                let path = root.join(key);
+                blocking(move || Ok(path.is_file())).await
+            }
+        }
+    }
+
+    /// Deletes object `key` (nothing when it does not exist).
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), object_store::Error> {
+        match self {
+            Destination::Store { store, prefix, .. } => {
+                let path = object_store::path::Path::parse(format!("{prefix}{key}"))?;
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+            Destination::Folder(root) => {
+                let path = root.join(key);
+                blocking(move || match std::fs::remove_file(&path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e),
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// Runs file system work off the runtime's threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, object_store::Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| object_store::Error::JoinError { source: e })?
+        .map_err(|e| object_store::Error::Generic {
+            store: "folder",
+            source: Box::new(e),
+        })
 }
 
 /// Writes `bytes` to `path` so that after a crash it is either absent or whole.

@@ -6,13 +6,14 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use kinesis_consumer::{
-    CheckpointError, Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorError,
-    ProcessorFactory, Record, RecordProcessor, ShardEndCheckpointer, ShardEnded,
+    Checkpoint, CheckpointError, Checkpointer, InitializeInput, ProcessRecordsInput,
+    ProcessorError, ProcessorFactory, Record, RecordProcessor, ShardEndCheckpointer, ShardEnded,
 };
 
-use crate::buffer::{Buffers, Position, ShardKey};
+use crate::buffer::{BufferKey, Buffers, Position, ShardKey, shard_of};
 use crate::error::{RecordError, SinkError};
 use crate::format::error_record;
+use crate::manifest::AlreadyWritten;
 use crate::sink::{Inner, Sink};
 
 /// Makes a [`SinkProcessor`] for each shard a worker takes: give it to
@@ -39,6 +40,8 @@ impl ProcessorFactory for SinkFactory {
             inner: self.sink.inner.clone(),
             shard: self.sink.inner.shard_key(None, shard_id),
             pending: None,
+            start: None,
+            written: None,
         }
     }
 }
@@ -50,6 +53,11 @@ pub struct SinkProcessor {
     shard: ShardKey,
     /// A durable position whose checkpoint failed, tried again on the next call.
     pending: Option<Position>,
+    /// Where processing starts (`None`: the shard's start, or not known yet).
+    start: Option<Position>,
+    /// The records after `start` that objects already hold (read from the manifests before
+    /// the first batch is taken).
+    written: Option<AlreadyWritten>,
 }
 
 impl std::fmt::Debug for SinkProcessor {
@@ -65,10 +73,24 @@ impl Drop for SinkProcessor {
         // Gone without a word (the worker gave the lease up): the next owner reads the
         // records since the checkpoint again, so they leave the buffers.
         self.inner.lock().drop_shard(&self.shard);
+        self.inner.forget_manifests(&self.shard);
     }
 }
 
 impl SinkProcessor {
+    /// Whether the record at `position`, routed to buffer `key`, is in an existing object
+    /// already (written before a crash, never checkpointed).
+    fn already_written(&self, key: &BufferKey, position: &Position) -> bool {
+        let written = self
+            .written
+            .as_ref()
+            .is_some_and(|w| w.covers(key, position));
+        if written {
+            self.inner.counters.skipped();
+        }
+        written
+    }
+
     /// Routes one record into its buffers (the error prefix's when it fails on the way).
     fn add(&self, buffers: &mut Buffers, batch: u64, record: &Record) {
         let cfg = &self.inner.cfg;
@@ -86,18 +108,14 @@ impl SinkProcessor {
                 .error_prefix
                 .render(at, &[], Some(error.output_type()))
                 .unwrap_or_else(|_| format!("{}/", error.output_type()));
-            let _ = buffers.append(
-                (prefix, true),
-                &self.shard,
-                batch,
-                &position,
-                arrival,
-                now,
-                |out| {
-                    error_record::encode(&error, record, out);
-                    Ok::<_, ()>(())
-                },
-            );
+            let key = (prefix, true);
+            if self.already_written(&key, &position) {
+                return;
+            }
+            let _ = buffers.append(key, &self.shard, batch, &position, arrival, now, |out| {
+                error_record::encode(&error, record, out);
+                Ok::<_, ()>(())
+            });
         };
         let outputs = match &self.inner.transform {
             None => vec![record.data.clone()],
@@ -125,15 +143,14 @@ impl SinkProcessor {
                     continue;
                 }
             };
-            let appended = buffers.append(
-                (prefix, false),
-                &self.shard,
-                batch,
-                &position,
-                arrival,
-                now,
-                |out| cfg.format.encode(&data, record, out),
-            );
+            let key = (prefix, false);
+            if self.already_written(&key, &position) {
+                continue;
+            }
+            let appended =
+                buffers.append(key, &self.shard, batch, &position, arrival, now, |out| {
+                    cfg.format.encode(&data, record, out)
+                });
             if let Err(e) = appended {
                 fail(buffers, e);
             }
@@ -154,6 +171,10 @@ impl SinkProcessor {
         checkpointer
             .checkpoint_at(&position.sequence, position.sub)
             .await?;
+        if let Some(written) = &mut self.written {
+            written.forget_through(position);
+        }
+        self.inner.checkpointed(&self.shard, Some(position));
         self.pending = None;
         Ok(())
     }
@@ -185,6 +206,13 @@ impl SinkProcessor {
 
 impl RecordProcessor for SinkProcessor {
     async fn initialize(&mut self, input: InitializeInput) {
+        self.start = match &input.checkpoint {
+            Checkpoint::Sequence(sequence) => Some(Position {
+                sequence: sequence.clone(),
+                sub: input.checkpoint_sub_sequence,
+            }),
+            _ => None,
+        };
         // Forget what the factory's key held (nothing yet) and take the stream's too.
         self.inner.lock().drop_shard(&self.shard);
         self.shard = self
@@ -200,6 +228,21 @@ impl RecordProcessor for SinkProcessor {
         // Before taking the batch: a refused batch is delivered again, so it must add nothing.
         if let Some(e) = self.failure() {
             return Err(e);
+        }
+        if self.written.is_none() {
+            let shard = shard_of(&self.shard).to_owned();
+            let written = self
+                .inner
+                .already_written(&shard, self.start.as_ref())
+                .await
+                .map_err(|e| format!("reading the manifests of {shard}: {e}"))?;
+            if !written.is_empty() {
+                tracing::info!(
+                    shard,
+                    "records in objects written before the last checkpoint are skipped"
+                );
+            }
+            self.written = Some(written);
         }
         self.inner.counters.received(input.records.len());
         if let Some(last) = input.records.last() {
@@ -239,11 +282,14 @@ impl RecordProcessor for SinkProcessor {
                 reason: reason.to_string(),
             });
         }
-        checkpointer.checkpoint().await
+        let ended = checkpointer.checkpoint().await?;
+        self.inner.checkpointed(&self.shard, None);
+        Ok(ended)
     }
 
     async fn lease_lost(&mut self) {
         self.inner.lock().drop_shard(&self.shard);
+        self.inner.forget_manifests(&self.shard);
     }
 
     async fn shutdown_requested(&mut self, checkpointer: &mut Checkpointer) {

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::destination::Destination;
 use crate::error::SinkError;
 use crate::naming::object_key;
+use crate::recovery::Manifests;
 use crate::stats::{Counters, SinkStats, WrittenObject};
 
 /// How many written objects [`Sink::recent_objects`] keeps.
@@ -37,7 +38,8 @@ impl std::fmt::Debug for Sink {
 
 pub(crate) struct Inner {
     pub cfg: Config,
-    destination: Destination,
+    pub destination: Destination,
+    pub manifests: Manifests,
     pub transform: Option<Arc<dyn Transform>>,
     pub partitioner: Option<Arc<dyn Partitioner>>,
     buffers: Mutex<Buffers>,
@@ -65,6 +67,7 @@ impl Sink {
         let inner = Arc::new(Inner {
             cfg,
             destination,
+            manifests: Manifests::default(),
             transform,
             partitioner,
             buffers: Mutex::new(Buffers::default()),
@@ -159,59 +162,64 @@ impl Inner {
         tokio::spawn(self.clone().write(buffer));
     }
 
-    async fn write(self: Arc<Self>, buffer: Buffer) {
-        let _permit = self.writes.acquire().await;
-        let key = object_key(&buffer, &self.cfg);
-        let records = buffer.records;
-        let error_records = buffer.key.1;
-        let batches = buffer.batches.clone();
-        let compression = self.cfg.compression;
-        let raw = buffer.into_bytes();
-        let raw_len = raw.len();
-        // Compressing 128 MiB takes a while: off the runtime's threads.
-        let compressed = tokio::task::spawn_blocking(move || compression.compress(raw)).await;
-        let policy = WritePolicy {
+    fn policy(&self) -> WritePolicy {
+        WritePolicy {
             retry_duration: self.cfg.retry_duration,
             attempt_timeout: self.cfg.attempt_timeout,
             multipart_threshold: self.cfg.multipart_threshold,
             part_size: self.cfg.part_size,
-        };
-        let outcome = match compressed {
-            Ok(Ok(bytes)) => {
-                let len = bytes.len();
-                write_object(&self.destination, &key, bytes.into(), &policy)
-                    .await
-                    .map(|w| (w, len))
-            }
-            Ok(Err(e)) => Err(SinkError::Write {
-                key: key.clone(),
-                attempts: 0,
-                source: object_store::Error::Generic {
+        }
+    }
+
+    /// Writes `buffer` as an object, its manifest first; then its batches wait for it no
+    /// more, or its shards stop if it could not be written.
+    async fn write(self: Arc<Self>, buffer: Buffer) {
+        let _permit = self.writes.acquire().await;
+        let key = object_key(&buffer, &self.cfg);
+        let (records, errors) = (buffer.records, buffer.key.1);
+        let batches = buffer.batches.clone();
+        let manifest = self.manifest_of(&buffer, &key);
+        let compression = self.cfg.compression;
+        let raw = buffer.into_bytes();
+        let raw_len = raw.len();
+        // Compressing 128 MiB takes a while: off the runtime's threads.
+        let compressed = tokio::task::spawn_blocking(move || compression.compress(raw))
+            .await
+            .map_err(|e| object_store::Error::JoinError { source: e })
+            .and_then(|r| {
+                r.map_err(|e| object_store::Error::Generic {
                     store: "kinesis-sink",
                     source: Box::new(e),
-                },
-            }),
-            Err(e) => Err(SinkError::Write {
+                })
+            })
+            .map_err(|source| SinkError::Write {
                 key: key.clone(),
                 attempts: 0,
-                source: object_store::Error::JoinError { source: e },
-            }),
+                source,
+            });
+        let policy = self.policy();
+        let outcome = async {
+            let bytes = compressed?;
+            let len = bytes.len();
+            if let Some(pending) = &manifest {
+                let json = pending.manifest.to_json().into();
+                write_object(&self.destination, &pending.key, json, &policy).await?;
+            }
+            let written = write_object(&self.destination, &key, bytes.into(), &policy).await?;
+            Ok::<_, SinkError>((written, len))
         };
-        match outcome {
+        match outcome.await {
             Ok((written, len)) => {
                 self.counters
-                    .written(records, error_records, raw_len, len, written);
+                    .written(records, errors, raw_len, len, written);
                 tracing::debug!(key, records, bytes = len, "object written");
-                {
-                    let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-                    if recent.len() == RECENT {
-                        recent.pop_front();
-                    }
-                    recent.push_back(WrittenObject {
-                        key: key.clone(),
-                        bytes: len,
-                        records,
-                    });
+                self.remember(WrittenObject {
+                    key,
+                    bytes: len,
+                    records,
+                });
+                if let Some(pending) = manifest {
+                    self.await_checkpoints(pending);
                 }
                 self.lock().durable(&batches);
             }
@@ -224,6 +232,14 @@ impl Inner {
         }
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         self.changed.notify_waiters();
+    }
+
+    fn remember(&self, object: WrittenObject) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(object);
     }
 
     /// Waits until no write is in flight.

@@ -20,6 +20,8 @@ pub struct SinkStats {
     pub records_written: u64,
     /// Records written under the error prefix.
     pub error_records_written: u64,
+    /// Records delivered again after a crash that objects already held: not written twice.
+    pub records_skipped: u64,
     /// Bytes before compression.
     pub bytes_before_compression: u64,
     /// Bytes stored.
@@ -37,6 +39,7 @@ pub struct SinkStats {
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     received: AtomicU64,
+    skipped: AtomicU64,
     objects: AtomicU64,
     error_objects: AtomicU64,
     multipart: AtomicU64,
@@ -71,6 +74,10 @@ impl Counters {
         add(&self.received, records as u64);
     }
 
+    pub fn skipped(&self) {
+        add(&self.skipped, 1);
+    }
+
     pub fn write_failed(&self) {
         add(&self.failed, 1);
     }
@@ -79,6 +86,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         SinkStats {
             records_received: get(&self.received),
+            records_skipped: get(&self.skipped),
             objects_written: get(&self.objects),
             error_objects_written: get(&self.error_objects),
             multipart_objects: get(&self.multipart),

@@ -55,6 +55,9 @@ fn objects(dir: &std::path::Path) -> Vec<(String, Vec<Value>)> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
+            if path.ends_with("_manifests") {
+                continue;
+            }
             if path.is_dir() {
                 stack.push(path);
                 continue;
