@@ -85,8 +85,10 @@ impl Workers {
                 APP,
             ])
             .args(["--buffer-size", "1048576", "--buffer-interval", "0.5"])
+            // One output for every worker, as one S3 prefix would be: a shard's next owner
+            // reads the manifests of the objects its last owner wrote.
             .arg("--output-dir")
-            .arg(self.dir.join(format!("files/worker-{n}")))
+            .arg(self.dir.join("files"))
             .arg("--audit-log")
             .arg(self.dir.join(format!("audit/worker-{n}.jsonl")))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -130,6 +132,43 @@ impl Workers {
         let _ = child.wait();
         pid
     }
+}
+
+/// What the workers' files hold of the acknowledged records.
+struct FileCheck {
+    lines: usize,
+    missing: usize,
+    duplicated: usize,
+}
+
+impl FileCheck {
+    /// Every acknowledged record in exactly one file line (the sink's manifests let a
+    /// shard's next owner skip what a killed worker wrote but never checkpointed).
+    fn ok(&self) -> bool {
+        self.missing == 0 && self.duplicated == 0
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"lines": self.lines, "missing": self.missing, "duplicated": self.duplicated})
+    }
+}
+
+fn check_files(dir: &Path, acknowledged: &HashSet<String>) -> std::io::Result<FileCheck> {
+    let lines = kinesis_examples::output::read_local_lines(dir)?;
+    let mut count: HashMap<String, usize> = HashMap::new();
+    for line in &lines {
+        *count
+            .entry(String::from_utf8_lossy(line).into_owned())
+            .or_default() += 1;
+    }
+    Ok(FileCheck {
+        lines: lines.len(),
+        missing: acknowledged
+            .iter()
+            .filter(|d| !count.contains_key(*d))
+            .count(),
+        duplicated: count.values().filter(|n| **n > 1).count(),
+    })
 }
 
 fn delivered(dir: &Path) -> HashSet<String> {
@@ -355,9 +394,12 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
         killed: workers.killed.clone(),
         shard_rank,
     };
+    let files = check_files(&args.dir.join("files"), &expected.acknowledged)?;
     let events = read_events(&audit_dir)?;
     let report = verify(&events, &expected);
     let mut summary = report.to_json();
+    summary["files"] = files.to_json();
+    summary["ok"] = (report.ok() && files.ok()).into();
     summary["seed"] = seed.into();
     summary["seconds"] = args.seconds.into();
     summary["failed_puts"] = (*failed.lock().unwrap()).into();
@@ -370,7 +412,7 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
         "dynamodb": format!("{:?}", aws.dynamodb_faults().stats()),
     });
     println!("{}", serde_json::to_string_pretty(&summary)?);
-    Ok(if report.ok() {
+    Ok(if report.ok() && files.ok() {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE

@@ -302,3 +302,51 @@ impl RecordProcessor for SinkProcessor {
         self.inner.lock().drop_shard(&self.shard);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::destination::Destination;
+
+    fn record(seq: u64, arrival_secs: u64, data: &[u8]) -> Record {
+        Record {
+            partition_key: "pk".into(),
+            explicit_hash_key: None,
+            data: bytes::Bytes::copy_from_slice(data),
+            sequence_number: format!("{seq:020}"),
+            sub_sequence_number: 0,
+            aggregated: false,
+            approximate_arrival_timestamp: Some(UNIX_EPOCH + Duration::from_secs(arrival_secs)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backlog_lands_in_the_hours_its_records_arrived() {
+        let store: Arc<dyn object_store::ObjectStore> =
+            Arc::new(object_store::memory::InMemory::new());
+        let sink = Sink::builder(Destination::from(store)).build().unwrap();
+        let processor = sink.factory().create("shardId-0");
+        // 2025-12-05 08:59:59, 09:00:00 and 10:30:00 UTC.
+        let arrivals = [1_764_925_199, 1_764_925_200, 1_764_930_600];
+        let mut buffers = sink.inner.lock();
+        let batch = buffers.begin_batch(
+            &processor.shard,
+            Position {
+                sequence: format!("{:020}", 3),
+                sub: 0,
+            },
+        );
+        for (i, at) in arrivals.into_iter().enumerate() {
+            processor.add(&mut buffers, batch, &record(i as u64 + 1, at, b"x"));
+        }
+        let mut keys = buffers.holding(&processor.shard);
+        keys.sort();
+        let prefixes: Vec<&str> = keys.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            prefixes,
+            ["2025/12/05/08/", "2025/12/05/09/", "2025/12/05/10/"]
+        );
+    }
+}
