@@ -19,7 +19,7 @@ use kinesis_examples::observed::{Received, observed};
 use kinesis_examples::output::read_local_lines;
 use kinesis_producer::{Producer, UserRecord};
 use kinesis_sink::{Compression, Destination, Format, Sink};
-use kinesis_testkit::{Target, TargetChoice, streams};
+use kinesis_testkit::{LocalS3, Target, TargetChoice, streams};
 
 /// Which parts run in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +60,10 @@ struct Args {
     /// Output: a local folder or s3://bucket/prefix.
     #[arg(long, default_value = "demo-output")]
     output_dir: String,
+    /// With an s3:// output and no S3 endpoint configured (`--aws`, `AWS_ENDPOINT_URL_S3`,
+    /// `AWS_ENDPOINT_URL`): the folder the embedded S3 server keeps its buckets in.
+    #[arg(long, default_value = "demo-s3")]
+    s3_root: std::path::PathBuf,
     /// Write a buffer (one per hour folder, shared by every shard) at this many bytes
     /// (1–128 MiB, as Firehose).
     #[arg(long, default_value_t = 5 * 1024 * 1024)]
@@ -127,6 +131,8 @@ struct Demo {
     producer: Producer,
     /// The Firehose part, shared by the workers of this process.
     sink: Sink,
+    /// The embedded S3 server of an s3:// output, when no other is configured.
+    s3: Option<LocalS3>,
     /// What the workers' processors received.
     received: Arc<Mutex<Received>>,
     workers: tokio::sync::Mutex<Vec<Slot>>,
@@ -155,7 +161,8 @@ impl Demo {
         let producer = Producer::builder(args.stream.as_str())
             .client(kinesis.clone())
             .build()?;
-        let sink = Sink::builder(Destination::parse(&args.output_dir)?)
+        let (destination, s3) = destination(&args)?;
+        let sink = Sink::builder(destination)
             .name(args.stream.as_str())
             .buffer_size(args.buffer_size)
             .buffer_interval(Duration::from_secs_f64(args.buffer_interval.max(0.0)))
@@ -173,6 +180,7 @@ impl Demo {
             dynamodb,
             producer,
             sink,
+            s3,
             received: Arc::default(),
             workers: tokio::sync::Mutex::new(Vec::new()),
             counters: Counters::default(),
@@ -337,7 +345,17 @@ async fn headless(args: Args) -> Result<bool, Failure> {
     let stats = demo.sink.stats();
     let files = stats.objects_written;
 
-    let Destination::Folder(root) = Destination::parse(&demo.args.output_dir)? else {
+    let root = match (Destination::parse(&demo.args.output_dir)?, &demo.s3) {
+        (Destination::Folder(root), _) => Some(root),
+        // The embedded S3 keeps a bucket's objects as files under its root.
+        (_, Some(s3)) => demo
+            .args
+            .output_dir
+            .strip_prefix("s3://")
+            .map(|rest| s3.root().join(rest)),
+        _ => None,
+    };
+    let Some(root) = root else {
         println!(
             "produced {records}, written {}, files {files}, seconds {seconds:.1}",
             stats.records_written,
@@ -366,6 +384,35 @@ async fn headless(args: Args) -> Result<bool, Failure> {
         );
     }
     Ok(missing == 0 && failed == 0)
+}
+
+/// Where the sink writes: `--output-dir`, with an embedded S3 server behind an s3:// output
+/// when no S3 endpoint is configured (so it works with no account).
+fn destination(args: &Args) -> Result<(Destination, Option<LocalS3>), Failure> {
+    let configured = args.aws
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL").is_some();
+    let Some(rest) = args
+        .output_dir
+        .strip_prefix("s3://")
+        .filter(|_| !configured)
+    else {
+        return Ok((Destination::parse(&args.output_dir)?, None));
+    };
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("--output-dir {}: no bucket", args.output_dir).into());
+    }
+    let s3 = LocalS3::start(&args.s3_root)?;
+    s3.create_bucket(bucket)?;
+    eprintln!(
+        "demo_app: embedded S3 on {} keeping buckets in {}",
+        s3.endpoint(),
+        args.s3_root.display()
+    );
+    let destination =
+        Destination::in_store(s3.object_store(bucket)?, prefix, args.output_dir.as_str());
+    Ok((destination, Some(s3)))
 }
 
 async fn serve(args: Args) -> Result<bool, Failure> {

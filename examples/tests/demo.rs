@@ -90,6 +90,35 @@ fn headless_demo_writes_every_record_to_files() {
 }
 
 #[test]
+fn an_s3_output_works_with_no_account_on_the_embedded_s3() {
+    let root = temp_dir("embedded-s3");
+    let output = std::process::Command::new(demo_exe())
+        .args([
+            "--headless",
+            "--records",
+            "3000",
+            "--output-dir",
+            "s3://demo/out",
+        ])
+        .arg("--s3-root")
+        .arg(&root)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ENDPOINT_URL_S3")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("produced 3000, delivered 3000, missing 0"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The embedded server keeps the bucket's objects as files.
+    let lines = read_local_lines(&root.join("demo/out")).unwrap();
+    assert_eq!(lines.len(), 3000);
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
 fn bad_flags_give_one_clear_line() {
     let demo = demo_exe();
     let output = std::process::Command::new(&demo)

@@ -53,6 +53,25 @@ impl From<Arc<dyn ObjectStore>> for Destination {
 }
 
 impl Destination {
+    /// Keys under `prefix` (a folder path such as `run/`; empty for the store's root) in
+    /// `store`, shown as `display`.
+    pub fn in_store(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        display: impl Into<String>,
+    ) -> Destination {
+        let prefix = prefix.trim_matches('/');
+        Destination::Store {
+            store,
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            display: display.into(),
+        }
+    }
+
     /// A local folder (made when the first object is written).
     pub fn folder(path: impl Into<PathBuf>) -> Destination {
         Destination::Folder(path.into())
@@ -83,16 +102,7 @@ impl Destination {
                 .with_virtual_hosted_style_request(false);
         }
         let store = builder.build().map_err(|e| bad(e.to_string()))?;
-        let prefix = prefix.trim_matches('/');
-        Ok(Destination::Store {
-            store: Arc::new(store),
-            prefix: if prefix.is_empty() {
-                String::new()
-            } else {
-                format!("{prefix}/")
-            },
-            display: value.to_owned(),
-        })
+        Ok(Destination::in_store(Arc::new(store), prefix, value))
     }
 
     /// Writes one attempt of `bytes` as `key`; durable once `Ok`.

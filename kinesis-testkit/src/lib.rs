@@ -24,6 +24,7 @@ mod capacity;
 mod fault;
 mod front;
 mod local;
+mod s3;
 pub mod streams;
 pub mod tables;
 mod target;
@@ -35,6 +36,7 @@ pub use local::{
     DYNAMODB_UPSTREAM_ENV, DynamoDbEmulator, KINESIS_UPSTREAM_ENV, KinesisEmulator, LocalAws,
     LocalAwsBuilder, TestkitError,
 };
+pub use s3::LocalS3;
 pub use target::{Target, TargetChoice};
 
 /// The README's Rust snippets, compiled and run as doctests.
