@@ -191,6 +191,15 @@ impl SinkBuilder {
                 reason: format!("uses partition key {key:?} but no partitioner is set"),
             });
         }
+        if matches!(self.cfg.format, Format::Parquet(_))
+            && self.cfg.compression != Compression::None
+        {
+            return Err(SinkError::InvalidSetting {
+                setting: "compression",
+                value: format!("{:?}", self.cfg.compression),
+                reason: "Parquet compresses inside the file: set the Parquet format's compression",
+            });
+        }
         self.cfg.validate()?;
         Ok(Sink::start(
             self.cfg,

@@ -29,11 +29,13 @@ mod stats;
 mod transform;
 mod writer;
 
+/// The Arrow schema crate, to describe Parquet columns.
+pub use arrow_schema;
 pub use builder::SinkBuilder;
 pub use compression::Compression;
 pub use destination::Destination;
 pub use error::{RecordError, SinkError};
-pub use format::{Format, JsonLines};
+pub use format::{Format, JsonLines, Parquet, Schema};
 pub use prefix::PrefixTemplate;
 pub use processor::{SinkFactory, SinkProcessor};
 pub use sink::Sink;

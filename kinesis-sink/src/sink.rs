@@ -180,10 +180,16 @@ impl Inner {
         let batches = buffer.batches.clone();
         let manifest = self.manifest_of(&buffer, &key);
         let compression = self.cfg.compression;
+        // Error records are JSON lines whatever the format.
+        let format = if errors {
+            crate::format::Format::default()
+        } else {
+            self.cfg.format.clone()
+        };
         let raw = buffer.into_bytes();
         let raw_len = raw.len();
-        // Compressing 128 MiB takes a while: off the runtime's threads.
-        let compressed = tokio::task::spawn_blocking(move || compression.compress(raw))
+        // Compressing or converting 128 MiB takes a while: off the runtime's threads.
+        let compressed = tokio::task::spawn_blocking(move || format.finish(raw, compression))
             .await
             .map_err(|e| object_store::Error::JoinError { source: e })
             .and_then(|r| {

@@ -67,6 +67,9 @@ fn objects(dir: &std::path::Path) -> Vec<(String, Vec<Value>)> {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
+            if key.ends_with(".parquet") {
+                continue; // read by `parquet_rows`
+            }
             let raw = std::fs::read(&path).unwrap();
             let bytes = Compression::of_key(&key).decompress(&raw).unwrap();
             let lines = bytes
@@ -268,5 +271,124 @@ async fn refused_records_go_to_the_error_prefix_and_keys_make_prefixes() {
     // Every third payload is binary.
     assert_eq!(errors, n / 3);
     assert_eq!(written, n - n / 3);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every row (id, text) of the Parquet objects under `dir`.
+fn parquet_rows(dir: &std::path::Path) -> Vec<(i64, String)> {
+    use arrow_array::{Array, Int64Array, StringArray};
+    let mut rows = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "parquet") {
+                continue;
+            }
+            let file = Bytes::from(std::fs::read(&path).unwrap());
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let ids = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap();
+                let texts = batch
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap();
+                for row in 0..batch.num_rows() {
+                    rows.push((ids.value(row), texts.value(row).to_owned()));
+                }
+                assert_eq!(ids.null_count(), 0);
+            }
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_records_become_parquet_and_the_rest_go_to_the_error_prefix() {
+    use kinesis_sink::arrow_schema::{DataType, Field};
+    use kinesis_sink::{Parquet, Schema};
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("columns", 2).await.unwrap();
+    let n = 900;
+    let producer = Producer::builder("columns")
+        .client(aws.kinesis_client().await)
+        .build()
+        .unwrap();
+    let mut puts = Vec::new();
+    for i in 0..n {
+        // Every tenth record is not JSON.
+        let data = if i % 10 == 9 {
+            payload(i)
+        } else {
+            serde_json::json!({"id": i, "text": format!("line\n{i}"), "extra": true})
+                .to_string()
+                .into_bytes()
+        };
+        let record = UserRecord::new(format!("k{i}"), data);
+        puts.push(producer.send(record).await.unwrap());
+    }
+    for put in puts {
+        put.await.unwrap();
+    }
+    producer.shutdown().await;
+    let (dir, destination) = folder("parquet");
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("text", DataType::Utf8, true),
+    ]));
+    let sink = Sink::builder(destination)
+        .buffer_interval(Duration::from_secs(1))
+        .format(Format::Parquet(Parquet::new(schema)))
+        .build()
+        .unwrap();
+    let worker = Worker::builder("columns-sink", "columns")
+        .kinesis_client(aws.kinesis_client().await)
+        .dynamodb_client(aws.dynamodb_client().await)
+        .worker_id("w1".to_owned())
+        .idle_time_between_reads(Duration::from_millis(100))
+        .deliver_empty_batches(true)
+        .build(sink.factory())
+        .unwrap();
+    let handle = worker.handle();
+    let task = tokio::spawn(worker.run());
+    wait_until("every record written", Duration::from_secs(60), || {
+        let s = sink.stats();
+        s.records_written + s.error_records_written >= n as u64
+    })
+    .await;
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+
+    let mut rows = parquet_rows(&dir);
+    rows.sort();
+    let expected: Vec<(i64, String)> = (0..n)
+        .filter(|i| i % 10 != 9)
+        .map(|i| (i as i64, format!("line\n{i}")))
+        .collect();
+    assert_eq!(rows, expected);
+    let errors: Vec<Value> = objects(&dir)
+        .into_iter()
+        .filter(|(key, _)| key.starts_with("format-conversion-failed/"))
+        .flat_map(|(_, lines)| lines)
+        .collect();
+    assert_eq!(errors.len(), n / 10);
+    for line in &errors {
+        let data = data_of(line);
+        assert!((0..n).any(|i| i % 10 == 9 && payload(i) == data), "{line}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

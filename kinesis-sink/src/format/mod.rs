@@ -2,8 +2,12 @@
 
 pub(crate) mod error_record;
 mod json;
+mod parquet;
 
+pub use self::parquet::{Parquet, Schema};
 pub use json::JsonLines;
+
+use crate::compression::Compression;
 
 use kinesis_consumer::Record;
 
@@ -24,6 +28,10 @@ pub enum Format {
     /// One JSON object per line (`.jsonl`): the data as text when it is UTF-8, in base64
     /// otherwise, and the record's metadata as chosen.
     JsonLines(JsonLines),
+    /// Parquet (`.parquet`): each record's data is one JSON object, converted to the schema's
+    /// columns; a record that does not fit goes to the error prefix. Compressed inside, per
+    /// column chunk (snappy by default, as Firehose), so the sink's `compression` stays none.
+    Parquet(Parquet),
 }
 
 impl Default for Format {
@@ -46,6 +54,7 @@ impl Format {
         match self {
             Format::Raw { .. } => "",
             Format::JsonLines(_) => ".jsonl",
+            Format::Parquet(_) => ".parquet",
         }
     }
 
@@ -79,6 +88,24 @@ impl Format {
                 options.encode(data, record, out);
                 Ok(())
             }
+            Format::Parquet(parquet) => {
+                parquet.check(data)?;
+                out.extend_from_slice(data);
+                out.push(b'\n');
+                Ok(())
+            }
+        }
+    }
+
+    /// The object of a buffer's bytes: Parquet converted, the others compressed as asked.
+    pub(crate) fn finish(
+        &self,
+        raw: Vec<u8>,
+        compression: Compression,
+    ) -> std::io::Result<Vec<u8>> {
+        match self {
+            Format::Parquet(parquet) => parquet.convert(&raw).map_err(std::io::Error::other),
+            _ => compression.compress(raw),
         }
     }
 }
