@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use kinesis_benches::cpu::worker_cpu_seconds;
 use kinesis_consumer::{
     Checkpointer, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker, WorkerHandle,
 };
@@ -33,35 +34,6 @@ struct Args {
     /// Seconds of steady state for the DynamoDB cost figure.
     #[arg(long, default_value_t = 20)]
     steady_seconds: u64,
-}
-
-/// CPU seconds of this process's threads, leaving out the embedded emulators' threads.
-fn worker_cpu_seconds() -> f64 {
-    let mut total = 0.0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("kinesis-testkit") {
-            continue;
-        }
-        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        total += (ticks(11) + ticks(12)) / 100.0;
-    }
-    total
 }
 
 #[derive(Clone, Default)]

@@ -187,6 +187,11 @@ impl Buffers {
         Ok(())
     }
 
+    /// Bytes in the open buffer `key` (0 when none is open).
+    pub fn len_of(&self, key: &BufferKey) -> usize {
+        self.open.get(key).map_or(0, |b| b.bytes)
+    }
+
     /// Bytes in every open buffer.
     pub fn buffered(&self) -> usize {
         self.buffered

@@ -10,7 +10,7 @@ use kinesis_consumer::{
     ProcessorError, ProcessorFactory, Record, RecordProcessor, ShardEndCheckpointer, ShardEnded,
 };
 
-use crate::buffer::{BufferKey, Buffers, Position, ShardKey, shard_of};
+use crate::buffer::{Buffer, BufferKey, Buffers, Position, ShardKey, shard_of};
 use crate::error::{RecordError, SinkError};
 use crate::format::error_record;
 use crate::manifest::AlreadyWritten;
@@ -92,7 +92,9 @@ impl SinkProcessor {
     }
 
     /// Routes one record into its buffers (the error prefix's when it fails on the way).
-    fn add(&self, buffers: &mut Buffers, batch: u64, record: &Record) {
+    /// A buffer that reaches the buffer size is taken out into `full` at once, so objects
+    /// stay near the size however large the batch.
+    fn add(&self, buffers: &mut Buffers, batch: u64, record: &Record, full: &mut Vec<Buffer>) {
         let cfg = &self.inner.cfg;
         let arrival = record.approximate_arrival_timestamp;
         let at = DateTime::<Utc>::from(arrival.unwrap_or_else(SystemTime::now))
@@ -147,12 +149,21 @@ impl SinkProcessor {
             if self.already_written(&key, &position) {
                 continue;
             }
-            let appended =
-                buffers.append(key, &self.shard, batch, &position, arrival, now, |out| {
-                    cfg.format.encode(&data, record, out)
-                });
-            if let Err(e) = appended {
-                fail(buffers, e);
+            let appended = buffers.append(
+                key.clone(),
+                &self.shard,
+                batch,
+                &position,
+                arrival,
+                now,
+                |out| cfg.format.encode(&data, record, out),
+            );
+            match appended {
+                Err(e) => fail(buffers, e),
+                Ok(()) if buffers.len_of(&key) >= cfg.buffer_size => {
+                    full.extend(buffers.take(&key));
+                }
+                Ok(()) => {}
             }
         }
     }
@@ -250,14 +261,18 @@ impl RecordProcessor for SinkProcessor {
                 sequence: last.sequence_number.clone(),
                 sub: last.sub_sequence_number,
             };
+            let mut full = Vec::new();
             let mut buffers = self.inner.lock();
             let batch = buffers.begin_batch(&self.shard, last);
             for record in &input.records {
-                self.add(&mut buffers, batch, record);
+                self.add(&mut buffers, batch, record, &mut full);
             }
-            let full = buffers.buffered() >= self.inner.cfg.buffer_size;
+            let over = buffers.buffered() > self.inner.cfg.max_buffered_bytes;
             drop(buffers);
-            if full || self.inner.cfg.buffer_interval.is_zero() {
+            for buffer in full {
+                self.inner.write_taken(buffer);
+            }
+            if over || self.inner.cfg.buffer_interval.is_zero() {
                 self.inner.poke();
             }
         }
@@ -339,7 +354,12 @@ mod tests {
             },
         );
         for (i, at) in arrivals.into_iter().enumerate() {
-            processor.add(&mut buffers, batch, &record(i as u64 + 1, at, b"x"));
+            processor.add(
+                &mut buffers,
+                batch,
+                &record(i as u64 + 1, at, b"x"),
+                &mut Vec::new(),
+            );
         }
         let mut keys = buffers.holding(&processor.shard);
         keys.sort();

@@ -158,6 +158,11 @@ impl Inner {
         let Some(buffer) = self.lock().take(key) else {
             return;
         };
+        self.write_taken(buffer);
+    }
+
+    /// Writes a buffer already taken out, in a task of its own.
+    pub(crate) fn write_taken(self: &Arc<Self>, buffer: Buffer) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(self.clone().write(buffer));
     }
