@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kinesis_benches::cpu::worker_cpu_seconds;
+use kinesis_benches::process::worker_cpu_seconds;
 use kinesis_consumer::{
     Checkpointer, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker, WorkerHandle,
 };

@@ -5,5 +5,5 @@
 //!
 //! The library holds what the end-to-end binaries share.
 
-pub mod cpu;
 pub mod ownership;
+pub mod process;

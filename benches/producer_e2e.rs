@@ -16,6 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use clap::Parser;
+use kinesis_benches::process::peak_rss_mib;
 use kinesis_common::aggregation::deaggregate;
 use kinesis_common::client::ClientOptions;
 use kinesis_producer::{Producer, UserRecord};
@@ -111,16 +112,6 @@ fn cpu_seconds() -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Peak resident set size in MiB, from /proc.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn serve(limits: bool) {

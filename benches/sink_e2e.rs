@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use kinesis_benches::cpu::worker_cpu_seconds;
+use kinesis_benches::process::{peak_rss_mib, worker_cpu_seconds};
 use kinesis_consumer::Worker;
 use kinesis_producer::{Producer, UserRecord};
 use kinesis_sink::arrow_schema::{DataType, Field};
@@ -52,16 +52,6 @@ struct Args {
     /// Write to the embedded S3 server instead of a folder.
     #[arg(long)]
     s3: bool,
-}
-
-/// Peak resident set size in MiB, from /proc.
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn record(i: usize, size: usize) -> Vec<u8> {

@@ -115,23 +115,17 @@ async fn every_record_lands_once_in_few_objects_and_shards_checkpoint_after_them
         .compression(Compression::Gzip)
         .build()
         .unwrap();
-    let worker = Worker::builder("archive-sink", "archive")
-        .kinesis_client(aws.kinesis_client().await)
-        .dynamodb_client(aws.dynamodb_client().await)
-        .worker_id("w1".to_owned())
-        .idle_time_between_reads(Duration::from_millis(100))
-        .deliver_empty_batches(true)
-        .build(sink.factory())
-        .unwrap();
-    let handle = worker.handle();
-    let task = tokio::spawn(worker.run());
     let stats = || sink.stats();
-    wait_until("every record written", Duration::from_secs(60), || {
-        stats().records_written >= n as u64
-    })
+    deliver_until(
+        &aws,
+        "archive-sink",
+        "archive",
+        "w1",
+        &sink,
+        "every record written",
+        || stats().records_written >= n as u64,
+    )
     .await;
-    handle.shutdown().await;
-    task.await.unwrap().unwrap();
 
     // Every shard checkpointed after what it wrote: a new worker delivers only what came
     // since.
@@ -143,21 +137,16 @@ async fn every_record_lands_once_in_few_objects_and_shards_checkpoint_after_them
         .format(Format::JsonLines(JsonLines::with_metadata()))
         .build()
         .unwrap();
-    let worker = Worker::builder("archive-sink", "archive")
-        .kinesis_client(aws.kinesis_client().await)
-        .dynamodb_client(aws.dynamodb_client().await)
-        .worker_id("w2".to_owned())
-        .idle_time_between_reads(Duration::from_millis(100))
-        .build(again.factory())
-        .unwrap();
-    let handle = worker.handle();
-    let task = tokio::spawn(worker.run());
-    wait_until("the new records written", Duration::from_secs(60), || {
-        again.stats().records_written >= since as u64
-    })
+    deliver_until(
+        &aws,
+        "archive-sink",
+        "archive",
+        "w2",
+        &again,
+        "the new records written",
+        || again.stats().records_written >= since as u64,
+    )
     .await;
-    handle.shutdown().await;
-    task.await.unwrap().unwrap();
     let again_lines: Vec<Value> = objects(&again_dir).into_iter().flat_map(|o| o.1).collect();
     assert_eq!(again_lines.len(), since, "{again_lines:?}");
     for line in &again_lines {
@@ -223,23 +212,19 @@ async fn refused_records_go_to_the_error_prefix_and_keys_make_prefixes() {
         .format(Format::JsonLines(JsonLines::with_metadata()))
         .build()
         .unwrap();
-    let worker = Worker::builder("partitioned-sink", "partitioned")
-        .kinesis_client(aws.kinesis_client().await)
-        .dynamodb_client(aws.dynamodb_client().await)
-        .worker_id("w1".to_owned())
-        .idle_time_between_reads(Duration::from_millis(100))
-        .deliver_empty_batches(true)
-        .build(sink.factory())
-        .unwrap();
-    let handle = worker.handle();
-    let task = tokio::spawn(worker.run());
-    wait_until("every record written", Duration::from_secs(60), || {
-        let s = sink.stats();
-        s.records_written + s.error_records_written >= n as u64
-    })
+    deliver_until(
+        &aws,
+        "partitioned-sink",
+        "partitioned",
+        "w1",
+        &sink,
+        "every record written",
+        || {
+            let s = sink.stats();
+            s.records_written + s.error_records_written >= n as u64
+        },
+    )
     .await;
-    handle.shutdown().await;
-    task.await.unwrap().unwrap();
 
     let mut written = 0;
     let mut errors = 0;
@@ -355,23 +340,19 @@ async fn json_records_become_parquet_and_the_rest_go_to_the_error_prefix() {
         .format(Format::Parquet(Parquet::new(schema)))
         .build()
         .unwrap();
-    let worker = Worker::builder("columns-sink", "columns")
-        .kinesis_client(aws.kinesis_client().await)
-        .dynamodb_client(aws.dynamodb_client().await)
-        .worker_id("w1".to_owned())
-        .idle_time_between_reads(Duration::from_millis(100))
-        .deliver_empty_batches(true)
-        .build(sink.factory())
-        .unwrap();
-    let handle = worker.handle();
-    let task = tokio::spawn(worker.run());
-    wait_until("every record written", Duration::from_secs(60), || {
-        let s = sink.stats();
-        s.records_written + s.error_records_written >= n as u64
-    })
+    deliver_until(
+        &aws,
+        "columns-sink",
+        "columns",
+        "w1",
+        &sink,
+        "every record written",
+        || {
+            let s = sink.stats();
+            s.records_written + s.error_records_written >= n as u64
+        },
+    )
     .await;
-    handle.shutdown().await;
-    task.await.unwrap().unwrap();
 
     let mut rows = parquet_rows(&dir);
     rows.sort();
@@ -391,4 +372,30 @@ async fn json_records_become_parquet_and_the_rest_go_to_the_error_prefix() {
         assert!((0..n).any(|i| i % 10 == 9 && payload(i) == data), "{line}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs worker `worker` of application `app` on `stream` with `sink`'s processors until
+/// `done` (within 60 s; `what` names it), then shuts it down gracefully.
+async fn deliver_until(
+    aws: &LocalAws,
+    app: &str,
+    stream: &str,
+    worker: &str,
+    sink: &Sink,
+    what: &str,
+    done: impl FnMut() -> bool,
+) {
+    let worker = Worker::builder(app, stream)
+        .kinesis_client(aws.kinesis_client().await)
+        .dynamodb_client(aws.dynamodb_client().await)
+        .worker_id(worker.to_owned())
+        .idle_time_between_reads(Duration::from_millis(100))
+        .deliver_empty_batches(true)
+        .build(sink.factory())
+        .unwrap();
+    let handle = worker.handle();
+    let task = tokio::spawn(worker.run());
+    wait_until(what, Duration::from_secs(60), done).await;
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
 }

@@ -1,4 +1,5 @@
-//! CPU time of this process's own threads, from /proc, leaving out the embedded emulators'.
+//! What this process uses, from /proc: CPU time of its own threads (leaving out the embedded
+//! emulators'), and its peak resident set.
 
 /// CPU seconds (user + system) of this process's threads, except those of the in-process
 /// emulators (named `kinesis-testkit…`).
@@ -28,4 +29,14 @@ pub fn worker_cpu_seconds() -> f64 {
         total += (ticks(11) + ticks(12)) / 100.0;
     }
     total
+}
+
+/// Peak resident set size in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
