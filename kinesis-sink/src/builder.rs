@@ -3,8 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::FixedOffset;
-
 use crate::compression::Compression;
 use crate::config::Config;
 use crate::destination::Destination;
@@ -12,6 +10,7 @@ use crate::error::SinkError;
 use crate::format::Format;
 use crate::prefix::PrefixTemplate;
 use crate::sink::Sink;
+use crate::time_zone::TimeZone;
 use crate::transform::{Partitioner, Transform};
 
 /// Settings of a [`Sink`]; start with [`Sink::builder`].
@@ -98,9 +97,10 @@ impl SinkBuilder {
         self
     }
 
-    /// The time zone of timestamps in prefixes and names. Default UTC.
-    pub fn time_zone(mut self, offset: FixedOffset) -> Self {
-        self.cfg.time_zone = offset;
+    /// The time zone of timestamps in prefixes and names: a `chrono::FixedOffset` or a
+    /// named zone ([`TimeZone::named`]`("Europe/Berlin")?`). Default UTC.
+    pub fn time_zone(mut self, zone: impl Into<TimeZone>) -> Self {
+        self.cfg.time_zone = zone.into();
         self
     }
 

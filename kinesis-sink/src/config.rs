@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use chrono::FixedOffset;
-
 use crate::compression::Compression;
 use crate::error::SinkError;
 use crate::format::Format;
 use crate::prefix::PrefixTemplate;
+use crate::time_zone::TimeZone;
 
 const MIB: usize = 1024 * 1024;
 
@@ -24,7 +23,7 @@ pub(crate) struct Config {
     pub error_prefix: PrefixTemplate,
     pub format: Format,
     pub compression: Compression,
-    pub time_zone: FixedOffset,
+    pub time_zone: TimeZone,
     pub retry_duration: Duration,
     pub attempt_timeout: Duration,
     pub multipart_threshold: usize,
@@ -46,7 +45,7 @@ impl Default for Config {
                 .expect("the default error prefix parses"),
             format: Format::default(),
             compression: Compression::None,
-            time_zone: FixedOffset::east_opt(0).expect("UTC"),
+            time_zone: TimeZone::utc(),
             retry_duration: Duration::from_secs(300),
             attempt_timeout: Duration::from_secs(60),
             multipart_threshold: 16 * MIB,

@@ -26,6 +26,7 @@ mod processor;
 mod recovery;
 mod sink;
 mod stats;
+mod time_zone;
 mod transform;
 mod writer;
 
@@ -40,4 +41,5 @@ pub use prefix::PrefixTemplate;
 pub use processor::{SinkFactory, SinkProcessor};
 pub use sink::Sink;
 pub use stats::{SinkStats, WrittenObject};
+pub use time_zone::TimeZone;
 pub use transform::{Partitioner, Transform};

@@ -16,7 +16,7 @@ pub(crate) fn object_key(buffer: &Buffer, cfg: &Config) -> String {
     let arrival: DateTime<Utc> = buffer
         .oldest_arrival
         .map_or_else(Utc::now, DateTime::<Utc>::from);
-    let at = arrival.with_timezone(&cfg.time_zone);
+    let at = cfg.time_zone.local(arrival);
     // The shards without the processors' numbers: the same records make the same name in
     // any process.
     let mut ranges: Vec<_> = buffer

@@ -97,8 +97,9 @@ impl SinkProcessor {
     fn add(&self, buffers: &mut Buffers, batch: u64, record: &Record, full: &mut Vec<Buffer>) {
         let cfg = &self.inner.cfg;
         let arrival = record.approximate_arrival_timestamp;
-        let at = DateTime::<Utc>::from(arrival.unwrap_or_else(SystemTime::now))
-            .with_timezone(&cfg.time_zone);
+        let at = cfg.time_zone.local(DateTime::<Utc>::from(
+            arrival.unwrap_or_else(SystemTime::now),
+        ));
         let position = Position {
             sequence: record.sequence_number.clone(),
             sub: record.sub_sequence_number,
