@@ -16,9 +16,9 @@ use kinesis_consumer::{Worker, WorkerHandle};
 use kinesis_examples::audit::AuditLog;
 use kinesis_examples::generator::{Generator, id_of};
 use kinesis_examples::observed::{Received, observed};
-use kinesis_examples::output::read_local_lines;
+use kinesis_examples::output::{demo_format, read_local_lines};
 use kinesis_producer::{Producer, UserRecord};
-use kinesis_sink::{Compression, Destination, Format, Sink};
+use kinesis_sink::{Destination, Sink};
 use kinesis_testkit::{LocalS3, Target, TargetChoice, streams};
 
 /// Which parts run in this process.
@@ -71,9 +71,13 @@ struct Args {
     /// … or when its oldest record is this many seconds old (0–900).
     #[arg(long, default_value_t = 300.0)]
     buffer_interval: f64,
-    /// Gzip the files.
+    /// Gzip the files (with `--parquet`: their column chunks).
     #[arg(long)]
     gzip: bool,
+    /// Parquet files (columns id, created_ms, payload) instead of JSON lines, as Firehose's
+    /// format conversion.
+    #[arg(long)]
+    parquet: bool,
     /// Web page port on 127.0.0.1.
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -162,16 +166,13 @@ impl Demo {
             .client(kinesis.clone())
             .build()?;
         let (destination, s3) = destination(&args)?;
+        let (format, compression) = demo_format(args.parquet, args.gzip);
         let sink = Sink::builder(destination)
             .name(args.stream.as_str())
             .buffer_size(args.buffer_size)
             .buffer_interval(Duration::from_secs_f64(args.buffer_interval.max(0.0)))
-            .format(Format::newline_delimited())
-            .compression(if args.gzip {
-                Compression::Gzip
-            } else {
-                Compression::None
-            })
+            .format(format)
+            .compression(compression)
             .build()?;
         let demo = Arc::new(Demo {
             args,

@@ -90,13 +90,14 @@ fn headless_demo_writes_every_record_to_files() {
 }
 
 #[test]
-fn an_s3_output_works_with_no_account_on_the_embedded_s3() {
+fn an_s3_output_works_with_no_account_on_the_embedded_s3_in_parquet() {
     let root = temp_dir("embedded-s3");
     let output = std::process::Command::new(demo_exe())
         .args([
             "--headless",
             "--records",
             "3000",
+            "--parquet",
             "--output-dir",
             "s3://demo/out",
         ])
@@ -112,9 +113,31 @@ fn an_s3_output_works_with_no_account_on_the_embedded_s3() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    // The embedded server keeps the bucket's objects as files.
-    let lines = read_local_lines(&root.join("demo/out")).unwrap();
+    // The embedded server keeps the bucket's objects as files: Parquet, whose rows read back
+    // as the records' JSON.
+    let out = root.join("demo/out");
+    let lines = read_local_lines(&out).unwrap();
     assert_eq!(lines.len(), 3000);
+    let ids: HashSet<_> = lines.iter().filter_map(|l| id_of(l)).collect();
+    assert_eq!(ids.len(), 3000);
+    let mut names = Vec::new();
+    let mut stack = vec![out];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() {
+                if name != "_manifests" {
+                    stack.push(entry.path());
+                }
+            } else if !name.starts_with('.') {
+                names.push(name);
+            }
+        }
+    }
+    assert!(
+        !names.is_empty() && names.iter().all(|n| n.ends_with(".parquet")),
+        "{names:?}"
+    );
     std::fs::remove_dir_all(&root).ok();
 }
 
