@@ -8,8 +8,10 @@
 //!
 //! `cargo run --example chaos -- [--seconds 40] [--workers 3] [--rate 1000] [--seed N]`
 //!
-//! The emulators run in this process (their fault rules are set directly); the workers are
-//! `demo_app --role consumer` processes talking to them over loopback. Prints one JSON
+//! The emulators and an embedded S3 run in this process (their fault rules are set directly);
+//! the workers are `demo_app --role consumer` processes talking to them over loopback, their
+//! sinks writing to one S3 prefix, where every acknowledged record must be in exactly one
+//! object line. Prints one JSON
 //! report; exit code 0 only if every check passed.
 
 use std::collections::{HashMap, HashSet};
@@ -22,12 +24,14 @@ use clap::Parser;
 use kinesis_examples::audit::verify::{Expected, verify};
 use kinesis_examples::audit::{EventKind, now_micros, read_events};
 use kinesis_producer::{Producer, UserRecord};
-use kinesis_testkit::{FaultRule, LocalAws, streams};
+use kinesis_testkit::{FaultRule, LocalAws, LocalS3, streams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const STREAM: &str = "chaos";
 const APP: &str = "chaos-app";
+/// The embedded S3 bucket every worker's sink writes to.
+const BUCKET: &str = "chaos";
 
 #[derive(Parser)]
 struct Args {
@@ -52,7 +56,7 @@ struct Args {
     /// Random seed (default: random, printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Working folder for audit logs, files and worker logs.
+    /// Working folder for audit logs, the embedded S3 (`s3/`) and worker logs.
     #[arg(long, default_value = "target/chaos")]
     dir: PathBuf,
 }
@@ -85,15 +89,14 @@ impl Workers {
                 APP,
             ])
             .args(["--buffer-size", "1048576", "--buffer-interval", "0.5"])
-            // One output for every worker, as one S3 prefix would be: a shard's next owner
-            // reads the manifests of the objects its last owner wrote.
-            .arg("--output-dir")
-            .arg(self.dir.join("files"))
+            // One output for every worker, one prefix of the embedded S3 this process serves:
+            // a shard's next owner reads the manifests of the objects its last owner wrote.
+            .args(["--output-dir", &format!("s3://{BUCKET}/files")])
             .arg("--audit-log")
             .arg(self.dir.join(format!("audit/worker-{n}.jsonl")))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("AWS_ACCESS_KEY_ID", format!("chaosworker{n}"))
-            .env("AWS_SECRET_ACCESS_KEY", "local")
+            .env("AWS_SECRET_ACCESS_KEY", LocalS3::SECRET_KEY)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;
@@ -209,12 +212,14 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     eprintln!("chaos: seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let _ = std::fs::remove_dir_all(&args.dir);
-    for sub in ["audit", "files", "logs"] {
+    for sub in ["audit", "logs"] {
         std::fs::create_dir_all(args.dir.join(sub))?;
     }
     let audit_dir = args.dir.join("audit");
 
     let aws = LocalAws::builder().worker_threads(2).start().await?;
+    let s3 = LocalS3::start(args.dir.join("s3"))?;
+    s3.create_bucket(BUCKET)?;
     aws.create_stream(STREAM, args.shards).await?;
     let kinesis = aws.kinesis_client().await;
     let exe = std::env::current_exe()?.with_file_name("demo_app");
@@ -224,6 +229,7 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
         env: vec![
             ("AWS_ENDPOINT_URL_KINESIS".into(), aws.kinesis_endpoint()),
             ("AWS_ENDPOINT_URL_DYNAMODB".into(), aws.dynamodb_endpoint()),
+            ("AWS_ENDPOINT_URL_S3".into(), s3.endpoint()),
             ("RUST_LOG".into(), "info".into()),
         ],
         running: Vec::new(),
@@ -394,7 +400,11 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
         killed: workers.killed.clone(),
         shard_rank,
     };
-    let files = check_files(&args.dir.join("files"), &expected.acknowledged)?;
+    // The embedded S3 keeps the bucket's objects as files.
+    let files = check_files(
+        &s3.root().join(BUCKET).join("files"),
+        &expected.acknowledged,
+    )?;
     let events = read_events(&audit_dir)?;
     let report = verify(&events, &expected);
     let mut summary = report.to_json();

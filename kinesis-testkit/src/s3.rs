@@ -1,6 +1,8 @@
 //! An embedded S3-compatible server: `s3s-fs` (a bucket is a folder, an object a file) served
 //! over HTTP on 127.0.0.1 by its own thread, so `s3://` outputs work with no account and no
-//! other process. Clients sign with [`LocalS3::ACCESS_KEY`] / [`LocalS3::SECRET_KEY`].
+//! other process. Clients sign with [`LocalS3::SECRET_KEY`] and any access key id (like the
+//! embedded Kinesis and DynamoDB, which tell clients apart by their key ids);
+//! [`LocalS3::object_store`] uses [`LocalS3::ACCESS_KEY`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,9 +22,10 @@ pub struct LocalS3 {
 }
 
 impl LocalS3 {
-    /// The access key the server accepts.
+    /// The access key id of the server's own clients ([`LocalS3::object_store`]); any other
+    /// is accepted too.
     pub const ACCESS_KEY: &'static str = "local";
-    /// The secret key the server accepts.
+    /// The secret key every request must be signed with.
     pub const SECRET_KEY: &'static str = "local-secret";
 
     /// Serves the buckets under `root` (made if missing) on a free port of 127.0.0.1.
@@ -34,10 +37,7 @@ impl LocalS3 {
             .map_err(|e| failed(format!("S3 over {}: {e:?}", root.display())))?;
         let service = {
             let mut builder = s3s::service::S3ServiceBuilder::new(fs);
-            builder.set_auth(s3s::auth::SimpleAuth::from_single(
-                LocalS3::ACCESS_KEY,
-                LocalS3::SECRET_KEY,
-            ));
+            builder.set_auth(AnyAccessKey);
             builder.build()
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -128,6 +128,18 @@ impl Drop for LocalS3 {
     }
 }
 
+/// Accepts any access key id with [`LocalS3::SECRET_KEY`]: processes that sign with a key
+/// id of their own (for the other emulators' per-client fault rules) reach the server too,
+/// while a wrong secret is still refused.
+struct AnyAccessKey;
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for AnyAccessKey {
+    async fn get_secret_key(&self, _access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        Ok(s3s::auth::SecretKey::from(LocalS3::SECRET_KEY))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,17 +159,25 @@ mod tests {
             std::fs::read(root.join("demo/out/2026/12/05/a.jsonl")).unwrap(),
             b"x\n"
         );
-        // A client with other keys is refused.
-        let stranger = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name("demo")
-            .with_endpoint(s3.endpoint())
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_access_key_id("someone")
-            .with_secret_access_key("else")
-            .build()
-            .unwrap();
-        assert!(stranger.get(&path).await.is_err());
+        // Any key id with the secret is served; a wrong secret is refused.
+        let client = |key: &str, secret: &str| {
+            object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name("demo")
+                .with_endpoint(s3.endpoint())
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_access_key_id(key)
+                .with_secret_access_key(secret)
+                .build()
+                .unwrap()
+        };
+        assert!(
+            client("worker-7", LocalS3::SECRET_KEY)
+                .get(&path)
+                .await
+                .is_ok()
+        );
+        assert!(client("someone", "else").get(&path).await.is_err());
         drop(s3);
         let _ = std::fs::remove_dir_all(&root);
     }
