@@ -33,20 +33,20 @@ pub fn worker_cpu_seconds() -> f64 {
 
 /// Peak resident set size in MiB.
 pub fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    status_mib("VmHWM:")
 }
 
 /// Resident set size now, in MiB.
 pub fn rss_mib() -> f64 {
+    status_mib("VmRSS:")
+}
+
+/// A kB figure of /proc/self/status, in MiB (0 where there is none).
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
