@@ -1,10 +1,11 @@
 //! Real-AWS mode: the producer and the consumer end to end against Amazon Kinesis and
 //! DynamoDB, with credentials and region from the SDK's default chain. It costs money (a
-//! two-shard stream and an on-demand table for a few minutes), so it runs only when
-//! `KINESIS_RS_REAL_AWS=1` is set and credentials resolve; otherwise each test prints why it
-//! did not run and passes. Everything it creates is named `kinesis-rs-test-…` and deleted at the end.
+//! two-shard stream and an on-demand table for a few minutes), so the tests are `#[ignore]`d: a
+//! plain `cargo test` lists them as ignored. Asked for with `--ignored`, they need
+//! `KINESIS_RS_REAL_AWS=1` and credentials that resolve, and fail saying which is missing.
+//! Everything they create is named `kinesis-rs-test-…` and deleted at the end.
 //!
-//! `KINESIS_RS_REAL_AWS=1 AWS_PROFILE=… AWS_REGION=… cargo test -p kinesis-examples --test real_aws`
+//! `KINESIS_RS_REAL_AWS=1 AWS_PROFILE=… AWS_REGION=… cargo test -p kinesis-examples --test real_aws -- --ignored`
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -18,22 +19,22 @@ use kinesis_consumer::{
 use kinesis_producer::{ProduceError, Producer, UserRecord};
 use kinesis_testkit::streams;
 
-/// Client options for real AWS, or `None` (with the reason printed) when not opted in.
-async fn real_aws() -> Option<ClientOptions> {
-    if std::env::var("KINESIS_RS_REAL_AWS").as_deref() != Ok("1") {
-        eprintln!("not run: set KINESIS_RS_REAL_AWS=1 (and AWS credentials) to test against AWS");
-        return None;
-    }
+/// Client options for real AWS; panics with what is missing when the run is not opted in.
+async fn real_aws() -> ClientOptions {
+    assert_eq!(
+        std::env::var("KINESIS_RS_REAL_AWS").as_deref(),
+        Ok("1"),
+        "set KINESIS_RS_REAL_AWS=1 (and AWS credentials) to run the real-AWS tests"
+    );
     let options = ClientOptions::new();
     let config = options.sdk_config().await;
-    let provider = config.credentials_provider()?;
-    match provider.provide_credentials().await {
-        Ok(_) => Some(options),
-        Err(e) => {
-            eprintln!("not run: KINESIS_RS_REAL_AWS=1 but no AWS credentials resolve ({e})");
-            None
-        }
+    let provider = config
+        .credentials_provider()
+        .expect("KINESIS_RS_REAL_AWS=1 but the SDK has no credentials provider");
+    if let Err(e) = provider.provide_credentials().await {
+        panic!("KINESIS_RS_REAL_AWS=1 but no AWS credentials resolve ({e})");
     }
+    options
 }
 
 struct Collect(Arc<Mutex<HashSet<Vec<u8>>>>);
@@ -53,11 +54,10 @@ impl RecordProcessor for Collect {
     }
 }
 
+#[ignore = "costs money on real AWS: KINESIS_RS_REAL_AWS=1 cargo test -p kinesis-examples --test real_aws -- --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_and_consume_on_real_aws() {
-    let Some(options) = real_aws().await else {
-        return;
-    };
+    let options = real_aws().await;
     let kinesis = options.kinesis().await;
     let dynamodb = options.dynamodb().await;
     let name = format!("kinesis-rs-test-{:08x}", rand::random::<u32>());
@@ -104,11 +104,10 @@ async fn produce_and_consume_on_real_aws() {
     result.unwrap();
 }
 
+#[ignore = "costs money on real AWS: KINESIS_RS_REAL_AWS=1 cargo test -p kinesis-examples --test real_aws -- --ignored"]
 #[tokio::test]
 async fn a_missing_stream_is_a_typed_error_on_real_aws() {
-    let Some(options) = real_aws().await else {
-        return;
-    };
+    let options = real_aws().await;
     let producer = Producer::builder("kinesis-rs-test-no-such-stream")
         .client(options.without_sdk_retries().kinesis().await)
         .build()
