@@ -5,7 +5,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use kinesis_common::aggregation::{MAGIC, deaggregate};
+use kinesis_agg::aggregation::{MAGIC, deaggregate};
 use libfuzzer_sys::fuzz_target;
 use md5::{Digest, Md5};
 

@@ -1,7 +1,7 @@
 """Writes golden aggregation vectors made by the official aws-kinesis-agg library.
 
 Run through ./regenerate.sh, which installs the library into a virtualenv first. The output,
-kinesis-common/tests/fixtures/agg_vectors.json, is checked in; the Rust tests decode each
+kinesis-agg/tests/fixtures/agg_vectors.json, is checked in; the Rust tests decode each
 aggregate with our deaggregator and re-encode the inputs with our aggregator byte for byte.
 """
 

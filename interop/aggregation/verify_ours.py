@@ -1,6 +1,6 @@
 """Checks aggregates written by our Rust aggregator with the official Python library.
 
-Input: the JSON written by `cargo run -p kinesis-common --example write_aggregates`, with the
+Input: the JSON written by `cargo run -p kinesis-agg --example write_aggregates`, with the
 same cases as the golden vectors. Each of our aggregates must deaggregate, with
 aws_kinesis_agg's own deaggregator, into exactly the user records that went in, and be
 byte-identical to the aggregate the library itself builds from the same records.

@@ -3,9 +3,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kinesis_common::UserRecord;
-use kinesis_common::aggregation::Aggregator;
-use kinesis_common::record::DEFAULT_MAX_RECORD_BYTES;
+use kinesis_agg::UserRecord;
+use kinesis_agg::aggregation::Aggregator;
+use kinesis_agg::record::DEFAULT_MAX_RECORD_BYTES;
 use serde_json::{Value, json};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -2,7 +2,7 @@
 //!
 //! Kinesis hashes a partition key with MD5 and reads the 16-byte digest as a big-endian
 //! unsigned integer; an explicit hash key, given as a decimal string, replaces that value.
-//! Every shard owns a contiguous range of these integers (see [`crate::shard_map`]).
+//! Every shard owns a contiguous range of these integers (`kinesis_common::shard_map` maps ranges to shards).
 
 use std::fmt;
 use std::str::FromStr;

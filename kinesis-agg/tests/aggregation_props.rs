@@ -1,9 +1,9 @@
 //! Property tests of the aggregation codec: round trips, and no aggregate over its limit.
 
 use bytes::Bytes;
-use kinesis_common::aggregation::{Aggregator, deaggregate};
-use kinesis_common::record::DEFAULT_MAX_RECORD_BYTES;
-use kinesis_common::{KinesisRecord, UserRecord};
+use kinesis_agg::aggregation::{Aggregator, deaggregate};
+use kinesis_agg::record::DEFAULT_MAX_RECORD_BYTES;
+use kinesis_agg::{KinesisRecord, UserRecord};
 use proptest::prelude::*;
 
 fn user_record() -> impl Strategy<Value = UserRecord> {
@@ -93,7 +93,7 @@ proptest! {
     ) {
         let mut bytes = data.clone();
         if with_magic {
-            bytes.splice(0..0, kinesis_common::aggregation::MAGIC);
+            bytes.splice(0..0, kinesis_agg::aggregation::MAGIC);
         }
         let d = deaggregate("pk", None, Bytes::from(bytes.clone()));
         // Either a valid aggregate, or the very same bytes passed through once.

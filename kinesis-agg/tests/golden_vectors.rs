@@ -5,9 +5,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use kinesis_common::aggregation::{Aggregator, decode_aggregate};
-use kinesis_common::record::DEFAULT_MAX_RECORD_BYTES;
-use kinesis_common::{HashKey, UserRecord};
+use kinesis_agg::aggregation::{Aggregator, decode_aggregate};
+use kinesis_agg::record::DEFAULT_MAX_RECORD_BYTES;
+use kinesis_agg::{HashKey, UserRecord};
 use serde_json::Value;
 
 struct Vector {

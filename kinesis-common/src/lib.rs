@@ -1,28 +1,13 @@
-//! Shared building blocks of the Kinesis producer and consumer.
-//!
-//! ```text
-//!   user record ──validate──▶ record ──hash_key──▶ shard_map ──▶ aggregation ──▶ PutRecords
-//!                                                                     │
-//!   GetRecords ──▶ aggregation::deaggregate ──▶ user records ◀────────┘ (same bytes, KPL format)
-//! ```
-//!
-//! * [`aggregation`]: the KPL aggregated-record format, an aggregator that tracks the exact
-//!   encoded size, and a deaggregator with KCL's semantics. Pure: no I/O, no tokio.
-//! * [`hash_key`] and [`shard_map`]: partition key → 128-bit hash key → shard.
-//! * [`record`]: user and Kinesis record types and input validation.
-//! * [`error`]: one classification of SDK errors into throttling, transient and fatal.
-//! * [`backoff`]: exponential backoff with full jitter, a cap and a deadline on tokio's clock.
-//! * [`client`]: SDK client construction for AWS, a local emulator or any endpoint.
+#![doc = include_str!("../README.md")]
 
-pub mod aggregation;
 pub mod backoff;
 pub mod client;
 pub mod error;
-pub mod hash_key;
 pub mod logging;
-pub mod record;
 pub mod shard_map;
 pub mod stream;
+
+pub use kinesis_agg::{aggregation, hash_key, record};
 
 pub use aggregation::{Aggregator, DeaggregatedRecord, Deaggregation, deaggregate};
 pub use backoff::Backoff;
