@@ -6,3 +6,8 @@ pub mod audit;
 pub mod generator;
 pub mod observed;
 pub mod output;
+
+/// The workspace README's Rust snippets, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -104,6 +104,30 @@ fn cmp_position(a: &(impl AsRef<str>, u64), b: &(impl AsRef<str>, u64)) -> std::
 }
 
 /// Records progress for one shard. Handed to the processor with every batch.
+///
+/// Every write is conditional on this worker still holding the lease
+/// ([`CheckpointError::LeaseLost`] otherwise), and a position before the current checkpoint or
+/// after the last record delivered is refused.
+///
+/// # Examples
+///
+/// ```
+/// use kinesis_consumer::{Checkpointer, ProcessRecordsInput, ProcessorError};
+///
+/// async fn handle(input: ProcessRecordsInput, c: &mut Checkpointer) -> Result<(), ProcessorError> {
+///     // Every 100th record, checkpoint at it; a restart resumes just after it.
+///     for record in input.records.iter().step_by(100) {
+///         c.checkpoint_at(&record.sequence_number, record.sub_sequence_number).await?;
+///     }
+///     // Two-phase: record the intent, make the side effect durable, then commit.
+///     if let Some(last) = input.records.last() {
+///         let prepared = c.prepare_checkpoint(&last.sequence_number, last.sub_sequence_number).await?;
+///         // … flush what was written for these records …
+///         prepared.commit().await?;
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Checkpointer {
     ctx: Arc<ShardContext>,

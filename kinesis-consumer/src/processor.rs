@@ -34,6 +34,39 @@ pub struct InitializeInput {
 ///
 /// A `process_records` that returns an error or panics does not lose records: the same batch
 /// is delivered again after a backoff (after a panic, to a new processor from the factory).
+///
+/// # Examples
+///
+/// A processor that writes each batch somewhere durable, checkpoints after it, and says
+/// goodbye when the lease moves:
+///
+/// ```
+/// use kinesis_consumer::{Checkpointer, InitializeInput, ProcessRecordsInput, ProcessorError,
+///     RecordProcessor};
+///
+/// struct Archive { shard: String, lines: Vec<String> }
+///
+/// impl RecordProcessor for Archive {
+///     async fn initialize(&mut self, input: InitializeInput) {
+///         self.shard = input.shard_id; // resumes after input.checkpoint
+///     }
+///
+///     async fn process_records(&mut self, input: ProcessRecordsInput, c: &mut Checkpointer)
+///         -> Result<(), ProcessorError> {
+///         for record in &input.records {
+///             let text = std::str::from_utf8(&record.data)?; // an error: the batch comes again
+///             self.lines.push(format!("{} {text}", record.partition_key));
+///         }
+///         c.checkpoint().await?; // after the side effect, so a crash replays, never skips
+///         Ok(())
+///     }
+///
+///     async fn lease_lost(&mut self) {
+///         self.lines.clear(); // another worker has the shard now; it cannot checkpoint
+///     }
+/// }
+/// # let _ = Archive { shard: String::new(), lines: Vec::new() };
+/// ```
 pub trait RecordProcessor: Send + 'static {
     /// Called once before the first batch.
     fn initialize(&mut self, input: InitializeInput) -> impl Future<Output = ()> + Send {

@@ -132,6 +132,42 @@ impl<F: ProcessorFactory> std::fmt::Debug for Worker<F> {
 
 impl Worker<()> {
     /// Options for a worker of `application_name` reading `stream` (a name or an ARN).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kinesis_consumer::{Checkpointer, InitialPosition, ProcessRecordsInput, ProcessorError,
+    ///     RecordProcessor, Worker};
+    ///
+    /// struct Print;
+    /// impl RecordProcessor for Print {
+    ///     async fn process_records(&mut self, input: ProcessRecordsInput, c: &mut Checkpointer)
+    ///         -> Result<(), ProcessorError> {
+    ///         println!("{}: {} records", input.shard_id, input.records.len());
+    ///         c.checkpoint().await?;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let aws = kinesis_testkit::LocalAws::start().await?;
+    /// # aws.create_stream("clicks", 2).await?;
+    /// # let (kinesis, dynamodb) = (aws.kinesis_client().await, aws.dynamodb_client().await);
+    /// let worker = Worker::builder("clicks-app", "clicks") // lease table "clicks-app"
+    ///     .kinesis_client(kinesis)
+    ///     .dynamodb_client(dynamodb)
+    ///     .initial_position(InitialPosition::Latest)
+    ///     .failover_time(Duration::from_secs(10))
+    ///     .build(|_shard: &str| Print)?;
+    /// let handle = worker.handle();
+    /// let running = tokio::spawn(worker.run());
+    /// // … later, on SIGTERM: processors are told, leases are released to the fleet.
+    /// handle.shutdown().await;
+    /// running.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(
         application_name: impl Into<String>,
         stream: impl Into<StreamRef>,

@@ -77,6 +77,30 @@ impl Producer {
     /// # Cancellation
     /// Dropping this future before it completes drops the record unsent; nothing else is lost.
     /// Once it has returned a [`PutFuture`], dropping that does not cancel the put.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kinesis_producer::{ProduceError, Producer, UserRecord};
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let aws = kinesis_testkit::LocalAws::start().await?;
+    /// # aws.create_stream("clicks", 1).await?;
+    /// # let client = aws.kinesis_client().await;
+    /// let producer = Producer::builder("clicks").client(client).build()?;
+    /// // `send` returns once the record is queued; the future resolves when Kinesis answers.
+    /// let put = producer.send(UserRecord::new("user-42", "clicked")).await?;
+    /// let landed = put.await?;
+    /// assert!(landed.shard_id().starts_with("shardId-"));
+    ///
+    /// // Bad input fails at once, with the record handed back.
+    /// let refused = producer.send(UserRecord::new("", "no key")).await.unwrap_err();
+    /// assert!(matches!(refused.reason(), ProduceError::InvalidRecord { .. }));
+    /// assert_eq!(refused.record().data, "no key");
+    /// producer.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn send(&self, record: UserRecord) -> Result<PutFuture, PutError> {
         let (record, hash_key, size) = self.admit(record)?;
         let charge = self.pipeline.admission.charge(hash_key, size.into()).await;

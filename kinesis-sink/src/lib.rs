@@ -1,16 +1,4 @@
-//! Firehose's delivery to S3 as a library: a Kinesis stream's records buffered by size and
-//! interval, grouped by prefix, written as compressed objects, and checkpointed only once
-//! their objects are durable.
-//!
-//! ```text
-//!  Worker ─▶ SinkProcessor (one per shard) ─▶ transform ─▶ partition ─▶ prefix ─▶ buffer
-//!                                                                   (one per prefix, all shards)
-//!  timer / size ─▶ object (compressed, multipart when large, retried) ─▶ shards checkpoint
-//! ```
-//!
-//! A quiet stream of many shards makes as many objects as one shard would: buffers are per
-//! prefix, not per shard. A record whose transformation, partitioning or formatting fails
-//! goes under the error prefix with the reason, never dropped.
+#![doc = include_str!("../README.md")]
 
 mod buffer;
 mod builder;

@@ -448,12 +448,24 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, TestkitError> {
 
 /// Running Kinesis and DynamoDB emulators on 127.0.0.1. Stops them when dropped.
 ///
-/// ```no_run
-/// # async fn example() -> Result<(), kinesis_testkit::TestkitError> {
-/// let aws = kinesis_testkit::LocalAws::start().await?;
+/// # Examples
+///
+/// ```
+/// use kinesis_testkit::{FaultRule, LocalAws};
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), kinesis_testkit::TestkitError> {
+/// let aws = LocalAws::start().await?;
 /// aws.create_stream("orders", 4).await?;
+/// // The first PutRecords call is throttled, as AWS would when a shard is over its limit.
+/// aws.kinesis_faults().add(FaultRule::throttle().on("PutRecords").times(1));
 /// let kinesis = aws.kinesis_client().await;
-/// # let _ = kinesis; Ok(()) }
+/// let shards = kinesis.list_shards().stream_name("orders").send().await.unwrap();
+/// assert_eq!(shards.shards().len(), 4);
+/// let dynamodb = aws.dynamodb_client().await; // DynamoDB Local-compatible, for leases
+/// # let _ = dynamodb;
+/// aws.shutdown().await;
+/// # Ok(())
+/// # }
 /// ```
 #[derive(Debug)]
 pub struct LocalAws {
