@@ -4,9 +4,10 @@
 //! merges shards, and injects faults into Kinesis and DynamoDB; a producer writes keyed,
 //! numbered records all along. At the end the workers' audit logs must show that every
 //! acknowledged record was processed, each key in stream order, no shard by two workers at
-//! once, and duplicates only after a crash or a lost lease (see `kinesis_examples::audit`).
+//! once, and duplicates only after a crash or a lost lease (see `kinesis_proofs::verify`).
 //!
-//! `cargo run --example chaos -- [--seconds 40] [--workers 3] [--rate 1000] [--seed N]`
+//! `cargo build --workspace --all-targets && target/debug/chaos [--seconds 40] [--workers 3]
+//! [--rate 1000] [--seed N]` (the workers are the `demo_app` example of the same build)
 //!
 //! The emulators and an embedded S3 run in this process (their fault rules are set directly);
 //! the workers are `demo_app --role consumer` processes talking to them over loopback, their
@@ -21,9 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use kinesis_examples::audit::verify::{Expected, verify};
 use kinesis_examples::audit::{EventKind, now_micros, read_events};
 use kinesis_producer::{Producer, UserRecord};
+use kinesis_proofs::verify::{Expected, verify};
 use kinesis_testkit::{FaultRule, LocalAws, LocalS3, streams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -205,6 +206,23 @@ fn add_faults(aws: &LocalAws, p: f64) {
         .add(FaultRule::latency(Duration::from_millis(300)).probability(p));
 }
 
+/// The `demo_app` example of the build this driver belongs to (`target/<profile>/examples/`).
+fn demo_app() -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .map(|p| p.join("examples").join("demo_app"))
+        .ok_or("no folder for the demo_app example")?;
+    if !path.exists() {
+        return Err(format!(
+            "{} is missing: build it first with cargo build --workspace --all-targets",
+            path.display()
+        )
+        .into());
+    }
+    Ok(path)
+}
+
 #[tokio::main]
 async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -222,7 +240,7 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     s3.create_bucket(BUCKET)?;
     aws.create_stream(STREAM, args.shards).await?;
     let kinesis = aws.kinesis_client().await;
-    let exe = std::env::current_exe()?.with_file_name("demo_app");
+    let exe = demo_app()?;
     let mut workers = Workers {
         exe,
         dir: args.dir.clone(),

@@ -3,7 +3,8 @@
 //! dropped connections, partial failures). Every second it samples this process's memory and
 //! the producer's request rate; at the end it reads the stream back.
 //!
-//! `cargo run --example soak -- [--seconds 30] [--shards 2] [--fault-probability 0.1]`
+//! `cargo build --workspace --all-targets && target/debug/soak [--seconds 30] [--shards 2]
+//! [--fault-probability 0.1]` (the emulator is the `kinesis-testkit` binary of the same build)
 //!
 //! The emulator runs in a child process (the `kinesis-testkit` binary, built next to this
 //! example) so that the memory measured is the producer's alone. Passes (exit code 0) when
@@ -60,7 +61,6 @@ async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     let args = Args::parse();
     let testkit = std::env::current_exe()?
         .parent()
-        .and_then(|p| p.parent())
         .map(|p| p.join("kinesis-testkit"))
         .ok_or("no folder for the kinesis-testkit binary")?;
     let mut emulator = Command::new(&testkit)

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Event, EventKind};
+use kinesis_examples::audit::{Event, EventKind};
 
 /// What the driver knows beyond the audit: what was acknowledged, whom it killed, shards.
 #[derive(Debug, Default, Clone)]
@@ -393,7 +393,7 @@ mod tests {
     #[test]
     fn a_shutdown_line_without_the_field_counts_as_checkpointed() {
         let line = r#"{"e":"shutdown","shard":"s0","t":5,"w":7}"#;
-        let event = crate::audit::Event::parse(line).unwrap();
+        let event = kinesis_examples::audit::Event::parse(line).unwrap();
         assert_eq!(event.kind, EventKind::Shutdown { checkpointed: true });
     }
 

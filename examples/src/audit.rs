@@ -156,5 +156,3 @@ pub fn read_events(dir: &Path) -> std::io::Result<Vec<Event>> {
     events.sort_by_key(|e| e.t);
     Ok(events)
 }
-
-pub mod verify;
