@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The dependency policy in deny.toml: licences, banned crates and sources, checked offline
+# (the advisory database, which needs the network, is not fetched). Installs cargo-deny from crates.io if this
+# machine lacks the version below (a few minutes of compiling, once).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+version=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $version"; then
+  # Built as a tool, not linted as the workspace is.
+  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo install --locked --quiet "cargo-deny@$version"
+fi
+# The sources of every platform's dependencies (cargo metadata wants them all), from crates.io;
+# after this the check itself runs offline.
+cargo fetch --locked --quiet
+cargo deny --offline check --hide-inclusion-graph licenses bans sources
