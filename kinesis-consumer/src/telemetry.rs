@@ -1,38 +1,8 @@
 //! What the worker reports through the `metrics` facade, at the granularity asked for.
 //!
-//! | metric | kind | meaning |
-//! | --- | --- | --- |
-//! | `kinesis_consumer_records_processed` | counter, per shard | user records of batches the processor accepted |
-//! | `kinesis_consumer_bytes_processed` | counter, per shard | their data bytes |
-//! | `kinesis_consumer_processing_seconds` | histogram, per shard | time of each `process_records` call |
-//! | `kinesis_consumer_processor_failures` | counter, per shard | `process_records` calls that failed or panicked |
-//! | `kinesis_consumer_corrupt_aggregates` | counter, per shard | aggregated records passed through whole because they did not decode |
-//! | `kinesis_consumer_millis_behind_latest` | gauge, per shard | the last read's `MillisBehindLatest` (coarser: the largest over the worker's shards) |
-//! | `kinesis_consumer_newest_record_age_seconds` | gauge, per shard | now − arrival time of the newest record delivered (coarser: the largest) |
-//! | `kinesis_consumer_kinesis_errors` | counter, `operation` and `code` labels | GetShardIterator / GetRecords / SubscribeToShard calls that failed after the SDK's own retries, throttles included |
-//! | `kinesis_consumer_kinesis_throttles` | counter, `operation` label | the throttled ones among them |
-//! | `kinesis_consumer_leases_held` | gauge | leases this worker holds |
-//! | `kinesis_consumer_throughput_kbps` | gauge | KiB/s read over the leases this worker holds, as written on them (`throughputKBps`) for the balance |
-//! | `kinesis_consumer_leases_taken` | counter | leases taken (expired or unowned ones, and stolen ones) |
-//! | `kinesis_consumer_leases_stolen` | counter | the stolen ones among them (taken from a live worker for balance) |
-//! | `kinesis_consumer_leases_lost` | counter | leases this worker stopped holding without giving them up (taken by another worker, or expired) |
-//! | `kinesis_consumer_leases_expired` | counter | leases given up because no renewal succeeded before their deadline |
-//! | `kinesis_consumer_leases_given` | counter | leases handed to a KCL worker |
-//! | `kinesis_consumer_lease_renewals` | counter | successful renewals |
-//! | `kinesis_consumer_lease_renewal_failures` | counter | failed renewal calls (retried) |
-//! | `kinesis_consumer_lease_renewal_seconds` | histogram | latency of successful renewals |
-//! | `kinesis_consumer_lease_table_read_units`, `…_write_units` | gauge that only grows, `table` (`lease` or `coordinator`) and `operation` labels only | capacity units the worker's calls consumed, as DynamoDB bills them (fractional, which counters cannot hold) |
-//! | `kinesis_consumer_dynamodb_throttles` | counter, `table` and `operation` labels only | DynamoDB calls that failed throttled after the SDK's own retries |
-//! | `kinesis_consumer_leader` | gauge | 1 while this worker leads the fleet |
-//! | `kinesis_consumer_worker_fenced` | counter | times this worker was fenced (its heartbeat too old) |
-//! | `kinesis_consumer_workers_fenced` | counter | workers this leader fenced |
-//!
-//! Every series but the two DynamoDB ones (whose `table` label already names the worker's
-//! table) carries an `application` label. [`MetricsGranularity`] decides the rest: no
-//! more (`Worker`), a `stream` label (`Stream`, the default), or `stream` and, on the
-//! per-shard metrics, `shard` (`Shard`): a series per shard, which at thousands of shards is
-//! thousands of series, so it is asked for, not the default. A per-shard gauge keeps its
-//! last value after the lease moves away.
+//! The metrics and their labels are listed in the crate README (its *Metrics* section);
+//! [`MetricsGranularity`] decides the labels. A per-shard gauge keeps its last value after
+//! the lease moves away.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,26 +1,7 @@
 //! What the producer reports through the `metrics` facade, at the granularity asked for.
 //!
-//! | metric | kind | meaning |
-//! | --- | --- | --- |
-//! | `kinesis_producer_user_records_put` | counter | user records acknowledged |
-//! | `kinesis_producer_kinesis_records_put` | counter | Kinesis records (aggregates or plain) acknowledged |
-//! | `kinesis_producer_bytes_put` | counter | data + partition key bytes of acknowledged Kinesis records |
-//! | `kinesis_producer_throttles` | counter | throttled entries or requests |
-//! | `kinesis_producer_requests` | counter | PutRecords requests sent |
-//! | `kinesis_producer_retries` | counter | user records sent again |
-//! | `kinesis_producer_errors` | counter, `code` label | failed entries or requests by error code |
-//! | `kinesis_producer_user_records_failed` | counter | user records resolved with an error |
-//! | `kinesis_producer_outstanding_records` | gauge | user records sent but not resolved |
-//! | `kinesis_producer_oldest_record_age_seconds` | gauge | age of the oldest unresolved user record |
-//! | `kinesis_producer_gated_shards` | gauge | shards where `send` waits (queue too long for the TTL) |
-//! | `kinesis_producer_hottest_key_share` | gauge | the hottest partition key's share of its shard's bytes (the largest over shards, or per shard at `Shard` granularity) |
-//! | `kinesis_producer_buffering_seconds` | histogram | time from `send` to the successful request |
-//! | `kinesis_producer_user_records_per_kinesis_record` | histogram | aggregation ratio |
-//! | `kinesis_producer_kinesis_records_per_request` | histogram | collection ratio |
-//!
-//! Labels follow [`MetricsGranularity`]: none (`Global`), `stream` (`Stream`, the default), or
-//! `stream` and, on the first four metrics and the hottest key's share, `shard` (`Shard`): a series per shard, which at
-//! thousands of shards is thousands of series, so it is asked for, not the default.
+//! The metrics and their labels are listed in the crate README (its *Metrics and statistics*
+//! section); [`MetricsGranularity`] decides the labels.
 
 /// How finely metrics are broken down, as KPL's `metricsGranularity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
