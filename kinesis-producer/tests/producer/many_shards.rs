@@ -1,7 +1,7 @@
 //! Many shards: a 1,000-shard stream written from one producer, and the shard count doubled
 //! while producing, with nothing lost.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! stopped), gone during a graceful shutdown (which still ends in bounded time), and the
 //! capacity a worker reports against what the table was billed.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! starts from that checkpoint; a processor that never returns is cut off after the
 //! timeout; a handoff begun by KCL 3.x's leader is honoured.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Records arrive exactly once, on the shard their hash key maps to, readable by a consumer.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

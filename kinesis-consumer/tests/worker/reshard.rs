@@ -1,7 +1,7 @@
 //! Split and merge during consumption: parents finish before children start, nothing lost,
 //! per-key order kept.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! One worker: delivery, order, checkpoints, resume.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

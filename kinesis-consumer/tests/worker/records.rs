@@ -1,6 +1,6 @@
 //! What processors receive: aggregates resumed mid-way, corrupt records, failures, faults.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! One producer writing three streams, one of them throttled hard: the others keep their
 //! rate, and every record lands on its own stream exactly once.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

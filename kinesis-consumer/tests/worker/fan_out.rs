@@ -1,7 +1,7 @@
 //! Enhanced fan-out retrieval (SubscribeToShard) against the embedded ferrokinesis: the same
 //! processor contract as polling, through registered stream consumers.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

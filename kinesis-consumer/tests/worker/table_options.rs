@@ -1,7 +1,7 @@
 //! The tables a worker creates get the billing mode, point-in-time recovery, deletion
 //! protection and tags it was given; tables that exist are used as they are.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! multi-stream keys, streams come and go at run time, and processors know each record's
 //! stream.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Shard limits, injected faults and resharding during a run: nothing is lost.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::Duration;

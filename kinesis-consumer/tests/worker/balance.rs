@@ -1,7 +1,7 @@
 //! Several workers: balancing by count and by throughput, late joiners, crash failover,
 //! graceful handoff, and never two workers on one shard at a time.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! worker is played by the test: it renews its leases and reports, as KCL does.
 //! (`interop/kcl/check.sh` runs a mixed fleet with the real KCL.)
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -3,7 +3,7 @@
 //! it stops leading before its successor starts; when it comes back it rejoins as a follower
 //! without a second owner of any shard.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

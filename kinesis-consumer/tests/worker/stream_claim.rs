@@ -2,7 +2,7 @@
 //! same application name (KCL #1368), or another application given the same table, stops
 //! with a typed error and touches no lease.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

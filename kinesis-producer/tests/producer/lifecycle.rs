@@ -1,6 +1,6 @@
 //! Bad input, backpressure, TTL, flush, shutdown and drop: every record is accounted for.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! Leases of shards the stream no longer lists (aged out of retention) are never taken and
 //! are deleted after the grace period.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! takes them within the failover time + 2 s, and when the partition heals it rejoins without
 //! a second owner.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Backpressure: a sender faster than the stream waits in `send` instead of queueing records
 //! that expire unsent, and a shard that cannot keep up holds only the senders bound for it.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,7 +2,7 @@
 //! through throttles, 500s, dropped connections, timeouts and a split; without it, the same
 //! fault pattern reorders some key (so the check can fail).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! checkpoints, keeps the attributes it does not use, clears the handoff it finished, and
 //! the index still answers who owns what.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
