@@ -2,6 +2,9 @@
 # The dependency policy in deny.toml: licences, banned crates and sources, checked offline
 # (the advisory database, which needs the network, is not fetched). Installs cargo-deny from crates.io if this
 # machine lacks the version below (a few minutes of compiling, once).
+#
+# `.ci/deny.sh --install-only` installs and stops: CI runs it in the background, beside the
+# other steps, since the compile is minutes of CPU that would otherwise hold up the run.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 version=0.20.2
@@ -9,6 +12,7 @@ if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $version"; then
   # Built as a tool, not linted as the workspace is.
   env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo install --locked --quiet "cargo-deny@$version"
 fi
+[ "${1:-}" != "--install-only" ] || exit 0
 # The sources of every platform's dependencies (cargo metadata wants them all), from crates.io;
 # after this the check itself runs offline.
 cargo fetch --locked --quiet

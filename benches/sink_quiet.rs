@@ -9,13 +9,16 @@
 //! interval, the same ratio.
 //!
 //! `cargo run --release -p kinesis-benches --bin sink_quiet -- --shards 1000 [--workers 1]
-//! [--interval-seconds 10] [--intervals 12] [--rate 50]`
+//! [--interval-seconds 10] [--intervals 12] [--rate 50] [--pack-kbps 1024]`
+//!
+//! With `--pack-kbps`, the workers balance with `Balance::Pack` under that cap, so a quiet
+//! stream sits on one of them and the fleet writes about as many objects as one worker.
 
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kinesis_benches::process::{peak_rss_mib, rss_mib, worker_cpu_seconds};
-use kinesis_consumer::Worker;
+use kinesis_consumer::{Balance, Worker};
 use kinesis_producer::{Producer, UserRecord};
 use kinesis_sink::{Destination, Sink};
 use kinesis_testkit::LocalAws;
@@ -36,6 +39,10 @@ struct Args {
     /// Records per second over the whole stream (about 200 bytes each).
     #[arg(long, default_value_t = 50)]
     rate: u64,
+    /// Workers balance with `Balance::Pack`, each capped at this many KiB/s (default: the
+    /// default balance, by throughput).
+    #[arg(long)]
+    pack_kbps: Option<f64>,
 }
 
 #[tokio::main]
@@ -59,12 +66,16 @@ async fn main() {
             .buffer_interval(interval)
             .build()
             .expect("sink");
-        let worker = Worker::builder("quiet-sink", "quiet")
+        let mut builder = Worker::builder("quiet-sink", "quiet")
             .kinesis_client(aws.kinesis_client().await)
             .dynamodb_client(aws.dynamodb_client().await)
-            .worker_id(format!("w{w}"))
-            .build(sink.factory())
-            .expect("worker");
+            .worker_id(format!("w{w}"));
+        if let Some(cap) = args.pack_kbps {
+            builder = builder
+                .balance(Balance::Pack)
+                .max_throughput_per_worker(cap);
+        }
+        let worker = builder.build(sink.factory()).expect("worker");
         let handle = worker.handle();
         workers.push((handle, tokio::spawn(worker.run())));
         sinks.push(sink);
@@ -122,6 +133,8 @@ async fn main() {
         objects as f64 / periods,
         objects as f64 / periods * 12.0
     );
+    let per_worker: Vec<u64> = sinks.iter().map(|s| s.stats().objects_written).collect();
+    println!("objects per worker {per_worker:?}");
     println!("open buffers       at most {max_open} per sink");
     println!("buffered bytes     at most {max_buffered}");
     println!(
@@ -137,6 +150,7 @@ async fn main() {
         "{}",
         serde_json::json!({
             "shards": args.shards, "workers": args.workers, "interval_s": args.interval_seconds,
+            "pack_kbps": args.pack_kbps, "objects_per_worker": per_worker,
             "sent": sent, "written": records, "objects": objects, "intervals": periods,
             "objects_per_interval": objects as f64 / periods, "max_open_buffers": max_open,
             "max_buffered_bytes": max_buffered, "rss_before_mib": rss_before,

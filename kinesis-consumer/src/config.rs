@@ -49,6 +49,14 @@ pub enum Balance {
     /// at the mean, each move narrowing their gap.
     #[default]
     Throughput,
+    /// Packing, for cost: leases fill the workers in a fixed order (most leases first, then
+    /// by worker id), each up to its `max_throughput_per_worker` less `balance_threshold` of
+    /// it and up to the leases it can renew, so a quiet stream sits on one worker and the
+    /// others wait as spares. A worker above its cap sheds leases to the first that fits.
+    /// Fewer busy workers means fewer GetRecords pollers sharing nothing, and, with a sink,
+    /// fewer objects per buffer interval. Needs `max_throughput_per_worker`; leases held by
+    /// KCL's workers sharing the table are left where they are.
+    Pack,
 }
 
 /// A configuration that cannot work.
@@ -199,6 +207,12 @@ impl Config {
             return invalid(
                 "max_throughput_per_worker",
                 "must be a positive number of KiB/s",
+            );
+        }
+        if self.balance == Balance::Pack && self.max_throughput_per_worker.is_none() {
+            return invalid(
+                "balance",
+                "Balance::Pack fills workers up to max_throughput_per_worker: set it",
             );
         }
         if let RetrievalMode::FanOut { consumer_name } = &self.retrieval_mode

@@ -34,6 +34,9 @@ use super::{Checkpoint, Lease};
 use crate::fleet::state_table::Assignment;
 
 mod by_load;
+mod packing;
+#[cfg(test)]
+mod sim;
 
 /// What this worker has seen of each lease's counter, and when it last moved.
 #[derive(Debug, Default)]
@@ -130,7 +133,8 @@ pub(crate) struct PlanInput<'a> {
     pub max_steal: usize,
     /// By count only, or by count and throughput ([`by_load`]).
     pub balance: crate::Balance,
-    /// With [`crate::Balance::Throughput`]: how far above the mean a worker may be.
+    /// With [`crate::Balance::Throughput`]: how far above the mean a worker may be; with
+    /// [`crate::Balance::Pack`]: the band below its cap that a worker is filled to.
     pub threshold: f64,
     /// Moves between our workers are graceful handoffs rather than steals.
     pub graceful: bool,
@@ -237,6 +241,7 @@ pub(crate) fn plan(input: &PlanInput<'_>) -> Plan {
     };
     let plan = match input.balance {
         crate::Balance::LeaseCount => by_count(input, standing),
+        crate::Balance::Pack => packing::plan(input, standing),
         _ => by_load::plan(input, standing),
     };
     if input.graceful {

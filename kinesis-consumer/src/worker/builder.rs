@@ -132,7 +132,8 @@ impl WorkerBuilder {
     );
     setter!(
         /// What the leader balances leases by (default [`crate::Balance::Throughput`]: count
-        /// and bytes per second; [`crate::Balance::LeaseCount`] as KCL 2.x).
+        /// and bytes per second; [`crate::Balance::LeaseCount`] as KCL 2.x;
+        /// [`crate::Balance::Pack`] onto as few workers as their throughput caps allow).
         balance: crate::Balance
     );
     setter!(

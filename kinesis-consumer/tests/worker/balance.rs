@@ -80,6 +80,68 @@ async fn three_workers_balance_twelve_shards_and_a_fourth_gets_its_share() {
     assert_exclusive(&log);
 }
 
+/// The one owner of every lease of the table, once there is exactly one.
+async fn wait_for_one_owner(aws: &LocalAws, table: &str, leases: usize, bound: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let got = owners(aws, table).await;
+        if got.len() == 1 && got.values().sum::<usize>() == leases {
+            return got.into_keys().next().expect("one owner");
+        }
+        assert!(start.elapsed() < bound, "owners {got:?} after {bound:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packing_puts_a_quiet_stream_on_one_worker_and_the_next_takes_over() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("pack", 8).await.unwrap();
+    produce(&aws, "pack", 1_000, "a").await;
+    let packed = |b: kinesis_consumer::WorkerBuilder| {
+        b.balance(kinesis_consumer::Balance::Pack)
+            .max_throughput_per_worker(1024.0)
+            .taking_interval(Duration::from_millis(500))
+    };
+    let log = Log::default();
+    let mut workers = HashMap::new();
+    for w in ["w1", "w2", "w3"] {
+        let b = packed(builder(&aws, "pack-app", "pack", w).await);
+        workers.insert(w.to_owned(), spawn_worker(b, w, &log).await);
+    }
+    let first = wait_for_one_owner(&aws, "pack-app", 8, Duration::from_secs(60)).await;
+    log.wait_for(1_000, Duration::from_secs(30)).await;
+
+    // Its owner leaves: the whole stream goes to one of the two others, not to both.
+    let (handle, task) = workers.remove(&first).expect("the owner is ours");
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
+    let second = wait_for_one_owner(&aws, "pack-app", 8, Duration::from_secs(60)).await;
+    assert_ne!(second, first);
+    produce(&aws, "pack", 500, "b").await;
+    log.wait_for(1_500, Duration::from_secs(30)).await;
+
+    for (handle, task) in workers.into_values() {
+        handle.shutdown().await;
+        task.await.unwrap().unwrap();
+    }
+    assert_exclusive(&log);
+}
+
+#[test]
+fn packing_needs_a_throughput_cap() {
+    let built = kinesis_consumer::Worker::builder("app", "stream")
+        .balance(kinesis_consumer::Balance::Pack)
+        .build(());
+    assert!(matches!(
+        built.err(),
+        Some(kinesis_consumer::ConfigError::Invalid {
+            option: "balance",
+            ..
+        })
+    ));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_workers_shards_resume_elsewhere_after_the_failover_time() {
     let aws = LocalAws::start().await.unwrap();
