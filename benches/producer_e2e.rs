@@ -39,20 +39,26 @@ fn heap_bytes() -> Option<usize> {
 }
 
 /// The most memory seen while producing, sampled every 20 ms (more often costs the run measurable CPU): the heap (when counted)
-/// and the records outstanding at that moment; and the most records outstanding at all.
-#[derive(Debug, Default, Clone, Copy)]
+/// and the records outstanding at that moment; and the most records outstanding at all. Also
+/// the bytes put so far every 500 ms: (seconds since the start, bytes).
+#[derive(Debug, Default, Clone)]
 struct MemoryPeak {
     heap: usize,
     outstanding_at_heap: usize,
     outstanding: usize,
+    bytes_put: Vec<(f64, u64)>,
 }
 
-fn sample_memory(producer: Producer) -> tokio::task::JoinHandle<MemoryPeak> {
+fn sample_memory(producer: Producer, start: Instant) -> tokio::task::JoinHandle<MemoryPeak> {
     tokio::spawn(async move {
         let mut peak = MemoryPeak::default();
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
-        loop {
+        for n in 0u64.. {
             tick.tick().await;
+            if n % 25 == 0 {
+                let at = start.elapsed().as_secs_f64();
+                peak.bytes_put.push((at, producer.stats().bytes_put));
+            }
             let outstanding = producer.outstanding_records();
             peak.outstanding = peak.outstanding.max(outstanding);
             if let Some(heap) = heap_bytes()
@@ -62,9 +68,10 @@ fn sample_memory(producer: Producer) -> tokio::task::JoinHandle<MemoryPeak> {
                 peak.outstanding_at_heap = outstanding;
             }
             if PRODUCED.load(std::sync::atomic::Ordering::Relaxed) {
-                return peak;
+                break;
             }
         }
+        peak
     })
 }
 
@@ -194,9 +201,9 @@ async fn main() {
     let map_load = building.elapsed().as_secs_f64();
     let rss_before = peak_rss_mib();
     let heap_before = heap_bytes();
-    let sampler = sample_memory(producer.clone());
     let cpu_before = cpu_seconds();
     let start = Instant::now();
+    let sampler = sample_memory(producer.clone(), start);
     // Results are awaited as they come, so only the producer's outstanding bounds hold memory.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<kinesis_producer::PutFuture>();
     let waiter = tokio::spawn(async move {
@@ -253,6 +260,10 @@ async fn main() {
     // Keys do not spread evenly, so the run lasts as long as its busiest shard needs.
     let busiest_per_s = busiest as f64 / mib / seconds;
     let lost = args.records - seen.len().min(args.records);
+    // The steady state: the middle 80% of the run, without the start (the first requests,
+    // the limiter learning each shard's pace) and the end (shards whose share of the keys
+    // was smaller run dry while the busiest finishes).
+    let steady = steady_rate(&memory.bytes_put, seconds) / mib / f64::from(args.shards);
     println!(
         "shard map loaded   {:.3} s ({} shards)",
         map_load, args.shards
@@ -263,6 +274,10 @@ async fn main() {
     println!(
         "MiB/s per shard    {per_shard:.3} ({:.1}% of the 1 MiB/s limit)",
         per_shard * 100.0
+    );
+    println!(
+        "steady state       {steady:.3} MiB/s per shard ({:.1}% of the limit, 10%–90% of the run)",
+        steady * 100.0
     );
     println!(
         "busiest shard      {busiest_per_s:.3} MiB/s ({:.1}% of the limit; {:.2}x the mean shard's bytes)",
@@ -305,7 +320,7 @@ async fn main() {
             "max_outstanding_mib": args.max_outstanding_mib, "max_request_kib": args.max_request_kib,
             "shard_map_load_s": map_load, "seconds": seconds,
             "records_per_s": args.records as f64 / seconds, "mib_per_s_per_shard": per_shard,
-            "busiest_shard_mib_per_s": busiest_per_s,
+            "busiest_shard_mib_per_s": busiest_per_s, "steady_mib_per_s_per_shard": steady,
             "requests": s.requests, "throttled_requests": s.throttled_requests,
             "kinesis_records": s.kinesis_records_put, "cpu_us_per_record": cpu * 1e6 / args.records as f64,
             "peak_rss_mib": peak_rss, "rss_before_mib": rss_before, "failed": failed, "lost": lost,
@@ -315,5 +330,16 @@ async fn main() {
     );
     if failed > 0 || lost > 0 {
         std::process::exit(1);
+    }
+}
+
+/// Bytes per second put between 10% and 90% of a run of `seconds`, from samples of the bytes
+/// put so far.
+fn steady_rate(samples: &[(f64, u64)], seconds: f64) -> f64 {
+    let from = samples.iter().find(|(t, _)| *t >= 0.1 * seconds);
+    let to = samples.iter().rev().find(|(t, _)| *t <= 0.9 * seconds);
+    match (from, to) {
+        (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0),
+        _ => 0.0,
     }
 }
