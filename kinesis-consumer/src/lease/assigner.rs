@@ -406,6 +406,17 @@ fn least_loaded<'a>(
         .min_by_key(|w| load[w])
 }
 
+/// The average KiB/s of the leases their owners have measured (`throughputKBps`), which a
+/// lease not measured yet is taken to weigh; zero when none is measured.
+pub(super) fn average_kbps(leases: &[&Lease]) -> f64 {
+    let measured: Vec<f64> = leases.iter().filter_map(|l| l.throughput_kbps).collect();
+    if measured.is_empty() {
+        0.0
+    } else {
+        measured.iter().sum::<f64>() / measured.len() as f64
+    }
+}
+
 pub(super) fn assignment(lease: &Lease, steal: bool) -> Assignment {
     Assignment {
         shard_id: lease.shard_id.clone(),

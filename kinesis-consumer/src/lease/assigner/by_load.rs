@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 
-use super::{Assignment, Lease, Plan, PlanInput, Standing, assignment};
+use super::{Assignment, Lease, Plan, PlanInput, Standing, assignment, average_kbps};
 
 /// Loads of the members, as the plan goes.
 struct Loads<'a> {
@@ -51,12 +51,7 @@ pub(super) fn plan<'a>(input: &PlanInput<'a>, standing: Standing<'a>) -> Plan {
         pending_for,
         members,
     } = standing;
-    let measured: Vec<f64> = available.iter().filter_map(|l| l.throughput_kbps).collect();
-    let average = if measured.is_empty() {
-        0.0
-    } else {
-        measured.iter().sum::<f64>() / measured.len() as f64
-    };
+    let average = average_kbps(&available);
     let kbps = |l: &Lease| l.throughput_kbps.unwrap_or(average);
     let total: f64 = available.iter().map(|l| kbps(l)).sum();
     // Idle leases still weigh something (a tenth of the average lease), so that they are

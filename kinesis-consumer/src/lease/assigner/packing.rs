@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use super::{Assignment, Lease, Plan, PlanInput, Standing, assignment};
+use super::{Assignment, Lease, Plan, PlanInput, Standing, assignment, average_kbps};
 
 /// Plans a round.
 pub(super) fn plan<'a>(input: &PlanInput<'a>, standing: Standing<'a>) -> Plan {
@@ -30,12 +30,7 @@ pub(super) fn plan<'a>(input: &PlanInput<'a>, standing: Standing<'a>) -> Plan {
         pending_for,
         ..
     } = standing;
-    let measured: Vec<f64> = available.iter().filter_map(|l| l.throughput_kbps).collect();
-    let average = if measured.is_empty() {
-        0.0
-    } else {
-        measured.iter().sum::<f64>() / measured.len() as f64
-    };
+    let average = average_kbps(&available);
     let kbps = |l: &Lease| l.throughput_kbps.unwrap_or(average);
 
     let mut ranked: Vec<&super::Candidate> = input.workers.iter().collect();
