@@ -244,7 +244,9 @@ async fn a_checkpoint_refused_for_a_taken_lease_ends_the_shard_without_redeliver
     let (handle, task) =
         spawn_worker(builder(&aws, "taken-app", "taken", "w1").await, "w1", &log).await;
     produce(&aws, "taken", 10, "before").await;
-    log.wait_for(10, Duration::from_secs(20)).await;
+    // Generous: against kinesis-mock and DynamoDB Local this is the run's first test, and
+    // their JVMs answer the first calls slowly (20 s was not enough on 2026-12-06).
+    log.wait_for(10, Duration::from_secs(60)).await;
 
     // Another worker takes the lease behind w1's back, as a steal or an expiry would.
     let shard = leases(&aws, "taken-app").await.into_keys().next().unwrap();
