@@ -17,7 +17,7 @@
 //!   worker (up to its lease capacity) and the others are idle spares. Leases held by
 //!   members that are not ours (KCL's workers) are left where they are.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::{Assignment, Lease, Plan, PlanInput, Standing, assignment, average_kbps};
 
@@ -124,8 +124,11 @@ pub(super) fn plan<'a>(input: &PlanInput<'a>, standing: Standing<'a>) -> Plan {
     // Then from the last-ranked up, each lease to the first worker ranked above its owner.
     for at in (1..ranked.len()).rev() {
         let owner = ranked[at].worker_id.as_str();
+        // Leases this round already moved (shed above): a set, so a round stays linear in
+        // the leases at tens of thousands of them.
+        let moved: HashSet<&str> = out.iter().map(|(_, a)| a.shard_id.as_str()).collect();
         let mut leases = owned_by.get(owner).cloned().unwrap_or_default();
-        leases.retain(|l| !out.iter().any(|(_, a)| a.shard_id == l.shard_id));
+        leases.retain(|l| !moved.contains(l.shard_id.as_str()));
         heaviest_first(&mut leases);
         for lease in leases {
             if moves >= input.max_steal {

@@ -41,6 +41,28 @@ async fn a_quiet_stream_of_a_thousand_shards_sits_on_one_worker() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn ten_thousand_leases_over_a_hundred_workers_pack_in_one_round() {
+    // A fleet-sized table: the round is linear in the leases (each one is looked at a bounded
+    // number of times), so it takes milliseconds, not the minutes a quadratic one would.
+    let workers: Vec<String> = (0..100).map(|i| format!("w{i:03}")).collect();
+    let ids: Vec<&str> = workers.iter().map(String::as_str).collect();
+    let mut sim = packed(&[0.2; 10_000], &ids, 4096.0);
+    for (i, lease) in sim.leases.iter_mut().enumerate() {
+        lease.owner = Some(ids[i % ids.len()].into());
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(
+        sim.round(),
+        9_900,
+        "every lease but the first worker's moved"
+    );
+    let took = started.elapsed();
+    println!("packing: a round over 10,000 leases and 100 workers took {took:?}");
+    assert_eq!(busy_workers(&sim), 1);
+    assert_eq!(sim.round(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_cold_start_places_every_free_lease_on_the_first_worker() {
     let mut sim = packed(&[0.2; 64], &["b", "a"], 1024.0);
     sim.settle();
