@@ -161,6 +161,14 @@ impl RecordProcessor for Recorder {
     }
 }
 
+/// How much later than the failover time a crashed or cut-off worker's leases may move in a
+/// test. The takeover is a chain of DynamoDB calls (the leader lock, a scan, the assignment,
+/// the conditional take), each on a poll: an idle machine measures failover + 0.5–0.8 s on
+/// either emulator pair, but CI's 2 cores, running the JVM's DynamoDB Local with builds in the
+/// background, once took failover + 3.9 s. Liveness is what this bounds; the figure itself is
+/// measured by `consumer_e2e` and `lease_coordination`.
+pub const TAKEOVER_SLACK: Duration = Duration::from_secs(6);
+
 /// A worker builder for a test, with fast timings.
 pub async fn builder(aws: &LocalAws, app: &str, stream: &str, worker: &str) -> WorkerBuilder {
     Worker::builder(app, stream)

@@ -1,7 +1,7 @@
 //! A worker cut off from DynamoDB (connections open, nothing answers) while Kinesis still
 //! works: it must stop delivering before another worker can take its leases, the other worker
-//! takes them within the failover time + 2 s, and when the partition heals it rejoins without
-//! a second owner.
+//! takes them within the failover time + `TAKEOVER_SLACK`, and when the partition heals it
+//! rejoins without a second owner.
 
 use crate::support;
 
@@ -122,7 +122,7 @@ async fn a_worker_cut_off_from_dynamodb_stops_before_its_leases_move_and_rejoins
     let took = moved_at - cut_at;
     println!("partition: b owned a's shards {took:?} after the cut (failover {FAILOVER:?})");
     assert!(
-        took <= FAILOVER + Duration::from_secs(2),
+        took <= FAILOVER + support::TAKEOVER_SLACK,
         "b took over after {took:?}"
     );
 
