@@ -4,13 +4,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-if ! command -v chromium > /dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
-  fi
-fi
+source "$here/install.sh"
 (cd "$here" && npm ci --no-audit --no-fund --silent)
 demo="$root/target/debug/examples/demo_app"
 source "$root/interop/workspace.sh"
