@@ -134,17 +134,30 @@ pub(crate) async fn ensure_table(
                 .build()
                 .map_err(|e| ServiceError::construction("CreateTable", e))?,
         );
-    let created = match options.apply(request)?.send().await {
-        Ok(_) => true,
-        Err(e) => {
-            let e = ServiceError::from_sdk("CreateTable", e);
-            if !e.has_code("ResourceInUseException") {
-                return Err(e);
+    // A passing fault (a timeout from a DynamoDB still starting, a 5xx, throttling) is
+    // retried for as long as the table may take to become ACTIVE, not fatal to the worker.
+    // A retry after a timed-out call that did create the table finds it in use.
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(200);
+    let created = loop {
+        match options.apply(request.clone())?.send().await {
+            Ok(_) => break true,
+            Err(e) => {
+                let e = ServiceError::from_sdk("CreateTable", e);
+                if e.has_code("ResourceInUseException") {
+                    break false;
+                }
+                if e.kind() == kinesis_common::ErrorKind::Fatal
+                    || start.elapsed() > TABLE_ACTIVE_TIMEOUT
+                {
+                    return Err(e);
+                }
+                tracing::warn!(table = name, error = %e, "CreateTable failed; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
             }
-            false
         }
     };
-    let start = tokio::time::Instant::now();
     loop {
         let described = client
             .describe_table()
