@@ -109,7 +109,10 @@ async fn a_worker_cut_off_from_dynamodb_stops_before_its_leases_move_and_rejoins
     };
     // Both workers deliver for a while first.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    // a's share at the cut: normally 2, but on a loaded machine a late renewal of b's can hand a
+    // third shard to a before the cut, so the checks below follow what a holds, not a constant.
     let a_shards: HashSet<String> = owners(&aws).await["worker-a"].iter().cloned().collect();
+    assert!(!a_shards.is_empty(), "a owns shards before the cut");
 
     let cut = aws
         .dynamodb_faults()
@@ -141,11 +144,15 @@ async fn a_worker_cut_off_from_dynamodb_stops_before_its_leases_move_and_rejoins
             .collect()
     };
     let waiting = Instant::now();
-    while b_started(&log).len() < 2 && waiting.elapsed() < Duration::from_secs(20) {
+    while b_started(&log).len() < a_shards.len() && waiting.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let b_started = b_started(&log);
-    assert_eq!(b_started.len(), 2, "b started both of a's shards");
+    assert_eq!(
+        b_started.len(),
+        a_shards.len(),
+        "b started every one of a's shards {a_shards:?}"
+    );
     for d in log.deliveries.lock().unwrap().iter() {
         if d.worker == "worker-a"
             && let Some(started) = b_started.get(&d.shard_id)
