@@ -10,12 +10,16 @@ use aws_sdk_dynamodb::types::{
     ReturnConsumedCapacity, ScalarAttributeType, TableStatus,
 };
 use kinesis_common::ServiceError;
+use kinesis_common::backoff::{Backoff, Retries};
 
 use super::TableOptions;
 use super::capacity::CapacityMeter;
 
 /// How long to wait for a new table to become ACTIVE.
 const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a table that is not ACTIVE yet is described again.
+const TABLE_STATUS_POLL: Duration = Duration::from_millis(200);
 
 pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -134,11 +138,13 @@ pub(crate) async fn ensure_table(
                 .build()
                 .map_err(|e| ServiceError::construction("CreateTable", e))?,
         );
-    // A passing fault (a timeout from a DynamoDB still starting, a 5xx, throttling) is
-    // retried for as long as the table may take to become ACTIVE, not fatal to the worker.
-    // A retry after a timed-out call that did create the table finds it in use.
-    let start = tokio::time::Instant::now();
-    let mut pause = Duration::from_millis(200);
+    // A passing fault (a timeout from a DynamoDB still starting, a 5xx, throttling) of
+    // CreateTable or DescribeTable is retried for as long as the table may take to become
+    // ACTIVE, not fatal to the worker. A retry after a timed-out call that did create the
+    // table finds it in use.
+    let mut retries = Backoff::new(Duration::from_millis(200), Duration::from_secs(5))
+        .with_deadline(TABLE_ACTIVE_TIMEOUT)
+        .start();
     let created = loop {
         match options.apply(request.clone())?.send().await {
             Ok(_) => break true,
@@ -147,40 +153,53 @@ pub(crate) async fn ensure_table(
                 if e.has_code("ResourceInUseException") {
                     break false;
                 }
-                if e.kind() == kinesis_common::ErrorKind::Fatal
-                    || start.elapsed() > TABLE_ACTIVE_TIMEOUT
-                {
-                    return Err(e);
-                }
-                tracing::warn!(table = name, error = %e, "CreateTable failed; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
+                retry_passing(e, name, &mut retries).await?;
             }
         }
     };
     loop {
-        let described = client
-            .describe_table()
-            .table_name(name)
-            .send()
-            .await
-            .map_err(|e| ServiceError::from_sdk("DescribeTable", e))?;
-        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-            if created {
-                options.enable_recovery(client, name).await?;
+        match client.describe_table().table_name(name).send().await {
+            Ok(described) => {
+                if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                    if created {
+                        options.enable_recovery(client, name).await?;
+                    }
+                    return Ok(());
+                }
+                if retries.elapsed() > TABLE_ACTIVE_TIMEOUT {
+                    return Err(ServiceError {
+                        operation: "DescribeTable",
+                        kind: kinesis_common::ErrorKind::Transient,
+                        code: None,
+                        http_status: None,
+                        message: format!("table {name} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}"),
+                        source: None,
+                    });
+                }
+                tokio::time::sleep(TABLE_STATUS_POLL).await;
             }
-            return Ok(());
+            Err(e) => {
+                retry_passing(
+                    ServiceError::from_sdk("DescribeTable", e),
+                    name,
+                    &mut retries,
+                )
+                .await?
+            }
         }
-        if start.elapsed() > TABLE_ACTIVE_TIMEOUT {
-            return Err(ServiceError {
-                operation: "DescribeTable",
-                kind: kinesis_common::ErrorKind::Transient,
-                code: None,
-                http_status: None,
-                message: format!("table {name} not ACTIVE after {TABLE_ACTIVE_TIMEOUT:?}"),
-                source: None,
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits out a passing fault of table creation before its retry; a fatal one, or one past the
+/// deadline, is the answer.
+async fn retry_passing(
+    e: ServiceError,
+    table: &str,
+    retries: &mut Retries,
+) -> Result<(), ServiceError> {
+    if e.kind() == kinesis_common::ErrorKind::Fatal {
+        return Err(e);
+    }
+    tracing::warn!(table, operation = e.operation, error = %e, "table setup failed; retrying");
+    if retries.wait().await { Ok(()) } else { Err(e) }
 }

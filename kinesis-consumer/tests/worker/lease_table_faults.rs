@@ -1,6 +1,7 @@
-//! A lease table in trouble: throttled for half the failover time (no lease lost, no shard
-//! stopped), gone during a graceful shutdown (which still ends in bounded time), and the
-//! capacity a worker reports against what the table was billed.
+//! A lease table in trouble: hard to create at first (passing faults are retried until the
+//! worker starts), throttled for half the failover time (no lease lost, no shard stopped), gone
+//! during a graceful shutdown (which still ends in bounded time), and the capacity a worker
+//! reports against what the table was billed.
 
 use crate::support;
 
@@ -103,4 +104,40 @@ async fn a_graceful_shutdown_ends_in_bounded_time_when_dynamodb_is_gone() {
     // Checkpoints at shutdown (in parallel, one per shard) and releases (concurrent) each
     // wait one call timeout at most; in turn, 8 releases alone would take 8.
     assert!(took < Duration::from_secs(4), "shutdown took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_table_that_fails_to_be_created_at_first_is_created_on_retry() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("cold", 2).await.unwrap();
+    // A DynamoDB still starting, as DynamoDB Local is in CI: the first two CreateTable calls
+    // fail with a 500, the third is answered only after the worker's call timeout (the table
+    // is made; the worker has given up on the call), and the first DescribeTable calls are
+    // throttled. None of these is fatal to the worker.
+    let faults = aws.dynamodb_faults();
+    faults
+        .add(FaultRule::internal_error().on("CreateTable").times(2))
+        .add(
+            FaultRule::latency(Duration::from_secs(2))
+                .on("CreateTable")
+                .times(1),
+        )
+        .add(FaultRule::throttle().on("DescribeTable").times(3));
+    let log = Log::default();
+    let (handle, task) = spawn_worker(
+        fast(builder(&aws, "cold-app", "cold", "w1").await),
+        "w1",
+        &log,
+    )
+    .await;
+    produce(&aws, "cold", 100, "a").await;
+    log.wait_for(100, Duration::from_secs(60)).await;
+    assert_eq!(owned_by(&aws, "cold-app", "w1").await, 2);
+    let stats = faults.stats();
+    println!("faults before the worker started: {stats:?}");
+    assert!(stats.errors >= 2, "{stats:?}");
+    assert!(stats.delayed >= 1, "{stats:?}");
+    assert!(stats.throttled >= 3, "{stats:?}");
+    handle.shutdown().await;
+    task.await.unwrap().unwrap();
 }
