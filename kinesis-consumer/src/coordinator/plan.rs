@@ -44,10 +44,15 @@ impl<F: ProcessorFactory> Coordinator<F> {
             })
             .map(|a| a.shard_id.clone())
             .collect();
+        // A handoff still awaited that the leader turned into a take (its giver was fenced
+        // meanwhile) is new, even at the same counter.
         let todo: Vec<Assignment> = state
             .plan
             .into_iter()
-            .filter(|a| self.done.get(&a.shard_id) != Some(&a.counter))
+            .filter(|a| {
+                self.done.get(&a.shard_id) != Some(&a.counter)
+                    || (!a.handoff && a.give_to.is_none() && self.is_awaiting(&a.shard_id))
+            })
             .collect();
         if todo.is_empty() && gives_over.is_empty() {
             return;
@@ -65,6 +70,9 @@ impl<F: ProcessorFactory> Coordinator<F> {
                 self.give(&a.shard_id, to, kind).await;
             } else if a.handoff {
                 self.await_handoff(a.clone());
+            } else if self.awaiting.remove(&a.shard_id).is_some() {
+                // Its giver was fenced: the leader found the lease free.
+                takes.push(a.clone());
             } else if !self.held.contains_key(&a.shard_id)
                 && !self.stopping.contains_key(&a.shard_id)
             {

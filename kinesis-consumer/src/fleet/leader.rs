@@ -297,15 +297,11 @@ impl Leader {
                 max_kbps: w.max_throughput_kbps,
             })
             .collect();
-        let pending: HashMap<String, String> = live
-            .iter()
-            .flat_map(|w| {
-                w.plan.iter().map(|a| {
-                    let to = a.give_to.as_ref().unwrap_or(&w.worker_id);
-                    (a.shard_id.clone(), to.clone())
-                })
-            })
-            .collect();
+        let pending = assigner::pending(
+            live.iter()
+                .map(|w| (w.worker_id.as_str(), w.plan.as_slice())),
+            &d.orphans,
+        );
         let foreign = d.kcl.members(
             kcl_workers,
             &leases,

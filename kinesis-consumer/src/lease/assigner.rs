@@ -17,7 +17,8 @@
 //!   of the target) never moves a lease. A stolen lease is processed by its taker only
 //!   after the failover time, when its old owner has stopped.
 //! * A lease already in a live worker's pending plan counts as that worker's and is left
-//!   alone until it is taken.
+//!   alone until it is taken, except a handoff awaited from an owner fenced since: that
+//!   lease is free, and planned again as a take.
 //! * Workers of the real KCL sharing the table (`foreign`) count as members too. Our
 //!   leader cannot tell them what to take, so when one is below the target while one of
 //!   ours is above it, ours is asked to **give** it a lease: stop processing it, then hand
@@ -156,6 +157,33 @@ impl PlanInput<'_> {
                 })
             || self.observed.is_expired(lease, self.now, failover)
     }
+}
+
+/// The leases in live workers' plans: shard → the worker that is to hold it (for a give, the
+/// receiver). A receiver's wait for a handoff from an owner fenced since (an orphan at the
+/// counter it had then) is left out: that owner will never hand the lease over, so the
+/// lease is free at once and planned again as a take, rather than waited on for the
+/// receiver's own failover time after its wait began (up to twice the failover time after
+/// the crash, when the plan came from a leader that had not yet seen the owner die).
+pub(crate) fn pending<'a>(
+    plans: impl IntoIterator<Item = (&'a str, &'a [Assignment])>,
+    orphans: &HashMap<String, (String, u64)>,
+) -> HashMap<String, String> {
+    let mut pending = HashMap::new();
+    for (worker, plan) in plans {
+        for a in plan {
+            let from_fenced = a.handoff
+                && a.give_to.is_none()
+                && orphans
+                    .get(&a.shard_id)
+                    .is_some_and(|(owner, _)| a.owner.as_ref() == Some(owner));
+            if !from_fenced {
+                let to = a.give_to.as_deref().unwrap_or(worker);
+                pending.insert(a.shard_id.clone(), to.to_string());
+            }
+        }
+    }
+    pending
 }
 
 /// A round's outcome.

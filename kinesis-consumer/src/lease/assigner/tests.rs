@@ -368,3 +368,58 @@ async fn moves_between_our_workers_become_graceful_handoffs() {
     assert_eq!(gives, waits);
     assert!(gives >= 1, "{out:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_awaited_from_an_owner_fenced_since_is_planned_again_as_a_take() {
+    // "b" waits for "a" to hand over shard-0002 when "a" is fenced (it crashed before
+    // giving): the wait no longer counts, the lease is free at once, and "b" is told to take
+    // it, not to keep waiting for a handoff that will never come.
+    let table = leases(&[Some("b"), Some("b"), Some("a"), Some("a")]);
+    let wait = |shard: &str| Assignment {
+        shard_id: shard.into(),
+        counter: 1,
+        owner: Some("a".into()),
+        steal: false,
+        give_to: None,
+        handoff: true,
+    };
+    let b_plan = vec![wait("shard-0002")];
+    let mut fleet = Fleet::new(&table);
+    fleet.balance = crate::Balance::LeaseCount;
+    fleet.graceful = true;
+
+    // While "a" is alive its handoff counts as "b"'s and is not planned twice.
+    fleet.pending = pending([("b", b_plan.as_slice())], &fleet.orphans);
+    assert_eq!(
+        fleet.pending.get("shard-0002").map(String::as_str),
+        Some("b")
+    );
+    let out = fleet.plan(&table, &workers(&["a", "b"]));
+    assert!(
+        out.iter().all(|(_, a)| a.shard_id != "shard-0002"),
+        "{out:?}"
+    );
+
+    // "a" is fenced: its leases are orphans at the counters they had.
+    for shard in ["shard-0002", "shard-0003"] {
+        fleet.orphans.insert(shard.into(), ("a".into(), 1));
+    }
+    fleet.pending = pending([("b", b_plan.as_slice())], &fleet.orphans);
+    assert!(fleet.pending.is_empty(), "{:?}", fleet.pending);
+    let out = fleet.plan(&table, &workers(&["b"]));
+    let mut taken: Vec<&str> = out
+        .iter()
+        .filter(|(w, a)| w == "b" && !a.handoff && !a.steal && a.give_to.is_none())
+        .map(|(_, a)| a.shard_id.as_str())
+        .collect();
+    taken.sort();
+    assert_eq!(taken, ["shard-0002", "shard-0003"], "{out:?}");
+
+    // A give that is still under way from a live owner is never re-planned.
+    let give = Assignment {
+        give_to: Some("b".into()),
+        ..wait("shard-0001")
+    };
+    let kept = pending([("c", std::slice::from_ref(&give))], &fleet.orphans);
+    assert_eq!(kept.get("shard-0001").map(String::as_str), Some("b"));
+}
