@@ -8,9 +8,9 @@
 //! no wait. A lease whose counter stands still for the failover time (the old owner died or
 //! is cut off, and has stopped by then) is taken at that counter and started at once, as
 //! any expired lease; sooner, when the leader fences the giver and turns the wait into a
-//! take (`coordinator/plan.rs`). If the handoff has not finished after `graceful_handoff_timeout` and
-//! a renewal interval (the old owner's own timeout comes first), the lease is stolen as
-//! without a handoff and processed after the failover time.
+//! take (`coordinator/plan.rs`). If the handoff has not finished after
+//! `graceful_handoff_timeout` and a renewal interval (the old owner's own timeout comes
+//! first), the lease is stolen as without a handoff and processed after the failover time.
 
 use std::time::Duration;
 

@@ -181,15 +181,14 @@ async fn a_crashed_workers_shards_resume_elsewhere_after_the_failover_time() {
     let crashed = Instant::now();
     wait_for_owners(&aws, "crash-app", &[("w2", 4)], Duration::from_secs(30)).await;
     let took = crashed.elapsed();
-    // The same liveness bound as every other takeover test. This one once took failover +
-    // 3.2 s in CI (and 3 of 21 runs on DynamoDB Local with both cores busy): the successor,
-    // leader before it had seen the crashed leader's heartbeat stand still, planned a
-    // handoff from it, and then waited out its own failover time for the handoff. The
-    // leader now plans such a lease again as a take once the giver is fenced
-    // (`assigner::pending`); 12 runs since took failover + 0.6–1.2 s.
+    // This once took failover + 3.2 s in CI (and 3 of 21 runs on DynamoDB Local with both
+    // cores busy): the successor, leader before it had seen the crashed leader's heartbeat
+    // stand still, planned a handoff from it, then waited out a failover time of its own
+    // for the handoff. The leader now plans such a lease again as a take once the giver is
+    // fenced (`assigner::pending`); 20 runs since took failover + 0.5–1.5 s there.
     println!("failover took {took:?} (failover time {failover:?})");
     assert!(
-        took <= failover + support::TAKEOVER_SLACK,
+        took <= failover + Duration::from_secs(3),
         "failover took {took:?} (failover time {failover:?})"
     );
     // Its shards continue from the checkpoints: new records arrive, old ones are not lost.
