@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod admission;
+mod arena;
 mod bounds;
 mod builder;
 mod config;

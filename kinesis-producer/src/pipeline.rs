@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::admission::Admission;
+use crate::arena::Arena;
 use crate::bounds::Bounds;
 use crate::config::Config;
 use crate::engine::{Command, Engine};
@@ -26,6 +27,8 @@ pub(crate) struct Pipeline {
     pub inbox: Arc<Inbox>,
     /// Flush and shutdown commands (and, by closing, that every handle is gone).
     pub tx: mpsc::UnboundedSender<Command>,
+    /// Where `send` copies small records' data.
+    pub arena: Arena,
 }
 
 /// What every pipeline of a producer shares.
@@ -87,6 +90,11 @@ impl Shared {
             admission,
             inbox,
             tx,
+            arena: Arena::new(if self.config.aggregation {
+                self.config.max_aggregate_bytes
+            } else {
+                0
+            }),
         });
         pipelines.insert(stream.to_string(), pipeline.clone());
         pipeline

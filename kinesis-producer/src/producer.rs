@@ -152,14 +152,21 @@ impl Producer {
 
     fn enqueue(
         &self,
-        record: UserRecord,
+        mut record: UserRecord,
         hash_key: HashKey,
         room: Room,
         charge: Option<Charge>,
     ) -> Result<PutFuture, PutError> {
+        // A small record's data is copied, and the application's buffer freed, on this thread.
+        let copied = self.pipeline.arena.copy(&record.data, record.size());
+        let in_arena = copied.is_some();
+        if let Some(copy) = copied {
+            record.data = copy;
+        }
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
-        let ticket = Ticket::new(record, hash_key, now, tx, room.with_charge(charge));
+        let mut ticket = Ticket::new(record, hash_key, now, tx, room.with_charge(charge));
+        ticket.in_arena = in_arena;
         match self.pipeline.inbox.push(ticket) {
             Ok(()) => Ok(PutFuture::new(rx)),
             // The engine is gone: dropping the ticket resolves `rx` with the record.

@@ -23,6 +23,8 @@ pub(crate) struct Ticket {
     pub attempts: u32,
     /// Counted in its shard's hot-key report (once, whatever its retries).
     pub counted: bool,
+    /// Its data is a copy in its pipeline's arena, to be let go once its aggregate closes.
+    pub in_arena: bool,
     tx: Option<oneshot::Sender<Outcome>>,
     /// Its room under the outstanding bounds and its bytes on its shard's admission gate,
     /// given back when it is resolved.
@@ -44,6 +46,7 @@ impl Ticket {
             arrival,
             attempts: 0,
             counted: false,
+            in_arena: false,
             tx: Some(tx),
             _room: room,
         }
@@ -62,6 +65,14 @@ impl Ticket {
     /// Bytes the shard limit counts for this record alone.
     pub(crate) fn size(&self) -> usize {
         self.record.size()
+    }
+
+    /// Gives the record a copy of its data of its own if it is held in the arena, before it
+    /// goes out alone or waits outside an aggregate.
+    pub(crate) fn leave_arena(&mut self) {
+        if std::mem::take(&mut self.in_arena) {
+            self.record.data = bytes::Bytes::copy_from_slice(&self.record.data);
+        }
     }
 
     /// Resolves the record's future and frees its room under the outstanding bounds.

@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use kinesis_common::KinesisRecord;
 use kinesis_common::aggregation::Aggregator;
 use kinesis_common::shard_map::ShardRange;
 use tokio::time::Instant;
@@ -126,7 +128,8 @@ impl ShardState {
         self.pending.push(ticket);
     }
 
-    fn push_plain(&mut self, ticket: Ticket) {
+    fn push_plain(&mut self, mut ticket: Ticket) {
+        ticket.leave_arena();
         self.enqueue(Entry {
             shard_id: self.range.shard_id.clone(),
             record: ticket.record.clone().into(),
@@ -174,14 +177,7 @@ impl ShardState {
         let Some(aggregator) = self.aggregator.as_mut() else {
             return;
         };
-        // Each record's data becomes a slice of the aggregate, which holds the bytes once.
-        let mut tickets = self.pending.iter_mut();
-        let finished = aggregator.finish_sharing(|data| {
-            if let Some(ticket) = tickets.next() {
-                ticket.record.data = data;
-            }
-        });
-        if let Some(record) = finished {
+        if let Some(record) = finish(aggregator, &mut self.pending) {
             self.pending_since = None;
             self.last_aggregate_len = self.pending.len();
             // Tickets wait in their entry until it is put: hold no spare capacity for them.
@@ -265,15 +261,37 @@ impl ShardState {
     }
 }
 
+/// Closes `aggregator`, which holds `tickets` in order. Each record's data becomes a slice of
+/// the aggregate, which holds the bytes once, and none is left in the arena: a record that
+/// goes out alone gets a copy of its own.
+fn finish(aggregator: &mut Aggregator, tickets: &mut [Ticket]) -> Option<KinesisRecord> {
+    let alone_in_arena = matches!(tickets, [ticket] if ticket.in_arena);
+    let mut each = tickets.iter_mut();
+    let mut record = aggregator.finish_sharing(|data| {
+        if let Some(ticket) = each.next() {
+            ticket.record.data = data;
+            ticket.in_arena = false;
+        }
+    })?;
+    if alone_in_arena {
+        record.data = Bytes::copy_from_slice(&record.data);
+        tickets[0].record.data = record.data.clone();
+    }
+    Some(record)
+}
+
 /// Entries for `shard_id` carrying `tickets` in their order: aggregates of at most `limit`
 /// bytes (a record too big for one goes alone), or one plain record each without a limit.
 pub(super) fn pack(shard_id: &str, tickets: Vec<Ticket>, limit: Option<usize>) -> Vec<Entry> {
-    let plain = |ticket: Ticket| Entry {
-        shard_id: shard_id.to_owned(),
-        record: ticket.record.clone().into(),
-        oldest: ticket.arrival,
-        claim: None,
-        tickets: vec![ticket],
+    let plain = |mut ticket: Ticket| {
+        ticket.leave_arena();
+        Entry {
+            shard_id: shard_id.to_owned(),
+            record: ticket.record.clone().into(),
+            oldest: ticket.arrival,
+            claim: None,
+            tickets: vec![ticket],
+        }
     };
     let Some(mut aggregator) = limit.and_then(|l| Aggregator::new(l).ok()) else {
         return tickets.into_iter().map(plain).collect();
@@ -281,7 +299,7 @@ pub(super) fn pack(shard_id: &str, tickets: Vec<Ticket>, limit: Option<usize>) -
     let mut entries = Vec::new();
     let mut group: Vec<Ticket> = Vec::new();
     let close = |aggregator: &mut Aggregator, group: &mut Vec<Ticket>, out: &mut Vec<Entry>| {
-        if let Some(record) = aggregator.finish() {
+        if let Some(record) = finish(aggregator, group) {
             let tickets = std::mem::take(group);
             let oldest = tickets.iter().map(|t| t.arrival).min();
             out.push(Entry {
@@ -337,18 +355,80 @@ mod tests {
         )
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_retried_record_goes_ahead_of_the_backlog_without_cutting_an_aggregate_short() {
-        let cfg = Config::default();
-        let start = Instant::now();
+    fn shard(cfg: &Config, now: Instant) -> ShardState {
         let range = ShardRange {
             shard_id: "shardId-0".into(),
             starting_hash_key: HashKey(0),
             ending_hash_key: HashKey(u128::MAX),
         };
         let metrics = crate::telemetry::Metrics::new("s", Default::default()).shared;
-        let gate = Arc::new(Gate::new(u64::MAX));
-        let mut shard = ShardState::new(range, &cfg, gate, metrics, start);
+        ShardState::new(range, cfg, Arc::new(Gate::new(u64::MAX)), metrics, now)
+    }
+
+    /// A ticket whose data is a copy in `arena`, as `send` makes it.
+    fn in_arena(arena: &crate::arena::Arena, data: &str, now: Instant) -> (Ticket, Bytes) {
+        let mut ticket = ticket(data, now);
+        let copy = arena.copy(data.as_bytes(), ticket.size()).expect("small");
+        ticket.record.data = copy.clone();
+        ticket.in_arena = true;
+        (ticket, copy)
+    }
+
+    fn within(part: &Bytes, whole: &Bytes) -> bool {
+        let (start, end) = (
+            whole.as_ptr() as usize,
+            whole.as_ptr() as usize + whole.len(),
+        );
+        (start..=end).contains(&(part.as_ptr() as usize))
+            && part.as_ptr() as usize + part.len() <= end
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_record_holds_the_arena_once_its_aggregate_closes() {
+        let cfg = Config::default();
+        let now = Instant::now();
+        let arena = crate::arena::Arena::new(cfg.max_aggregate_bytes);
+        let mut shard = shard(&cfg, now);
+        // Aggregated: each record's data becomes a slice of its aggregate.
+        for i in 0..3 {
+            shard.add(in_arena(&arena, &format!("record-{i}"), now).0, now);
+        }
+        shard.close_aggregate();
+        // Alone in its aggregate: a copy of its own, not the arena's.
+        let (alone, copy) = in_arena(&arena, "alone", now);
+        shard.add(alone, now);
+        shard.close_aggregate();
+        // Retried alone: the same, through the repacking of records sent again.
+        let (retried, retried_copy) = in_arena(&arena, "retried", now);
+        shard.requeue_front(vec![retried]);
+
+        let entries: Vec<&Entry> = shard.ready.iter().collect();
+        let [retried, aggregate, alone] = entries[..] else {
+            panic!("three entries: {}", entries.len());
+        };
+        assert_eq!(aggregate.tickets.len(), 3);
+        for ticket in &aggregate.tickets {
+            assert!(!ticket.in_arena);
+            assert!(within(&ticket.record.data, &aggregate.record.data));
+        }
+        for (entry, copy) in [(alone, &copy), (retried, &retried_copy)] {
+            let data = &entry.tickets[0].record.data;
+            assert_eq!(data, copy);
+            assert!(!entry.tickets[0].in_arena);
+            assert_ne!(data.as_ptr(), copy.as_ptr(), "still in the arena");
+            assert_ne!(
+                entry.record.data.as_ptr(),
+                copy.as_ptr(),
+                "sent from the arena"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_record_goes_ahead_of_the_backlog_without_cutting_an_aggregate_short() {
+        let cfg = Config::default();
+        let start = Instant::now();
+        let mut shard = shard(&cfg, start);
         let later = start + Duration::from_secs(10);
         for i in 0..3 {
             shard.add(ticket(&format!("new-{i}"), later), later);
