@@ -79,19 +79,16 @@ impl Inbox {
 mod tests {
     use super::*;
     use crate::bounds::Bounds;
+    use crate::completion::{Completions, Receiver};
     use kinesis_common::UserRecord;
     use std::sync::Arc;
-    use tokio::sync::oneshot;
     use tokio::time::Instant;
 
-    fn ticket(
-        key: &str,
-        bounds: &Arc<Bounds>,
-    ) -> (Ticket, oneshot::Receiver<crate::result::Outcome>) {
+    fn ticket(key: &str, bounds: &Arc<Bounds>) -> (Ticket, Receiver) {
         let record = UserRecord::new(key.to_string(), b"data".to_vec());
         let hash_key = record.validate(1 << 20).expect("valid");
         let room = bounds.try_take(10).expect("room");
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = Completions::default().next();
         (
             Ticket::new(record, hash_key, Instant::now(), tx, room.with_charge(None)),
             rx,

@@ -4,6 +4,7 @@ mod admission;
 mod arena;
 mod bounds;
 mod builder;
+mod completion;
 mod config;
 mod engine;
 mod error;

@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::admission::Admission;
 use crate::arena::Arena;
 use crate::bounds::Bounds;
+use crate::completion::Completions;
 use crate::config::Config;
 use crate::engine::{Command, Engine};
 use crate::inbox::Inbox;
@@ -29,6 +30,8 @@ pub(crate) struct Pipeline {
     pub tx: mpsc::UnboundedSender<Command>,
     /// Where `send` copies small records' data.
     pub arena: Arena,
+    /// Where each record's outcome is left for its future.
+    pub completions: Completions,
 }
 
 /// What every pipeline of a producer shares.
@@ -90,6 +93,7 @@ impl Shared {
             admission,
             inbox,
             tx,
+            completions: Completions::default(),
             arena: Arena::new(if self.config.aggregation {
                 self.config.max_aggregate_bytes
             } else {

@@ -163,7 +163,7 @@ impl Producer {
         if let Some(copy) = copied {
             record.data = copy;
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = self.pipeline.completions.next();
         let now = Instant::now();
         let mut ticket = Ticket::new(record, hash_key, now, tx, room.with_charge(charge));
         ticket.in_arena = in_arena;
@@ -258,9 +258,9 @@ impl Producer {
 }
 
 /// The error already sitting in a ticket's channel after the ticket was dropped.
-fn futures_take(mut rx: oneshot::Receiver<crate::result::Outcome>) -> PutError {
-    match rx.try_recv() {
-        Ok(Err(e)) => e,
+fn futures_take(mut rx: crate::completion::Receiver) -> PutError {
+    match rx.try_take() {
+        Some(Err(e)) => e,
         _ => PutError::new(
             UserRecord::new(String::new(), bytes::Bytes::new()),
             ProduceError::ShutDown,

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
+use crate::completion::Receiver;
 use crate::error::{ProduceError, PutError};
 use kinesis_common::UserRecord;
 
@@ -93,11 +92,11 @@ pub(crate) type Outcome = Result<PutResult, PutError>;
 #[derive(Debug)]
 #[must_use = "a put's outcome is only known by awaiting its future"]
 pub struct PutFuture {
-    rx: oneshot::Receiver<Outcome>,
+    rx: Receiver,
 }
 
 impl PutFuture {
-    pub(crate) fn new(rx: oneshot::Receiver<Outcome>) -> Self {
+    pub(crate) fn new(rx: Receiver) -> Self {
         PutFuture { rx }
     }
 }
@@ -106,10 +105,10 @@ impl Future for PutFuture {
     type Output = Outcome;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| {
+        self.rx.poll(cx).map(|r| {
             // The engine resolves every ticket, even while unwinding (see `Ticket`'s Drop), so
-            // a closed channel without a value cannot happen; answer sensibly all the same.
-            r.unwrap_or_else(|_| {
+            // a slot closed without a value cannot happen; answer sensibly all the same.
+            r.unwrap_or_else(|| {
                 Err(PutError::new(
                     UserRecord::new(String::new(), bytes::Bytes::new()),
                     ProduceError::ShutDown,

@@ -3,12 +3,12 @@
 use kinesis_common::{HashKey, KinesisRecord, UserRecord};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::bounds::Room;
+use crate::completion::Completer;
 use crate::error::{ProduceError, PutError};
-use crate::result::{Outcome, PutResult};
+use crate::result::PutResult;
 
 /// One user record in flight. It resolves its future exactly once: through
 /// [`Ticket::resolve`], or, if the engine drops it unresolved (a bug or a panic), through
@@ -25,7 +25,7 @@ pub(crate) struct Ticket {
     pub counted: bool,
     /// Its data is a copy in its pipeline's arena, to be let go once its aggregate closes.
     pub in_arena: bool,
-    tx: Option<oneshot::Sender<Outcome>>,
+    tx: Option<Completer>,
     /// Its room under the outstanding bounds and its bytes on its shard's admission gate,
     /// given back when it is resolved.
     _room: Room,
@@ -36,7 +36,7 @@ impl Ticket {
         record: UserRecord,
         hash_key: HashKey,
         arrival: Instant,
-        tx: oneshot::Sender<Outcome>,
+        tx: Completer,
         room: Room,
     ) -> Self {
         Ticket {
@@ -78,7 +78,7 @@ impl Ticket {
     /// Resolves the record's future and frees its room under the outstanding bounds.
     pub(crate) fn succeed(mut self, result: PutResult) {
         if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Ok(result));
+            tx.complete(Ok(result));
         }
     }
 
@@ -86,7 +86,7 @@ impl Ticket {
     pub(crate) fn fail(mut self, reason: ProduceError) {
         if let Some(tx) = self.tx.take() {
             let record = take_record(&mut self.record);
-            let _ = tx.send(Err(PutError::new(record, reason)));
+            tx.complete(Err(PutError::new(record, reason)));
         }
     }
 }
@@ -99,7 +99,7 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             let record = take_record(&mut self.record);
-            let _ = tx.send(Err(PutError::new(record, ProduceError::ShutDown)));
+            tx.complete(Err(PutError::new(record, ProduceError::ShutDown)));
         }
     }
 }

@@ -335,9 +335,9 @@ pub(super) fn pack(shard_id: &str, tickets: Vec<Ticket>, limit: Option<usize>) -
 mod tests {
     use std::sync::Arc;
 
+    use crate::completion::Completions;
     use kinesis_common::HashKey;
     use kinesis_common::UserRecord;
-    use tokio::sync::oneshot;
 
     use crate::bounds::Bounds;
 
@@ -345,7 +345,7 @@ mod tests {
 
     fn ticket(data: &str, arrival: Instant) -> Ticket {
         let bounds = Arc::new(Bounds::new(10, 1_000));
-        let (tx, _rx) = oneshot::channel();
+        let (tx, _rx) = Completions::default().next();
         Ticket::new(
             UserRecord::new("k", data.to_owned()),
             HashKey(0),
