@@ -12,6 +12,42 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
+use aws_smithy_http_client::proxy::ProxyConfig;
+use aws_smithy_http_client::{Builder as HttpClientBuilder, ConnectorBuilder, tls};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+
+/// The HTTP client every SDK client built here uses: hyper 1 with rustls on `ring`, HTTP/1.1
+/// and HTTP/2, the operating system's root certificates, and the proxy the environment names
+/// (`HTTPS_PROXY`, `NO_PROXY`, ...), as the SDK's default client does with `aws-lc`. Plain
+/// `http://` endpoints (emulators) work too.
+///
+/// The SDK crates are built without their default client (which would compile `aws-lc` and a
+/// legacy hyper 0.14 stack); an `SdkConfig` loaded by a caller whose own `aws-config` keeps its
+/// default features carries that default client instead, which works as well.
+pub fn https_client() -> SharedHttpClient {
+    HttpClientBuilder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
+/// `config` as it is when it carries an HTTP client, or with [`https_client`] when it carries
+/// none (an `SdkConfig` built by hand, or loaded by an `aws-config` without default features),
+/// so that clients built from it can send requests.
+pub fn with_http_client(config: &SdkConfig) -> SdkConfig {
+    if config.http_client().is_some() {
+        config.clone()
+    } else {
+        config.to_builder().http_client(https_client()).build()
+    }
+}
 
 /// Region used with local endpoints when none is given.
 pub const LOCAL_REGION: &str = "us-east-1";
@@ -142,7 +178,8 @@ impl ClientOptions {
 
     /// Loads the shared SDK configuration.
     pub async fn sdk_config(&self) -> SdkConfig {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
         if let Some(region) = &self.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -199,6 +236,21 @@ impl ClientOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_config_without_an_http_client_gets_one() {
+        let bare = SdkConfig::builder().build();
+        assert!(bare.http_client().is_none());
+        assert!(with_http_client(&bare).http_client().is_some());
+    }
+
+    #[tokio::test]
+    async fn loaded_configurations_carry_an_http_client() {
+        let config = ClientOptions::local("http://127.0.0.1:1", "http://127.0.0.1:2")
+            .sdk_config()
+            .await;
+        assert!(config.http_client().is_some());
+    }
 
     #[test]
     fn debug_never_shows_credentials() {

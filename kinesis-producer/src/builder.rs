@@ -45,7 +45,8 @@ impl ProducerBuilder {
 
     /// Builds the Kinesis client from a loaded SDK configuration.
     pub fn sdk_config(mut self, config: &aws_config::SdkConfig) -> Self {
-        self.client = Some(aws_sdk_kinesis::Client::new(config));
+        let config = kinesis_common::client::with_http_client(config);
+        self.client = Some(aws_sdk_kinesis::Client::new(&config));
         self
     }
 

@@ -64,3 +64,33 @@ async fn no_tls_unless_asked() {
     assert!(aws.kinesis_tls_certificate().is_none());
     aws.shutdown().await;
 }
+
+/// The HTTP client `kinesis-common` gives every SDK client (rustls on ring, no aws-lc) speaks
+/// TLS and checks the server's certificate: a self-signed one nothing trusts is refused with
+/// an error that says so, never accepted and never a panic.
+#[tokio::test]
+async fn sdk_clients_speak_tls_and_refuse_an_untrusted_certificate() {
+    let aws = LocalAws::builder()
+        .kinesis_tls_port(0)
+        .start()
+        .await
+        .unwrap();
+    let url = aws.kinesis_tls_endpoint().expect("asked for TLS");
+    let kinesis = kinesis_common::client::ClientOptions::local(url, aws.dynamodb_endpoint())
+        .without_sdk_retries()
+        .kinesis()
+        .await;
+    let error = kinesis
+        .list_streams()
+        .send()
+        .await
+        .expect_err("a self-signed certificate is not trusted");
+    let mut chain = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        chain.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    assert!(chain.contains("certificate"), "{chain}");
+    aws.shutdown().await;
+}

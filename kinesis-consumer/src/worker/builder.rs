@@ -80,8 +80,9 @@ impl WorkerBuilder {
 
     /// Both clients from one SDK configuration.
     pub fn sdk_config(self, config: &aws_config::SdkConfig) -> Self {
-        self.kinesis_client(aws_sdk_kinesis::Client::new(config))
-            .dynamodb_client(aws_sdk_dynamodb::Client::new(config))
+        let config = kinesis_common::client::with_http_client(config);
+        self.kinesis_client(aws_sdk_kinesis::Client::new(&config))
+            .dynamodb_client(aws_sdk_dynamodb::Client::new(&config))
     }
 
     setter!(
