@@ -9,8 +9,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 version=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $version"; then
-  # Built as a tool, not linted as the workspace is.
-  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS cargo install --locked --quiet "cargo-deny@$version"
+  # Built as a tool, not linted as the workspace is, and without the fat link-time
+  # optimisation into one codegen unit its release profile asks for: that serial step is most
+  # of the install's time on two cores, and a check of one lock file does not need it.
+  env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    cargo install --locked --quiet "cargo-deny@$version"
 fi
 [ "${1:-}" != "--install-only" ] || exit 0
 # The sources of every platform's dependencies (cargo metadata wants them all), from crates.io;

@@ -33,7 +33,9 @@ emulators() {
   source interop/emulators/servers.sh
   install_emulators
 }
-chromium() {
+# Not named `chromium`: install.sh asks `command -v chromium`, which a function of that name
+# answers, so nothing was installed and the browser step did it in the foreground (100 s).
+browser() {
   source interop/browser/install.sh
 }
 
@@ -41,7 +43,7 @@ chromium() {
 fetch venv-aggregation venv aggregation interop/aggregation/requirements.txt aws_kinesis_agg
 fetch venv-s3 venv s3 interop/s3/requirements.txt "moto, boto3"
 fetch venv-parquet venv parquet interop/parquet/requirements.txt "pyarrow.parquet"
-fetch chromium chromium
+fetch chromium browser
 fetch emulators emulators
 fetch maven-kcl maven interop/kcl
 fetch venv-kcl venv kcl interop/kcl/requirements.txt boto3

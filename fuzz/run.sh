@@ -13,9 +13,15 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${FUZZ_SECONDS:-30}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/target/fuzz-build}"
+# The instrumented build (cargo-fuzz's release profile, debug assertions on) at opt-level 1
+# and in 16 codegen units per crate instead of cargo-fuzz's one: the AWS SDK's crates, which
+# the lease-item target pulls in, were each one serial LLVM job of minutes. The targets still
+# run about a million inputs in 20 s each. `run` passes the same flags, so it reuses this build.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
+flags=(--sanitizer none --codegen-units 16)
 cargo fuzz --version >/dev/null 2>&1 || cargo install --quiet --locked cargo-fuzz
 if [ "${1:-}" = "--build-only" ]; then
-  exec cargo fuzz build --sanitizer none
+  exec cargo fuzz build "${flags[@]}"
 fi
 for target in deaggregate lease_item; do
   corpus="$root/target/fuzz-corpus/$target"
@@ -23,11 +29,11 @@ for target in deaggregate lease_item; do
   regressions=("$root/fuzz/regressions/$target"/*)
   if [ -e "${regressions[0]}" ]; then
     echo "replaying ${#regressions[@]} regression inputs for $target"
-    cargo fuzz run --sanitizer none "$target" "${regressions[@]}"
+    cargo fuzz run "${flags[@]}" "$target" "${regressions[@]}"
   fi
   echo "fuzzing $target for $seconds s"
   log="$root/target/fuzz-$target.log"
-  if ! cargo fuzz run --sanitizer none "$target" "$corpus" -- -max_total_time="$seconds" >"$log" 2>&1; then
+  if ! cargo fuzz run "${flags[@]}" "$target" "$corpus" -- -max_total_time="$seconds" >"$log" 2>&1; then
     tail -40 "$log" >&2
     echo "fuzz target $target failed; any crashing input is under fuzz/artifacts/$target/" >&2
     exit 1
