@@ -9,11 +9,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 version=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $version"; then
-  # Built as a tool, not linted as the workspace is, and without the fat link-time
-  # optimisation into one codegen unit its release profile asks for: that serial step is most
-  # of the install's time on two cores, and a check of one lock file does not need it.
+  # Built as a tool, not linted as the workspace is, and unoptimised: without the fat
+  # link-time optimisation into one codegen unit its release profile asks for, and at
+  # opt-level 0 without debug info. A check of one lock file does not need the speed: 2.5 s
+  # against 1.7 s, for 131 s of CPU to install instead of 342 (2026-12-07, 2 cores).
   env -u RUSTC_WORKSPACE_WRAPPER -u CLIPPY_ARGS \
     CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+    CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false \
     cargo install --locked --quiet "cargo-deny@$version"
 fi
 [ "${1:-}" != "--install-only" ] || exit 0
