@@ -13,13 +13,18 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${FUZZ_SECONDS:-30}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/target/fuzz-build}"
-# The instrumented build (cargo-fuzz's release profile, debug assertions on) at opt-level 1
-# and in 16 codegen units per crate instead of cargo-fuzz's one: the AWS SDK's crates, which
-# the lease-item target pulls in, were each one serial LLVM job of minutes. The targets still
-# run about a million inputs in 20 s each. `run` passes the same flags, so it reuses this build.
-export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
-flags=(--sanitizer none --codegen-units 16)
-cargo fuzz --version >/dev/null 2>&1 || cargo install --quiet --locked cargo-fuzz
+# cargo-fuzz itself, unoptimised (a tool that starts one build): half the CPU to install.
+cargo fuzz --version >/dev/null 2>&1 ||
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false \
+    cargo install --quiet --locked cargo-fuzz
+# The instrumented build (cargo-fuzz's release profile, debug assertions on) in 16 codegen
+# units per crate instead of cargo-fuzz's one (the AWS SDK's crates, which the lease-item
+# target pulls in, were each one serial LLVM job of minutes), with the opt-levels of
+# fuzz/.cargo/config.toml: our crates and the few the targets spend their time in at 1, the
+# rest of the graph at 0. Cargo reads that file because cargo-fuzz runs from fuzz/. `run`
+# passes the same flags, so it reuses this build.
+cd "$root/fuzz"
+flags=(--fuzz-dir "$root/fuzz" --sanitizer none --codegen-units 16)
 if [ "${1:-}" = "--build-only" ]; then
   exec cargo fuzz build "${flags[@]}"
 fi
