@@ -13,7 +13,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 seconds="${FUZZ_SECONDS:-30}"
 export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$root/target/fuzz-build}"
-# cargo-fuzz itself, unoptimised (a tool that starts one build): half the CPU to install.
+# cargo-fuzz itself, unoptimised: a tool that starts one build does not need the speed.
 cargo fuzz --version >/dev/null 2>&1 ||
   CARGO_PROFILE_RELEASE_OPT_LEVEL=0 CARGO_PROFILE_RELEASE_DEBUG=false \
     cargo install --quiet --locked cargo-fuzz
