@@ -89,7 +89,7 @@ impl Engine {
                 if !batch.is_empty() && bytes + size > max_bytes {
                     continue;
                 }
-                let Some(claim) = shard.limiter.try_acquire(size, now) else {
+                let Some(claim) = shard.limiter.try_join(size, now) else {
                     continue;
                 };
                 bytes += size;
