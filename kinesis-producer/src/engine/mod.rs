@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  send() ─(shard gate: admission)─inbox─▶ route ──▶ shard: Aggregator ─(full or due)─▶ ready ─┐
-//!                    ▲                                                     limiter (limiter.rs)
+//!                    ▲                                                     limiter (limiter/)
 //!                    │ retry queue (backoff, until TTL)          collect ≤ 500 entries, ≤ 5 MiB
 //!                    │                                                       ▼
 //!                    └── judged answers (outcome.rs) ◀── PutRecords tasks (≤ N at once)
