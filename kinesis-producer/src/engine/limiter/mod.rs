@@ -18,12 +18,12 @@
 //! **Pacing.** Within the window a token bucket with a burst of a tenth of a second paces
 //! the sends, so a shard gets a steady stream of modest batches instead of a full second's
 //! worth at once. The engine waits until the bucket covers a shard's backlog (or a full
-//! burst) before sending, so pacing does not shrink requests to one entry each. Once a request
-//! goes, another shard's entry joins it if its bucket holds half the entry's cost, and its
-//! bucket runs into debt for the rest: the rate is the same, but the shards fall into step
-//! and share requests instead of each sending its own (4 shards: 3.5 entries a request
-//! instead of 1.4, about half the requests; each costs the SDK's request path whatever it
-//! carries).
+//! burst) before sending, so pacing does not shrink requests to one entry each. Once a
+//! request goes, another shard's entry may join it if its bucket holds half the entry's cost
+//! (for the request's first few entries), and its bucket runs into debt for the rest: the
+//! rate is the same, but the shards fall into step and share requests instead of each
+//! sending its own (4 shards: 3.2 entries a request instead of 1.4, about half the
+//! requests; each costs the SDK's request path whatever it carries).
 //!
 //! **Adaptation (AIMD).** When Kinesis throttles the shard anyway (other producers share it,
 //! or the service counts differently), the allowance drops multiplicatively, at most once a
@@ -234,7 +234,6 @@ impl ShardLimiter {
     }
 
     /// Takes room for one Kinesis record of `bytes` if the shard has it now.
-    #[cfg(test)]
     pub(crate) fn try_acquire(&mut self, bytes: usize, now: Instant) -> Option<Claim> {
         self.acquire(bytes, 1.0, now)
     }
