@@ -53,7 +53,10 @@ impl Engine {
             self.shard_order.push(range.shard_id.clone());
             let gate = self.gate(&range.shard_id);
             let metrics = self.metrics.shard(&range.shard_id);
-            let state = ShardState::new(range.clone(), &self.cfg, gate, metrics, now);
+            let mut state = ShardState::new(range.clone(), &self.cfg, gate, metrics, now);
+            state
+                .limiter
+                .pace_for(self.map.as_ref().map_or(1, |map| map.len()));
             self.shards.insert(range.shard_id.clone(), state);
         }
         self.shards

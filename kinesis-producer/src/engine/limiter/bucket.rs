@@ -4,30 +4,37 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Burst of the pacing bucket, as seconds of rate.
-pub(super) const BURST_SECS: f64 = 0.1;
-
 /// A token bucket that may run into debt by one entry, so entries larger than its burst pass.
 #[derive(Debug)]
 pub(super) struct Bucket {
     rate: f64,
+    /// Its cap, as seconds of rate.
+    burst_secs: f64,
     tokens: f64,
     updated: Instant,
 }
 
 impl Bucket {
-    pub(super) fn new(rate: f64, now: Instant) -> Self {
+    /// A full bucket of `burst_secs` seconds of `rate`.
+    pub(super) fn new(rate: f64, burst_secs: f64, now: Instant) -> Self {
         Bucket {
             rate,
-            tokens: rate * BURST_SECS,
+            burst_secs,
+            tokens: rate * burst_secs,
             updated: now,
         }
+    }
+
+    /// Caps the bucket at `burst_secs` seconds of rate from now on.
+    pub(super) fn set_burst(&mut self, burst_secs: f64) {
+        self.burst_secs = burst_secs;
+        self.tokens = self.tokens.min(self.rate * burst_secs);
     }
 
     pub(super) fn refill(&mut self, now: Instant, factor: f64) {
         let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
         let rate = self.rate * factor;
-        self.tokens = (self.tokens + elapsed * rate).min(rate * BURST_SECS);
+        self.tokens = (self.tokens + elapsed * rate).min(rate * self.burst_secs);
         self.updated = now;
     }
 
@@ -50,7 +57,7 @@ impl Bucket {
         now: Instant,
     ) -> Instant {
         let rate = self.rate * factor;
-        let missing = share * cost.min(rate * BURST_SECS) - self.tokens;
+        let missing = share * cost.min(rate * self.burst_secs) - self.tokens;
         if missing <= 0.0 {
             now
         } else {

@@ -17,8 +17,10 @@
 //!
 //! **Pacing.** Within the window a token bucket with a burst of a tenth of a second paces
 //! the sends, so a shard gets a steady stream of modest batches instead of a full second's
-//! worth at once. The engine waits until the bucket covers a shard's backlog (or a full
-//! burst) before sending, so pacing does not shrink requests to one entry each. Once a
+//! worth at once. The engine waits until the bucket covers a shard's backlog (or half a
+//! burst) before sending, so pacing does not shrink requests to one entry each. On a
+//! stream of fewer than 8 shards the burst grows to up to a fifth of a second, so the
+//! shards' batches together still fill a request of about 400 KiB. Once a
 //! request goes, another shard's entry may join it if its bucket holds half the entry's cost
 //! (for the request's first few entries), and its bucket runs into debt for the rest: the
 //! rate is the same, but the shards fall into step and share requests instead of each
@@ -53,9 +55,15 @@ const RECOVERY_PER_SEC: f64 = 0.05;
 /// The allowance never drops below this share of the configured rate.
 pub(crate) const MIN_FACTOR: f64 = 0.1;
 /// A shard's batch goes once the bucket holds this many seconds of rate (or the whole
-/// backlog): half the burst, so a wake-up that comes late still finds the bucket below its
-/// cap instead of losing the tokens that overflowed it.
+/// backlog), on a stream of many shards. The bucket's burst is twice the trigger, so a
+/// wake-up that comes late still finds the bucket below its cap instead of losing the
+/// tokens that overflowed it.
 const TRIGGER_SECS: f64 = 0.05;
+/// The longest a shard's batch waits for its bucket, on a stream of few shards.
+const MAX_TRIGGER_SECS: f64 = 0.1;
+/// Bytes a request is paced to carry when the stream's shards together can fill it
+/// ([`ShardLimiter::pace_for`]).
+const REQUEST_BYTES: f64 = 400.0 * 1024.0;
 /// Share of an entry's cost its shard's bucket must hold for the entry to join a request
 /// that goes out anyway (see [`ShardLimiter::try_join`]).
 const JOIN_SHARE: f64 = 0.5;
@@ -158,6 +166,8 @@ pub(crate) struct ShardLimiter {
     sent_bytes: usize,
     next_id: u64,
     latencies: Latencies,
+    /// Seconds of rate a batch waits for (see [`TRIGGER_SECS`]).
+    trigger_secs: f64,
     factor: f64,
     last_throttle: Option<Instant>,
     last_recovery: Instant,
@@ -168,19 +178,32 @@ impl ShardLimiter {
     /// A limiter allowing `bytes_per_sec` and `records_per_sec` at full rate.
     pub(crate) fn new(bytes_per_sec: f64, records_per_sec: f64, now: Instant) -> Self {
         ShardLimiter {
-            byte_bucket: Bucket::new(bytes_per_sec, now),
-            record_bucket: Bucket::new(records_per_sec, now),
+            byte_bucket: Bucket::new(bytes_per_sec, 2.0 * TRIGGER_SECS, now),
+            record_bucket: Bucket::new(records_per_sec, 2.0 * TRIGGER_SECS, now),
             bytes_per_sec,
             records_per_sec,
             sent: VecDeque::new(),
             sent_bytes: 0,
             next_id: 0,
             latencies: Latencies::default(),
+            trigger_secs: TRIGGER_SECS,
             factor: 1.0,
             last_throttle: None,
             last_recovery: now,
             acceptance: Acceptance::new(now),
         }
+    }
+
+    /// Paces the shard for a stream of `shards` shards: batches wait until the shards'
+    /// batches together come to [`REQUEST_BYTES`], between [`TRIGGER_SECS`] and
+    /// [`MAX_TRIGGER_SECS`] of rate. Each request costs the SDK's request path about the
+    /// same whatever it carries, and on a stream of few shards batches of 50 ms made
+    /// requests of 150 KiB or less; at 8 shards or more nothing changes.
+    pub(crate) fn pace_for(&mut self, shards: usize) {
+        let stream_rate = self.bytes_per_sec * shards.max(1) as f64;
+        self.trigger_secs = (REQUEST_BYTES / stream_rate).clamp(TRIGGER_SECS, MAX_TRIGGER_SECS);
+        self.byte_bucket.set_burst(2.0 * self.trigger_secs);
+        self.record_bucket.set_burst(2.0 * self.trigger_secs);
     }
 
     fn update(&mut self, now: Instant) {
@@ -288,10 +311,10 @@ impl ShardLimiter {
     ) -> Option<Instant> {
         self.update(now);
         let bytes = (backlog_bytes.max(front) as f64)
-            .min(self.bytes_per_sec * self.factor * TRIGGER_SECS)
+            .min(self.bytes_per_sec * self.factor * self.trigger_secs)
             .max(front as f64);
         let entries = (backlog_entries.max(1) as f64)
-            .min(self.records_per_sec * self.factor * TRIGGER_SECS)
+            .min(self.records_per_sec * self.factor * self.trigger_secs)
             .max(1.0);
         let paced = self
             .byte_bucket

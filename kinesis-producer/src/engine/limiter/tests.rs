@@ -205,6 +205,56 @@ async fn joining_keeps_every_second_within_the_limit() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn few_shards_wait_for_batches_that_fill_a_request_and_keep_the_limit() {
+    // A backlog of a second's worth: the batch goes once the bucket holds the trigger.
+    let backlog = MIB as usize;
+    let wait = |shards: Option<usize>| {
+        let start = Instant::now();
+        let mut limiter = ShardLimiter::new(MIB, 1000.0, start);
+        if let Some(shards) = shards {
+            limiter.pace_for(shards);
+        }
+        // Empty the bucket, then see how long the next batch waits.
+        limiter.try_acquire((0.1 * MIB) as usize, start).unwrap();
+        limiter.batch_ready_at(1, backlog, 100, start).unwrap() - start
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    assert!((ms(wait(None)) - 50.0).abs() < 1.0, "{:?}", wait(None));
+    assert!(
+        (ms(wait(Some(64))) - 50.0).abs() < 1.0,
+        "{:?}",
+        wait(Some(64))
+    );
+    assert!(
+        (ms(wait(Some(8))) - 50.0).abs() < 1.0,
+        "{:?}",
+        wait(Some(8))
+    );
+    // 4 shards: 400 KiB a request is 97.7 ms of each shard's rate.
+    assert!(
+        (ms(wait(Some(4))) - 97.7).abs() < 1.0,
+        "{:?}",
+        wait(Some(4))
+    );
+    assert!(
+        (ms(wait(Some(1))) - 100.0).abs() < 1.0,
+        "{:?}",
+        wait(Some(1))
+    );
+
+    // Larger bursts still keep every second within the limit, close to it.
+    let mut limiter = ShardLimiter::new(MIB, 1000.0, Instant::now());
+    limiter.pace_for(1);
+    let log = drive(&mut limiter, 20_000, 10, Duration::from_millis(20)).await;
+    let total: usize = log.iter().map(|e| e.1).sum();
+    assert!(
+        total as f64 > 0.93 * MIB * 10.0,
+        "only {total} bytes in 10 s"
+    );
+    assert!(max_in_any_second(&log) as f64 <= MIB);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_oversize_entry_goes_alone() {
     let now = Instant::now();
     let mut limiter = ShardLimiter::new(MIB, 1000.0, now);
