@@ -27,6 +27,17 @@ async fn drive_varying(
     secs: u64,
     latency: impl Fn(usize) -> Duration,
 ) -> Vec<(Instant, Instant, usize)> {
+    drive_taking(limiter, entry, secs, latency, ShardLimiter::try_acquire).await
+}
+
+/// Like [`drive_varying`], taking room with `take`.
+async fn drive_taking(
+    limiter: &mut ShardLimiter,
+    entry: usize,
+    secs: u64,
+    latency: impl Fn(usize) -> Duration,
+    take: fn(&mut ShardLimiter, usize, Instant) -> Option<Claim>,
+) -> Vec<(Instant, Instant, usize)> {
     let start = Instant::now();
     let mut log = Vec::new();
     let mut pending: Vec<(Instant, Claim)> = Vec::new();
@@ -38,7 +49,7 @@ async fn drive_varying(
             }
             *at > now
         });
-        if let Some(claim) = limiter.try_acquire(entry, now) {
+        if let Some(claim) = take(limiter, entry, now) {
             let answer = now + latency(log.len());
             log.push((now, answer, entry));
             pending.push((answer, claim));
@@ -46,6 +57,17 @@ async fn drive_varying(
         tokio::time::advance(Duration::from_millis(1)).await;
     }
     log
+}
+
+/// Over `secs` seconds the log carried more than 93% of the limit, and no second more
+/// than all of it.
+fn assert_close_to_the_limit(log: &[(Instant, usize)], secs: u64) {
+    let total: usize = log.iter().map(|e| e.1).sum();
+    assert!(
+        total as f64 > 0.93 * MIB * secs as f64,
+        "only {total} bytes in {secs} s"
+    );
+    assert!(max_in_any_second(log) as f64 <= MIB);
 }
 
 fn max_in_any_second(log: &[(Instant, usize)]) -> usize {
@@ -65,12 +87,7 @@ fn max_in_any_second(log: &[(Instant, usize)]) -> usize {
 async fn stays_within_the_limit_in_any_second_yet_close_to_it() {
     let mut limiter = ShardLimiter::new(MIB, 1000.0, Instant::now());
     let log = drive(&mut limiter, 50_000, 10, Duration::from_millis(20)).await;
-    let total: usize = log.iter().map(|e| e.1).sum();
-    assert!(
-        total as f64 > 0.93 * MIB * 10.0,
-        "only {total} bytes in 10 s"
-    );
-    assert!(max_in_any_second(&log) as f64 <= MIB);
+    assert_close_to_the_limit(&log, 10);
 }
 
 /// The most bytes counted in any second if the service counts each entry at its send
@@ -179,79 +196,44 @@ async fn an_entry_joins_a_request_on_half_its_cost_and_repays_the_rest() {
 #[tokio::test(start_paused = true)]
 async fn joining_keeps_every_second_within_the_limit() {
     let mut limiter = ShardLimiter::new(MIB, 1000.0, Instant::now());
-    let mut log = Vec::new();
-    let mut pending: Vec<(Instant, Claim)> = Vec::new();
-    let start = Instant::now();
-    while Instant::now() < start + Duration::from_secs(10) {
-        let now = Instant::now();
-        pending.retain(|(at, claim)| {
-            if *at <= now {
-                limiter.answered(*claim, now);
-            }
-            *at > now
-        });
-        if let Some(claim) = limiter.try_join(50_000, now) {
-            log.push((now, 50_000));
-            pending.push((now + Duration::from_millis(20), claim));
-        }
-        tokio::time::advance(Duration::from_millis(1)).await;
-    }
-    let total: usize = log.iter().map(|e| e.1).sum();
-    assert!(
-        total as f64 > 0.93 * MIB * 10.0,
-        "only {total} bytes in 10 s"
-    );
-    assert!(max_in_any_second(&log) as f64 <= MIB);
+    let latency = |_| Duration::from_millis(20);
+    let log: Vec<_> = drive_taking(&mut limiter, 50_000, 10, latency, ShardLimiter::try_join)
+        .await
+        .into_iter()
+        .map(|(sent, _, bytes)| (sent, bytes))
+        .collect();
+    assert_close_to_the_limit(&log, 10);
 }
 
 #[tokio::test(start_paused = true)]
 async fn few_shards_wait_for_batches_that_fill_a_request_and_keep_the_limit() {
-    // A backlog of a second's worth: the batch goes once the bucket holds the trigger.
-    let backlog = MIB as usize;
-    let wait = |shards: Option<usize>| {
+    // (shards of the stream, milliseconds of rate a batch waits for with a large backlog):
+    // 4 shards make 400 KiB a request with 97.7 ms of each shard's rate.
+    let cases = [
+        (None, 50.0),
+        (Some(64), 50.0),
+        (Some(8), 50.0),
+        (Some(4), 97.7),
+        (Some(1), 100.0),
+    ];
+    for (shards, expected) in cases {
         let start = Instant::now();
         let mut limiter = ShardLimiter::new(MIB, 1000.0, start);
         if let Some(shards) = shards {
             limiter.pace_for(shards);
         }
-        // Empty the bucket, then see how long the next batch waits.
+        // Empty the bucket, then see how long the next batch of a second's backlog waits.
         limiter.try_acquire((0.1 * MIB) as usize, start).unwrap();
-        limiter.batch_ready_at(1, backlog, 100, start).unwrap() - start
-    };
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    assert!((ms(wait(None)) - 50.0).abs() < 1.0, "{:?}", wait(None));
-    assert!(
-        (ms(wait(Some(64))) - 50.0).abs() < 1.0,
-        "{:?}",
-        wait(Some(64))
-    );
-    assert!(
-        (ms(wait(Some(8))) - 50.0).abs() < 1.0,
-        "{:?}",
-        wait(Some(8))
-    );
-    // 4 shards: 400 KiB a request is 97.7 ms of each shard's rate.
-    assert!(
-        (ms(wait(Some(4))) - 97.7).abs() < 1.0,
-        "{:?}",
-        wait(Some(4))
-    );
-    assert!(
-        (ms(wait(Some(1))) - 100.0).abs() < 1.0,
-        "{:?}",
-        wait(Some(1))
-    );
+        let waited = limiter.batch_ready_at(1, MIB as usize, 100, start).unwrap() - start;
+        let ms = waited.as_secs_f64() * 1000.0;
+        assert!((ms - expected).abs() < 1.0, "{shards:?} shards: {waited:?}");
+    }
 
     // Larger bursts still keep every second within the limit, close to it.
     let mut limiter = ShardLimiter::new(MIB, 1000.0, Instant::now());
     limiter.pace_for(1);
     let log = drive(&mut limiter, 20_000, 10, Duration::from_millis(20)).await;
-    let total: usize = log.iter().map(|e| e.1).sum();
-    assert!(
-        total as f64 > 0.93 * MIB * 10.0,
-        "only {total} bytes in 10 s"
-    );
-    assert!(max_in_any_second(&log) as f64 <= MIB);
+    assert_close_to_the_limit(&log, 10);
 }
 
 #[tokio::test(start_paused = true)]
