@@ -20,12 +20,12 @@
 //! worth at once. The engine waits until the bucket covers a shard's backlog (or half a
 //! burst) before sending, so pacing does not shrink requests to one entry each. On a
 //! stream of fewer than 8 shards the burst grows to up to a fifth of a second, so the
-//! shards' batches together still fill a request of about 400 KiB. Once a
-//! request goes, another shard's entry may join it if its bucket holds half the entry's cost
-//! (for the request's first few entries), and its bucket runs into debt for the rest: the
-//! rate is the same, but the shards fall into step and share requests instead of each
-//! sending its own (4 shards: 3.2 entries a request instead of 1.4, about half the
-//! requests; each costs the SDK's request path whatever it carries).
+//! shards' batches together still fill a request of about 400 KiB. Once a request goes,
+//! another shard's entry may join it if its bucket holds half the entry's cost (for the
+//! request's first few entries), and its bucket runs into debt for the rest: the rate is
+//! the same, but the shards fall into step and share requests instead of each sending its
+//! own. Each request costs the SDK's request path whatever it carries; 4 shards now send
+//! about 5 entries a request instead of 1.4, a third as many requests.
 //!
 //! **Adaptation (AIMD).** When Kinesis throttles the shard anyway (other producers share it,
 //! or the service counts differently), the allowance drops multiplicatively, at most once a
