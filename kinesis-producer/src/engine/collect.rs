@@ -4,6 +4,7 @@
 use tokio::time::Instant;
 
 use super::Engine;
+use super::limiter::{Claim, ShardLimiter};
 use super::order::Turn;
 use crate::ticket::{Entry, Ticket};
 
@@ -15,6 +16,21 @@ use crate::ticket::{Entry, Ticket};
 ///
 /// [`ShardLimiter::try_join`]: super::limiter::ShardLimiter::try_join
 const JOINING_ENTRIES: usize = 4;
+
+/// The claim on a shard's rate for an entry of `size` bytes that would be entry `position`
+/// (from 0) of a request: joining for the first [`JOINING_ENTRIES`], its full cost after.
+fn claim_for(
+    limiter: &mut ShardLimiter,
+    size: usize,
+    position: usize,
+    now: Instant,
+) -> Option<Claim> {
+    if position < JOINING_ENTRIES {
+        limiter.try_join(size, now)
+    } else {
+        limiter.try_acquire(size, now)
+    }
+}
 
 impl Engine {
     /// Sends requests while there is room, something due, and rate to spend.
@@ -98,12 +114,7 @@ impl Engine {
                 if !batch.is_empty() && bytes + size > max_bytes {
                     continue;
                 }
-                let claim = if batch.len() < JOINING_ENTRIES {
-                    shard.limiter.try_join(size, now)
-                } else {
-                    shard.limiter.try_acquire(size, now)
-                };
-                let Some(claim) = claim else {
+                let Some(claim) = claim_for(&mut shard.limiter, size, batch.len(), now) else {
                     continue;
                 };
                 bytes += size;
@@ -133,5 +144,42 @@ impl Engine {
             }
         }
         batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_requests_first_entries_join() {
+        let start = Instant::now();
+        // Entries of 100 ms of a shard's rate, each shard's burst spent on one of them.
+        let entry = (0.1 * MIB) as usize;
+        let mut shards: Vec<ShardLimiter> = (0..JOINING_ENTRIES + 2)
+            .map(|_| {
+                let mut limiter = ShardLimiter::new(MIB, 1000.0, start);
+                assert!(limiter.try_acquire(entry, start).is_some());
+                limiter
+            })
+            .collect();
+        // 60 ms later every bucket holds more than half an entry's cost, not all of it.
+        tokio::time::advance(Duration::from_millis(60)).await;
+        let now = Instant::now();
+        let taken: Vec<bool> = shards
+            .iter_mut()
+            .enumerate()
+            .map(|(position, limiter)| claim_for(limiter, entry, position, now).is_some())
+            .collect();
+        let expected: Vec<bool> = (0..shards.len()).map(|p| p < JOINING_ENTRIES).collect();
+        assert_eq!(taken, expected);
+        // Later in a request, an entry whose bucket holds its whole cost still goes.
+        tokio::time::advance(Duration::from_millis(40)).await;
+        let last = shards.last_mut().expect("shards");
+        assert!(claim_for(last, entry, JOINING_ENTRIES, Instant::now()).is_some());
     }
 }
