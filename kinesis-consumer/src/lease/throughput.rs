@@ -1,12 +1,18 @@
 //! How fast each held lease's shard is read, for the leader's balance.
 //!
 //! The shard consumer counts the bytes it delivers and the arrival times of their records
-//! in a [`ThroughputMeter`]; at each renewal the renewer turns what was counted since the
-//! last one into KiB/s ([`Estimate`]) and writes it on the lease as `throughputKBps`, as
-//! KCL 3.x does. A window's bytes are divided by the longer of the time it lasted and the
-//! span of arrival times it covered, so a new owner reading a backlog reports the rate the
-//! shard is written at, not its catch-up speed, and a move does not make a lease look hot.
+//! in a [`ThroughputMeter`]; at each renewal the renewer takes what was counted since the
+//! last one into an [`Estimate`] and writes its figure on the lease as `throughputKBps`, as
+//! KCL 3.x does. The figure is the rate over the last [`HORIZON`] (20 s, a leader's round):
+//! the bytes of the windows it covers divided by the longer of the wall time they lasted and
+//! the span of arrival times their records cover. So a new owner reading a backlog reports
+//! the rate the shard is written at, not its catch-up speed; a consumer that falls behind
+//! for a moment loses a fraction of a second over twenty, not over one window; and the
+//! figure of a steady shard varies by a percent or two, well inside the balance's
+//! threshold, instead of moving a lease back and forth. Until the horizon is covered, the
+//! previous owner's figure stands for the part not measured yet.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -15,8 +21,8 @@ use tokio::time::Instant;
 /// Bytes per KiB, as KCL counts `throughputKBps`.
 const BYTES_PER_KIB: f64 = 1024.0;
 
-/// Weight of a new window in the moving average.
-const SMOOTHING: f64 = 0.5;
+/// How far back the figure looks.
+pub(crate) const HORIZON: Duration = Duration::from_secs(20);
 
 #[derive(Debug, Default)]
 struct Window {
@@ -72,10 +78,24 @@ impl ThroughputMeter {
     }
 }
 
+/// One renewal's window, as the estimate keeps it.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    bytes: u64,
+    /// The arrival time its records follow: the newest one delivered before it, or its own
+    /// oldest when nothing was delivered before.
+    from_arrival: Option<SystemTime>,
+}
+
 /// The renewer's estimate for one held lease.
 #[derive(Debug, Clone)]
 pub(crate) struct Estimate {
     kbps: Option<f64>,
+    /// The previous owner's figure, standing for what is not measured yet.
+    carried: Option<f64>,
+    /// The windows of the last [`HORIZON`], oldest first.
+    samples: VecDeque<Sample>,
     /// End of the last window taken.
     last: Option<Instant>,
     /// Newest arrival time seen so far.
@@ -87,6 +107,8 @@ impl Estimate {
     pub(crate) fn new(carried: Option<f64>) -> Self {
         Estimate {
             kbps: carried,
+            carried,
+            samples: VecDeque::new(),
             last: None,
             newest_arrival: None,
         }
@@ -120,21 +142,46 @@ impl Estimate {
             return self.kbps;
         };
         self.last = Some(now);
-        let span_from = self.newest_arrival.or(oldest);
-        let span = match (span_from, newest) {
-            (Some(from), Some(to)) => to.duration_since(from).unwrap_or_default(),
-            _ => Duration::ZERO,
-        };
+        self.samples.push_back(Sample {
+            wall,
+            bytes,
+            from_arrival: self.newest_arrival.or(oldest),
+        });
         if newest.is_some() {
             self.newest_arrival = newest.max(self.newest_arrival);
         }
-        let rate = bytes as f64 / BYTES_PER_KIB / wall.max(span).as_secs_f64();
-        let kbps = match self.kbps {
-            Some(old) => old + SMOOTHING * (rate - old),
-            None => rate,
-        };
-        self.kbps = Some(kbps);
+        // Keep the fewest windows that still cover the horizon.
+        let mut covered: Duration = self.samples.iter().map(|s| s.wall).sum();
+        while let Some(front) = self.samples.front()
+            && covered.saturating_sub(front.wall) >= HORIZON
+        {
+            covered -= front.wall;
+            self.samples.pop_front();
+        }
+        self.kbps = Some(self.rate(covered));
         self.kbps
+    }
+
+    /// KiB/s over the windows kept, the carried figure filling what they do not cover.
+    fn rate(&self, wall: Duration) -> f64 {
+        let kib = self.samples.iter().map(|s| s.bytes).sum::<u64>() as f64 / BYTES_PER_KIB;
+        let from = self.samples.iter().find_map(|s| s.from_arrival);
+        let span = match (from, self.newest_arrival) {
+            (Some(from), Some(to)) => to.duration_since(from).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        let measured = wall.max(span).as_secs_f64();
+        match self.carried {
+            Some(carried) => {
+                let missing = HORIZON.as_secs_f64() - measured;
+                if missing > 0.0 {
+                    (kib + carried * missing) / HORIZON.as_secs_f64()
+                } else {
+                    kib / measured
+                }
+            }
+            None => kib / measured,
+        }
     }
 }
 
@@ -183,10 +230,97 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(estimate.sample(&meter, Instant::now()), Some(8.0));
         meter.start();
-        for _ in 0..6 {
+        let mut figures = Vec::new();
+        for _ in 0..7 {
             tokio::time::sleep(Duration::from_secs(3)).await;
-            estimate.sample(&meter, Instant::now());
+            figures.push(estimate.sample(&meter, Instant::now()).unwrap());
         }
-        assert!(estimate.kbps().unwrap() < 0.2, "{:?}", estimate.kbps());
+        // Down by the share of the horizon measured quiet, to nothing once it is covered.
+        assert!(figures.windows(2).all(|w| w[1] < w[0]), "{figures:?}");
+        assert!((figures[0] - 8.0 * 17.0 / 20.0).abs() < 0.01, "{figures:?}");
+        assert_eq!(figures[6], 0.0, "{figures:?}");
+    }
+
+    /// A shard written 8 KiB every 200 ms (40 KiB/s), read by a consumer that polls every
+    /// `poll` and is late by up to `jitter` now and then, its figure taken every 3.33 s.
+    /// Returns the figures from the moment the horizon is covered.
+    async fn steady_figures(poll: Duration, jitter: Duration) -> Vec<f64> {
+        let meter = ThroughputMeter::default();
+        let mut estimate = Estimate::new(None);
+        let t0 = Instant::now();
+        meter.start();
+        let (mut read_up_to, mut next_renewal) = (0u64, Duration::from_millis(3333));
+        let mut figures = Vec::new();
+        let mut late = 0u64;
+        let mut clock = Duration::ZERO;
+        while clock < Duration::from_secs(120) {
+            clock += poll;
+            tokio::time::sleep_until(t0 + clock).await;
+            // Every third poll comes late: what it reads ends `jitter` earlier.
+            late += 1;
+            let lag = if late.is_multiple_of(3) {
+                jitter
+            } else {
+                Duration::ZERO
+            };
+            let written = (clock.saturating_sub(lag).as_millis() / 200) as u64;
+            if written > read_up_to {
+                let first = at_ms((read_up_to + 1) * 200);
+                let last = at_ms(written * 200);
+                meter.record((written - read_up_to) * 8 * 1024, Some(first), Some(last));
+                read_up_to = written;
+            }
+            if clock >= next_renewal {
+                next_renewal += Duration::from_millis(3333);
+                let kbps = estimate.sample(&meter, Instant::now()).unwrap();
+                if clock >= HORIZON + Duration::from_secs(4) {
+                    figures.push(kbps);
+                }
+            }
+        }
+        figures
+    }
+
+    fn at_ms(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_shard_figure_stays_within_a_few_percent_of_its_rate() {
+        // (poll, how late every third poll is, how far a figure may be from 40 KiB/s): 1%
+        // on time; late, a figure is short by at most the lateness over the horizon.
+        for (poll, jitter, bound) in [
+            (100, 0, 0.4),
+            (500, 0, 0.4),
+            (100, 400, 1.0),
+            (500, 900, 1.6),
+        ] {
+            let (poll, jitter) = (Duration::from_millis(poll), Duration::from_millis(jitter));
+            let figures = steady_figures(poll, jitter).await;
+            println!("polling every {poll:?}, late by {jitter:?}: {figures:?}");
+            assert!(figures.len() > 20, "{figures:?}");
+            for kbps in &figures {
+                assert!(
+                    (kbps - 40.0).abs() <= bound,
+                    "polling every {poll:?}, late by {jitter:?}: {figures:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_that_doubles_shows_within_the_horizon() {
+        let meter = ThroughputMeter::default();
+        let mut estimate = Estimate::new(Some(10.0));
+        meter.start();
+        let mut kbps = 0.0;
+        for second in 1..=(HORIZON.as_secs() + 4) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            meter.record(20 * 1024, Some(at(second - 1)), Some(at(second)));
+            if second % 3 == 0 {
+                kbps = estimate.sample(&meter, Instant::now()).unwrap();
+            }
+        }
+        assert!((kbps - 20.0).abs() < 0.5, "{kbps}");
     }
 }

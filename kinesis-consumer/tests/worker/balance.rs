@@ -345,16 +345,37 @@ async fn skewed_load(
     (rates, task)
 }
 
-/// Each lease's owner.
-async fn lease_owners(aws: &LocalAws, table: &str) -> HashMap<String, String> {
+/// Each lease's owner, and the figures the leader planned with: (owner, `throughputKBps`).
+async fn lease_owners(aws: &LocalAws, table: &str) -> HashMap<String, (String, f64)> {
     leases(aws, table)
         .await
         .into_iter()
         .filter_map(|(shard, item)| {
             let owner = item.get("leaseOwner")?.as_s().ok()?.clone();
-            Some((shard, owner))
+            let kbps = item
+                .get("throughputKBps")
+                .and_then(|k| k.as_n().ok())
+                .and_then(|k| k.parse().ok())
+                .unwrap_or(f64::NAN);
+            Some((shard, (owner, kbps)))
         })
         .collect()
+}
+
+/// The figures of a snapshot, shard by shard, for a failure's message.
+fn figures(owners: &HashMap<String, (String, f64)>) -> String {
+    let mut shards: Vec<_> = owners.iter().collect();
+    shards.sort_by(|a, b| a.0.cmp(b.0));
+    shards
+        .iter()
+        .map(|(shard, (owner, kbps))| {
+            format!(
+                "{}:{owner}:{kbps:.1}",
+                shard.trim_start_matches("shardId-0000000")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One worker takes all eight skewed shards and measures them; `joiners` join. Returns the
@@ -391,16 +412,23 @@ async fn skewed_fleet(
     let joined = Instant::now();
     let mut owners = lease_owners(&aws, name).await;
     let mut last_move = Duration::ZERO;
+    let mut moves = Vec::new();
     let mut moves_after_settle = Vec::new();
     while joined.elapsed() < settle + steady {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = lease_owners(&aws, name).await;
-        for (shard, owner) in &now {
-            if owners.get(shard) != Some(owner) {
+        for (shard, (owner, _)) in &now {
+            if owners.get(shard).map(|o| &o.0) != Some(owner) {
                 last_move = joined.elapsed();
+                // What the table said just before the move: the figures it was planned on.
+                let at = format!(
+                    "{last_move:.1?} {shard} to {owner}, before: {}",
+                    figures(&owners)
+                );
                 if last_move > settle {
-                    moves_after_settle.push((last_move, shard.clone(), owner.clone()));
+                    moves_after_settle.push(at.clone());
                 }
+                moves.push(at);
             }
         }
         owners = now;
@@ -408,12 +436,15 @@ async fn skewed_fleet(
     load.abort();
     let total: f64 = rates.values().sum();
     let mut share: HashMap<String, f64> = HashMap::new();
-    for (shard, owner) in &owners {
+    for (shard, (owner, _)) in &owners {
         *share.entry(owner.clone()).or_default() += rates[shard] / total;
     }
     println!(
-        "{name}: {} workers, last move {last_move:?} after the join, shares {share:?}",
-        joiners.len() + 1
+        "{name}: {} workers, last move {last_move:?} after the join, shares {share:?}, \
+         moves:\n  {}\nat the end: {}",
+        joiners.len() + 1,
+        moves.join("\n  "),
+        figures(&owners)
     );
     for (handle, task) in handles {
         handle.shutdown().await;
