@@ -230,6 +230,9 @@ async fn main() {
     }
     drop(tx);
     let failed = waiter.await.expect("waiter");
+    // Every record is resolved: what the heap still holds above its level before producing
+    // is what the producer keeps while idle (per shard, the figure that grows with a stream).
+    let heap_idle = heap_bytes();
     PRODUCED.store(true, std::sync::atomic::Ordering::Relaxed);
     producer.shutdown().await;
     let seconds = start.elapsed().as_secs_f64();
@@ -250,6 +253,9 @@ async fn main() {
             memory.outstanding_at_heap,
         )
     });
+    let idle_per_shard = heap_idle
+        .zip(heap_before)
+        .map(|(idle, before)| idle.saturating_sub(before) as f64 / f64::from(args.shards));
     let s = producer.stats();
     let (seen, busiest) = read_back(&client, "bench").await;
     drop(child.stdin.take());
@@ -312,6 +318,12 @@ async fn main() {
             memory.outstanding_at_heap
         );
     }
+    if let Some(per_shard) = idle_per_shard {
+        println!(
+            "heap when idle     {:.1} KiB per shard above the level before producing (every record resolved)",
+            per_shard / 1024.0
+        );
+    }
     println!("failed {failed}, lost {lost}");
     println!(
         "{}",
@@ -326,6 +338,7 @@ async fn main() {
             "peak_rss_mib": peak_rss, "rss_before_mib": rss_before, "failed": failed, "lost": lost,
             "max_outstanding": memory.outstanding, "rss_bytes_per_outstanding": rss_per_record,
             "heap_bytes_per_outstanding": heap_per_record,
+            "idle_heap_bytes_per_shard": idle_per_shard,
         })
     );
     if failed > 0 || lost > 0 {

@@ -104,6 +104,9 @@ pub struct Aggregator {
     body_len: usize,
     /// Hash key of the first record, sent as the aggregate's explicit hash key.
     first_hash_key: HashKey,
+    /// Bytes of `records` and entries of `data_spans` the last aggregate took: the next one
+    /// reserves as much on its first record.
+    last: (usize, usize),
 }
 
 impl Default for Aggregator {
@@ -153,6 +156,7 @@ impl Aggregator {
             first: None,
             body_len: 0,
             first_hash_key: HashKey::MIN,
+            last: (0, 0),
         }
     }
 
@@ -265,6 +269,11 @@ impl Aggregator {
             explicit_hash_key_index,
             record.data.len(),
         );
+        if self.records.capacity() == 0 {
+            // Freed when the last aggregate was emitted: take as much as it took at once.
+            self.records = BytesMut::with_capacity(self.last.0);
+            self.data_spans.reserve_exact(self.last.1.max(1));
+        }
         let out = &mut self.records;
         out.reserve(len + 1 + encoded_len_varint(len as u64));
         out.put_u8(KEY_RECORDS);
@@ -328,12 +337,18 @@ impl Aggregator {
         record
     }
 
-    /// Drops everything collected.
+    /// Drops everything collected and frees the buffers: an empty aggregator holds no
+    /// memory for records (a producer keeps one per shard, and thousands of shards are
+    /// common). The next record reserves what the last aggregate took, so an aggregator
+    /// that is kept busy allocates each buffer once per aggregate, at its size.
     pub fn clear(&mut self) {
         self.partition_keys.clear();
         self.explicit_hash_keys.clear();
-        self.records.clear();
-        self.data_spans.clear();
+        if self.records.capacity() > 0 {
+            self.last = (self.records.len(), self.data_spans.len());
+            self.records = BytesMut::new();
+            self.data_spans = Vec::new();
+        }
         self.count = 0;
         self.first = None;
         self.body_len = 0;
@@ -511,5 +526,32 @@ mod tests {
             agg.finish_sharing(|_| panic!("nothing collected"))
                 .is_none()
         );
+    }
+
+    #[test]
+    fn an_emptied_aggregator_holds_no_buffers_and_the_next_aggregate_does_not_regrow() {
+        let mut agg = Aggregator::default();
+        let fill = |agg: &mut Aggregator| {
+            for n in 0..300 {
+                add(agg, &UserRecord::new(format!("pk-{n}"), vec![7u8; 100])).unwrap();
+            }
+        };
+        fill(&mut agg);
+        let first = agg.finish().unwrap();
+        assert_eq!(agg.records.capacity(), 0);
+        assert_eq!(agg.data_spans.capacity(), 0);
+        assert_eq!(
+            agg.partition_keys.held_bytes() + agg.explicit_hash_keys.held_bytes(),
+            0
+        );
+        fill(&mut agg);
+        // Reserved at the first record from the last aggregate's size: no regrowth.
+        assert_eq!(agg.records.capacity(), agg.records.len());
+        assert_eq!(agg.data_spans.capacity(), 300);
+        assert_eq!(agg.finish().unwrap(), first);
+        // Cleared without being emitted: nothing held either.
+        add(&mut agg, &UserRecord::new("pk", "data")).unwrap();
+        agg.clear();
+        assert_eq!(agg.records.capacity(), 0);
     }
 }

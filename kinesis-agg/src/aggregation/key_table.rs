@@ -7,10 +7,12 @@ use hashbrown::HashTable;
 /// The table's hasher: much faster than SipHash on short keys, seeded per process.
 type KeyHasher = foldhash::fast::RandomState;
 
-/// Keys in one growing buffer, found by hash: adding a key allocates nothing once the
-/// buffers have grown to an aggregate's size, and [`KeyTable::clear`] keeps them for the next
-/// aggregate. (A map of `String`s cost two allocations and two frees per new key, and most
-/// keys are new: a partition key per user record is common.)
+/// Keys in one buffer, found by hash. [`KeyTable::clear`] frees the buffers and remembers
+/// how much they held: the next aggregate's first key reserves that much at once, so adding
+/// a key allocates nothing in the common case, and a table with no key holds no memory (a
+/// producer keeps an aggregator per shard, and thousands of shards are common). (A map of
+/// `String`s cost two allocations and two frees per new key, and most keys are new: a
+/// partition key per user record is common.)
 #[derive(Debug, Clone, Default)]
 pub(super) struct KeyTable {
     /// Every key, one after the other.
@@ -20,6 +22,8 @@ pub(super) struct KeyTable {
     /// Indexes into `spans`, by the hash of their key.
     index: HashTable<u32>,
     hasher: KeyHasher,
+    /// Bytes of text and keys the table held when last cleared.
+    last: (usize, usize),
 }
 
 impl KeyTable {
@@ -38,6 +42,9 @@ impl KeyTable {
 
     /// Adds `key`, which must not be in the table, at the next index.
     pub(super) fn push(&mut self, key: &str) {
+        if self.spans.capacity() == 0 {
+            self.reserve_last();
+        }
         let i = self.spans.len() as u32;
         // An aggregate is at most 1 MiB, so offsets and lengths fit a u32.
         self.spans.push((self.text.len() as u32, key.len() as u32));
@@ -68,11 +75,33 @@ impl KeyTable {
         (0..self.spans.len() as u32).map(|i| Self::key_at(&self.text, &self.spans, i))
     }
 
-    /// Empties the table, keeping its buffers.
+    /// Empties the table and frees its buffers, remembering their size for the next time.
     pub(super) fn clear(&mut self) {
-        self.text.clear();
-        self.spans.clear();
-        self.index.clear();
+        if self.spans.capacity() == 0 {
+            return;
+        }
+        self.last = (self.text.len(), self.spans.len());
+        self.text = String::new();
+        self.spans = Vec::new();
+        self.index = HashTable::new();
+    }
+
+    /// Reserves what the table held when last cleared.
+    fn reserve_last(&mut self) {
+        let (text, keys) = self.last;
+        self.text.reserve_exact(text);
+        self.spans.reserve_exact(keys.max(1));
+        let (text, spans, hasher) = (&self.text, &self.spans, &self.hasher);
+        self.index
+            .reserve(keys, |&j| hasher.hash_one(Self::key_at(text, spans, j)));
+    }
+
+    /// Bytes its buffers hold (their capacity), for tests of what an idle table keeps.
+    #[cfg(test)]
+    pub(super) fn held_bytes(&self) -> usize {
+        self.text.capacity()
+            + self.spans.capacity() * std::mem::size_of::<(u32, u32)>()
+            + self.index.capacity() * std::mem::size_of::<u32>()
     }
 }
 
@@ -111,5 +140,31 @@ mod tests {
         assert_eq!(table.get("pk-1"), None);
         table.push("pk-1");
         assert_eq!(table.get("pk-1"), Some(0));
+    }
+
+    #[test]
+    fn a_cleared_table_holds_nothing_and_reserves_its_last_size_on_the_next_key() {
+        let mut table = KeyTable::default();
+        for n in 0..1_000 {
+            table.push(&format!("pk-{n:04}"));
+        }
+        table.clear();
+        assert_eq!(table.held_bytes(), 0);
+        table.clear();
+        assert_eq!(table.held_bytes(), 0);
+        table.push("pk-0000");
+        assert!(table.text.capacity() >= 7_000, "{}", table.text.capacity());
+        assert!(table.spans.capacity() >= 1_000);
+        assert!(table.index.capacity() >= 1_000);
+        // The rest of an aggregate like the last one fits without regrowing.
+        let (text, spans) = (table.text.capacity(), table.spans.capacity());
+        for n in 1..1_000 {
+            table.push(&format!("pk-{n:04}"));
+        }
+        assert_eq!(
+            (table.text.capacity(), table.spans.capacity()),
+            (text, spans)
+        );
+        assert!((0..1_000).all(|n| table.get(&format!("pk-{n:04}")) == Some(n)));
     }
 }
