@@ -14,6 +14,10 @@ use tokio::time::Instant;
 /// A slot whose record is resolved.
 const RESOLVED: u64 = u64::MAX;
 
+/// Slots kept once everything is resolved (32 KiB): a burst's ring (800 KiB at the default
+/// 100,000 outstanding records) is not held for as long as the stream is idle.
+const KEPT_SLOTS: usize = 4096;
+
 /// Unresolved records by id.
 #[derive(Debug)]
 pub(super) struct Outstanding {
@@ -63,6 +67,9 @@ impl Outstanding {
         while self.slots.front() == Some(&RESOLVED) {
             self.slots.pop_front();
             self.base += 1;
+        }
+        if self.slots.is_empty() {
+            self.slots.shrink_to(KEPT_SLOTS);
         }
     }
 
@@ -123,5 +130,23 @@ mod tests {
         outstanding.insert(5, start + Duration::from_secs(1));
         assert_eq!(outstanding.first_id(), Some(5));
         assert_eq!(outstanding.len(), 1);
+    }
+
+    #[test]
+    fn a_bursts_ring_is_trimmed_once_everything_is_resolved() {
+        let start = Instant::now();
+        let mut outstanding = Outstanding::new(start);
+        for id in 0..100_000 {
+            outstanding.insert(id, start);
+        }
+        for id in 0..99_999 {
+            outstanding.remove(id);
+        }
+        assert!(outstanding.slots.capacity() >= 100_000, "one still out");
+        outstanding.remove(99_999);
+        assert!(outstanding.is_empty());
+        assert!(outstanding.slots.capacity() <= KEPT_SLOTS);
+        outstanding.insert(100_000, start);
+        assert_eq!(outstanding.first_id(), Some(100_000));
     }
 }
