@@ -2,7 +2,7 @@
 //! emulator with AWS's shard write limits enforced, then every record read back.
 //!
 //! `cargo run --release -p kinesis-benches --bin producer_e2e -- --records 400000 --size 100 --shards 4
-//! [--ordered] [--no-limits] [--max-outstanding-mib M] [--max-request-kib K] [--max-aggregate-bytes B]`
+//! [--ordered] [--no-limits] [--rate R] [--max-outstanding-mib M] [--max-request-kib K] [--max-aggregate-bytes B]`
 //!
 //! The emulator runs in a child process (this binary re-run with `--serve`), so the CPU time
 //! and peak RSS printed are the producer's alone. Built with `--features heap`, it also counts
@@ -101,6 +101,10 @@ struct Args {
     /// The producer's `max_aggregate_bytes` (its default: 51,200, KPL's).
     #[arg(long, default_value_t = 51_200)]
     max_aggregate_bytes: usize,
+    /// Send at most this many records per second (0: as fast as `send` takes them), to
+    /// measure the producer at a steady rate below the stream's limit, as most shards run.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Internal: serve the emulator and print its endpoints.
     #[arg(long, hide = true)]
     serve: bool,
@@ -213,7 +217,15 @@ async fn main() {
         }
         failed
     });
+    let pace = (args.rate > 0).then(|| std::time::Duration::from_secs(1) / args.rate as u32);
     for i in 0..args.records {
+        if let Some(pace) = pace
+            && i % 100 == 0
+        {
+            // In steps of 100 records: the sender's own timer costs little CPU.
+            let due = start + pace * i as u32;
+            tokio::time::sleep_until(due.into()).await;
+        }
         // One allocation each for the key and the data, as an application that builds its
         // records with care makes (`format!` and a `resize` cost three more allocations,
         // about 0.4 µs per record of the CPU this bench reports, measured 2026-12-05).
@@ -328,7 +340,7 @@ async fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "records": args.records, "size": args.size, "shards": args.shards, "ordered": args.ordered,
+            "records": args.records, "size": args.size, "shards": args.shards, "ordered": args.ordered, "rate": args.rate,
             "max_outstanding_mib": args.max_outstanding_mib, "max_request_kib": args.max_request_kib,
             "shard_map_load_s": map_load, "seconds": seconds,
             "records_per_s": args.records as f64 / seconds, "mib_per_s_per_shard": per_shard,
