@@ -12,6 +12,10 @@ use crate::record::{DEFAULT_MAX_RECORD_BYTES, KinesisRecord, UserRecord};
 /// KPL's default aggregate size limit, 51,200 bytes.
 pub const DEFAULT_MAX_AGGREGATE_BYTES: usize = 51_200;
 
+/// Record bytes up to which an emptied aggregator keeps its buffers for the next aggregate;
+/// larger ones are freed (see [`Aggregator::clear`]).
+const KEPT_BYTES: usize = 4096;
+
 // Field keys: (field number << 3) | wire type (0 = varint, 2 = length-delimited).
 const KEY_PARTITION_KEY_TABLE: u8 = (1 << 3) | 2;
 const KEY_EXPLICIT_HASH_KEY_TABLE: u8 = (2 << 3) | 2;
@@ -337,17 +341,23 @@ impl Aggregator {
         record
     }
 
-    /// Drops everything collected and frees the buffers: an empty aggregator holds no
-    /// memory for records (a producer keeps one per shard, and thousands of shards are
-    /// common). The next record reserves what the last aggregate took, so an aggregator
-    /// that is kept busy allocates each buffer once per aggregate, at its size.
+    /// Drops everything collected. Buffers that grew past 4 KiB of records are freed: an
+    /// empty aggregator holds little memory (a producer keeps one per shard, and thousands
+    /// of shards are common). The next record then reserves what the last aggregate took,
+    /// so a busy aggregator allocates each buffer once per aggregate, at its size, and one
+    /// that emits small aggregates keeps reusing its small buffers.
     pub fn clear(&mut self) {
-        self.partition_keys.clear();
-        self.explicit_hash_keys.clear();
-        if self.records.capacity() > 0 {
+        if self.records.capacity() > KEPT_BYTES {
             self.last = (self.records.len(), self.data_spans.len());
             self.records = BytesMut::new();
             self.data_spans = Vec::new();
+            self.partition_keys.release();
+            self.explicit_hash_keys.release();
+        } else {
+            self.records.clear();
+            self.data_spans.clear();
+            self.partition_keys.clear();
+            self.explicit_hash_keys.clear();
         }
         self.count = 0;
         self.first = None;
@@ -549,9 +559,20 @@ mod tests {
         assert_eq!(agg.records.capacity(), agg.records.len());
         assert_eq!(agg.data_spans.capacity(), 300);
         assert_eq!(agg.finish().unwrap(), first);
-        // Cleared without being emitted: nothing held either.
-        add(&mut agg, &UserRecord::new("pk", "data")).unwrap();
-        agg.clear();
+        // Small aggregates keep their small buffers: no allocation per aggregate. (The first
+        // one after a large one still reserves the large one's size, and frees it.)
+        let small = |agg: &mut Aggregator| {
+            add(agg, &UserRecord::new("pk", "data")).unwrap();
+            add(agg, &UserRecord::new("pk2", "data")).unwrap();
+        };
+        small(&mut agg);
+        agg.finish().unwrap();
         assert_eq!(agg.records.capacity(), 0);
+        small(&mut agg);
+        agg.finish().unwrap();
+        let kept = agg.records.capacity();
+        assert!(kept > 0 && kept <= KEPT_BYTES, "{kept}");
+        small(&mut agg);
+        assert_eq!(agg.records.capacity(), kept);
     }
 }

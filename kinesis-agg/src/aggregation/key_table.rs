@@ -7,9 +7,9 @@ use hashbrown::HashTable;
 /// The table's hasher: much faster than SipHash on short keys, seeded per process.
 type KeyHasher = foldhash::fast::RandomState;
 
-/// Keys in one buffer, found by hash. [`KeyTable::clear`] frees the buffers and remembers
+/// Keys in one buffer, found by hash. [`KeyTable::release`] frees the buffers and remembers
 /// how much they held: the next aggregate's first key reserves that much at once, so adding
-/// a key allocates nothing in the common case, and a table with no key holds no memory (a
+/// a key allocates nothing in the common case, and a released table holds no memory (a
 /// producer keeps an aggregator per shard, and thousands of shards are common). (A map of
 /// `String`s cost two allocations and two frees per new key, and most keys are new: a
 /// partition key per user record is common.)
@@ -75,8 +75,15 @@ impl KeyTable {
         (0..self.spans.len() as u32).map(|i| Self::key_at(&self.text, &self.spans, i))
     }
 
-    /// Empties the table and frees its buffers, remembering their size for the next time.
+    /// Empties the table, keeping its buffers.
     pub(super) fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
+        self.index.clear();
+    }
+
+    /// Empties the table and frees its buffers, remembering their size for the next time.
+    pub(super) fn release(&mut self) {
         if self.spans.capacity() == 0 {
             return;
         }
@@ -143,14 +150,14 @@ mod tests {
     }
 
     #[test]
-    fn a_cleared_table_holds_nothing_and_reserves_its_last_size_on_the_next_key() {
+    fn a_released_table_holds_nothing_and_reserves_its_last_size_on_the_next_key() {
         let mut table = KeyTable::default();
         for n in 0..1_000 {
             table.push(&format!("pk-{n:04}"));
         }
-        table.clear();
+        table.release();
         assert_eq!(table.held_bytes(), 0);
-        table.clear();
+        table.release();
         assert_eq!(table.held_bytes(), 0);
         table.push("pk-0000");
         assert!(table.text.capacity() >= 7_000, "{}", table.text.capacity());

@@ -6,6 +6,7 @@ use tokio::time::Instant;
 use super::Engine;
 use super::limiter::{Claim, ShardLimiter};
 use super::order::Turn;
+use super::shard::ShardState;
 use crate::ticket::{Entry, Ticket};
 
 /// Entries a request takes by joining ([`ShardLimiter::try_join`]: half their cost in
@@ -16,6 +17,10 @@ use crate::ticket::{Entry, Ticket};
 ///
 /// [`ShardLimiter::try_join`]: super::limiter::ShardLimiter::try_join
 const JOINING_ENTRIES: usize = 4;
+
+/// The share of the buffering time within which an open aggregate closes early to join a
+/// request that is going out anyway.
+const SOON: f64 = 0.1;
 
 /// The claim on a shard's rate for an entry of `size` bytes that would be entry `position`
 /// (from 0) of a request: joining for the first [`JOINING_ENTRIES`], its full cost after.
@@ -62,11 +67,31 @@ impl Engine {
             if !triggered {
                 return;
             }
+            self.close_aggregates_due_soon(now, max_buffered, flushing);
             let batch = self.collect(now, max_entries, max_bytes);
             if batch.is_empty() {
                 return; // every shard with work is rate limited: wake when one frees up
             }
             self.send(batch, now);
+        }
+    }
+
+    /// A request is going out: aggregates due within [`SOON`] of the buffering time close
+    /// now and may join it, rather than each sending a request of its own a few milliseconds
+    /// later. Shards' deadlines are spread over time, so at 1,000 shards with 20 records a
+    /// second each, requests carried about 25 entries and their fixed cost (signing, HTTP,
+    /// parsing, a task) was a fifth of the producer's CPU (README).
+    fn close_aggregates_due_soon(
+        &mut self,
+        now: Instant,
+        max_buffered: std::time::Duration,
+        flushing: bool,
+    ) {
+        let soon = now + max_buffered.mul_f64(SOON);
+        for shard in self.shards.values_mut() {
+            if shard.pending_due(soon, max_buffered, flushing) {
+                shard.close_aggregate();
+            }
         }
     }
 
@@ -77,15 +102,16 @@ impl Engine {
         let mut bytes = 0usize;
         let mut stale: Vec<Entry> = Vec::new();
         let mut expired: Vec<Ticket> = Vec::new();
-        let shard_count = self.shard_order.len();
+        // In the map's order, which holds while no shard is added or removed: no lookup by
+        // id per shard and round (at 1,000 shards those were a tenth of the producer's CPU).
+        let mut shards: Vec<&mut ShardState> = self.shards.values_mut().collect();
+        let shard_count = shards.len();
         let mut progress = true;
         while progress && batch.len() < max_entries {
             progress = false;
             for step in 0..shard_count {
                 let index = (self.cursor + step) % shard_count;
-                let Some(shard) = self.shards.get_mut(&self.shard_order[index]) else {
-                    continue;
-                };
+                let shard = &mut *shards[index];
                 if let Some(order) = &self.order
                     && order.turn(&shard.range, now) != Turn::Now
                 {

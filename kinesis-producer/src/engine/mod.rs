@@ -24,6 +24,7 @@
 
 mod answer;
 mod collect;
+mod gates;
 pub(crate) mod limiter;
 mod order;
 mod outcome;
@@ -46,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::admission::{self, Admission, Gate};
+use crate::admission::{Admission, Gate};
 use crate::config::Config;
 use crate::error::ProduceError;
 use crate::inbox::Inbox;
@@ -104,8 +105,7 @@ pub(crate) struct Engine {
     admission: Arc<Admission>,
     /// Each open shard's gate, whether or not it has a `ShardState` yet.
     gates: HashMap<String, Arc<Gate>>,
-    /// Round-robin position over shards when collecting.
-    shard_order: Vec<String>,
+    /// Round-robin position over `shards` (in the map's order) when collecting.
     cursor: usize,
     unrouted: Vec<Ticket>,
     retries: BTreeMap<(Instant, u64), Ticket>,
@@ -131,6 +131,10 @@ pub(crate) struct Engine {
     /// here rather than in every ticket: most records are never retried).
     last_errors: HashMap<u64, std::sync::Arc<str>>,
     next_hot_report: Instant,
+    /// When the shards' admission gates are next set from their limiters (see `gates`).
+    next_gate_update: Instant,
+    /// Shards whose gate was full at the last update: senders wait on them.
+    gated_shards: u64,
 }
 
 impl Engine {
@@ -166,7 +170,6 @@ impl Engine {
             shards: HashMap::default(),
             admission,
             gates: HashMap::new(),
-            shard_order: Vec::new(),
             cursor: 0,
             unrouted: Vec::new(),
             retries: BTreeMap::new(),
@@ -183,6 +186,8 @@ impl Engine {
             rng: StdRng::from_os_rng(),
             last_errors: HashMap::new(),
             next_hot_report: Instant::now(),
+            next_gate_update: Instant::now(),
+            gated_shards: 0,
         }
     }
 
@@ -371,7 +376,7 @@ impl Engine {
             }
         }
         self.dispatch(now);
-        self.update_gates(now);
+        self.update_gates_if_due(now);
         self.report(now);
         self.report_hot_keys(now);
         self.release_flushes();
@@ -420,40 +425,6 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner()) = reports;
     }
 
-    /// The admission limit of a shard sending `bytes_per_sec`.
-    fn gate_limit(&self, bytes_per_sec: f64) -> u64 {
-        (bytes_per_sec * admission::drain_budget(self.cfg.record_ttl).as_secs_f64()) as u64
-    }
-
-    /// The gate of shard `id`, made on first use.
-    fn gate(&mut self, id: &str) -> Arc<Gate> {
-        if let Some(gate) = self.gates.get(id) {
-            return gate.clone();
-        }
-        // Nothing measured yet: the floor, as the limiter's admission rate starts.
-        let rate = self.cfg.shard_bytes_per_sec() * limiter::MIN_FACTOR;
-        let gate = Arc::new(Gate::new(self.gate_limit(rate)));
-        self.gates.insert(id.to_owned(), gate.clone());
-        gate
-    }
-
-    /// Sets each shard's admission limit to what it sends in the drain budget at the rate it
-    /// is accepting, and counts the shards where senders wait.
-    fn update_gates(&mut self, now: Instant) {
-        let mut full = 0u64;
-        for shard in self.shards.values_mut() {
-            let limit = (shard.limiter.admission_rate(now)
-                * admission::drain_budget(self.cfg.record_ttl).as_secs_f64())
-                as u64;
-            shard.gate.set_limit(limit);
-            full += u64::from(shard.gate.is_full());
-        }
-        self.stats
-            .gated_shards
-            .store(full, std::sync::atomic::Ordering::Relaxed);
-        self.metrics.gated_shards.set(full as f64);
-    }
-
     /// When the loop must look again even if nothing arrives.
     fn next_wake(&mut self, now: Instant) -> Instant {
         let mut wake = self
@@ -465,6 +436,10 @@ impl Engine {
         if !self.shards.is_empty() {
             // The hot-key report slides with time, traffic or not.
             wake = wake.min(self.next_hot_report);
+        }
+        if self.gated_shards > 0 {
+            // Senders wait at a full gate, whose limit may rise with the shard's rate.
+            wake = wake.min(self.next_gate_update);
         }
         if let Some(deadline) = self
             .unrouted

@@ -131,7 +131,6 @@ impl Engine {
                 }
                 reroute.extend(shard.drain());
             }
-            self.shard_order.retain(|s| s != &id);
         }
         self.cursor = 0;
         self.route_returned(reroute, None, now);

@@ -50,7 +50,6 @@ impl Engine {
     /// The state of the shard `range`, made on first use.
     fn shard_state(&mut self, range: &ShardRange, now: Instant) -> &mut ShardState {
         if !self.shards.contains_key(&range.shard_id) {
-            self.shard_order.push(range.shard_id.clone());
             let gate = self.gate(&range.shard_id);
             let metrics = self.metrics.shard(&range.shard_id);
             let mut state = ShardState::new(range.clone(), &self.cfg, gate, metrics, now);
