@@ -1,5 +1,5 @@
-//! Many shards: a 1,000-shard stream written from one producer, and the shard count doubled
-//! while producing, with nothing lost.
+//! Many shards: a 1,000-shard stream written from one producer, the shard count doubled
+//! while producing with nothing lost, and requests that take every aggregate due soon.
 
 use crate::support;
 
@@ -104,4 +104,37 @@ async fn doubling_the_shard_count_while_producing_loses_nothing() {
         .map(|r| r.data.clone())
         .collect();
     assert_eq!(kept.len(), n, "a KCL consumer sees every record");
+}
+
+/// Shards' aggregates close on deadlines spread over time; one that is due within a tenth
+/// of the buffering time of a request going out joins it instead of sending its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregate_due_soon_joins_the_request_going_out() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("due-soon", 3).await.unwrap();
+    let client = aws.kinesis_client().await;
+    let producer = Producer::builder("due-soon")
+        .client(client.clone())
+        .max_buffered_time(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    while producer.stats().shard_map_refreshes == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // One record for each of the three shards, by explicit hash key.
+    let on = |ehk: u128| UserRecord::new("k", "x").with_explicit_hash_key(ehk.to_string());
+    let first = producer.send(on(1)).await.unwrap();
+    // 50 ms later: due 50 ms after the first, well within its request's 200 ms.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let soon = producer.send(on(u128::MAX)).await.unwrap();
+    // 1.2 s later: due long after the first request left.
+    tokio::time::sleep(Duration::from_millis(1150)).await;
+    let late = producer.send(on(u128::MAX / 2)).await.unwrap();
+    let mut shards = HashSet::new();
+    for put in [first, soon, late] {
+        shards.insert(put.await.unwrap().shard_id().to_owned());
+    }
+    assert_eq!(shards.len(), 3);
+    assert_eq!(producer.stats().requests, 2, "{:?}", producer.stats());
+    producer.shutdown().await;
 }
