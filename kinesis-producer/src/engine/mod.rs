@@ -10,7 +10,8 @@
 //!
 //! Stages, a file each: `shard` (one shard's aggregate and ready queue), `routing` (the
 //! shard map's prediction, records coming back from a closed shard or a wrong landing),
-//! `limiter` (each shard's rate), `order` (per-key order: which shards may send), `collect`
+//! `limiter` (each shard's rate), `gates` (each shard's admission gate, set from its
+//! limiter every 100 ms), `order` (per-key order: which shards may send), `collect`
 //! (ready entries into requests), `send` (a request in its own task, under a timeout),
 //! `outcome` (the pure judgement of an answer: put, throttled, transient or fatal), `answer`
 //! (acting on the judgement), `retry` (backoff until the TTL), `refresh` (the shard map,

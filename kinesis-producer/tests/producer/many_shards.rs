@@ -135,6 +135,12 @@ async fn an_aggregate_due_soon_joins_the_request_going_out() {
         shards.insert(put.await.unwrap().shard_id().to_owned());
     }
     assert_eq!(shards.len(), 3);
-    assert_eq!(producer.stats().requests, 2, "{:?}", producer.stats());
+    // Two requests (three without the rule), and one more for each retried record, should
+    // an emulator fail an entry.
+    let stats = producer.stats();
+    assert!(
+        stats.requests >= 2 && stats.requests <= 2 + stats.retries,
+        "{stats:?}"
+    );
     producer.shutdown().await;
 }
