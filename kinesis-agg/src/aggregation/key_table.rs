@@ -22,7 +22,7 @@ pub(super) struct KeyTable {
     /// Indexes into `spans`, by the hash of their key.
     index: HashTable<u32>,
     hasher: KeyHasher,
-    /// Bytes of text and keys the table held when last cleared.
+    /// Bytes of text and keys the table held when last released.
     last: (usize, usize),
 }
 
@@ -93,7 +93,7 @@ impl KeyTable {
         self.index = HashTable::new();
     }
 
-    /// Reserves what the table held when last cleared.
+    /// Reserves what the table held when last released.
     fn reserve_last(&mut self) {
         let (text, keys) = self.last;
         self.text.reserve_exact(text);

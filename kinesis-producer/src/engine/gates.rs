@@ -4,7 +4,7 @@
 //! The limits follow the limiters' measured rates, which move over seconds, so they are set
 //! every [`GATE_UPDATE_INTERVAL`] rather than on every pass of the engine: a pass visits
 //! each shard, the engine makes hundreds of passes a second, and at 1,000 shards setting
-//! every gate on each pass was the largest part of the producer's CPU (`perf`, README).
+//! every gate on each pass took 16% of the producer's CPU (`perf`, docs/FIGURES.md).
 
 use std::sync::Arc;
 use std::time::Duration;
