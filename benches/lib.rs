@@ -5,5 +5,6 @@
 //!
 //! The library holds what the end-to-end binaries share.
 
+pub mod child_emulator;
 pub mod ownership;
 pub mod process;

@@ -31,6 +31,21 @@ pub fn worker_cpu_seconds() -> f64 {
     total
 }
 
+/// CPU seconds (user + system) of this whole process, every thread included.
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Peak resident set size in MiB.
 pub fn peak_rss_mib() -> f64 {
     status_mib("VmHWM:")

@@ -11,16 +11,16 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::Write as _;
 use std::time::Instant;
 
 use clap::Parser;
-use kinesis_benches::process::peak_rss_mib;
+use kinesis_benches::child_emulator::{ChildEmulator, serve};
+use kinesis_benches::process::{peak_rss_mib, process_cpu_seconds};
 use kinesis_common::aggregation::deaggregate;
 use kinesis_common::client::ClientOptions;
 use kinesis_producer::{Producer, UserRecord};
-use kinesis_testkit::{LocalAws, streams};
+use kinesis_testkit::streams;
 
 #[cfg(feature = "heap")]
 #[global_allocator]
@@ -110,34 +110,6 @@ struct Args {
     serve: bool,
 }
 
-/// Seconds of CPU this process used (user + system), from /proc.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-async fn serve(limits: bool) {
-    let aws = LocalAws::builder()
-        .enforce_limits(limits)
-        .start()
-        .await
-        .expect("emulator starts");
-    println!("{} {}", aws.kinesis_endpoint(), aws.dynamodb_endpoint());
-    std::io::stdout().flush().ok();
-    // Until the parent closes our stdin.
-    let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
-    aws.shutdown().await;
-}
-
 /// Every user record's id, and the bytes (data + partition key) of the busiest shard.
 async fn read_back(client: &aws_sdk_kinesis::Client, stream: &str) -> (HashSet<Vec<u8>>, u64) {
     let records = streams::read_stream(client, stream)
@@ -168,23 +140,10 @@ async fn main() {
     if args.serve {
         return serve(!args.no_limits).await;
     }
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .arg("--serve")
-        .args(args.no_limits.then_some("--no-limits"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("emulator process starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("endpoints");
-    let mut endpoints = line.split_whitespace();
-    let (kinesis, dynamodb) = (
-        endpoints.next().expect("kinesis"),
-        endpoints.next().expect("dynamodb"),
-    );
-    let client = ClientOptions::local(kinesis, dynamodb).kinesis().await;
+    let emulator = ChildEmulator::start(!args.no_limits);
+    let client = ClientOptions::local(&emulator.kinesis, &emulator.dynamodb)
+        .kinesis()
+        .await;
     streams::create_stream(&client, "bench", args.shards)
         .await
         .expect("stream");
@@ -205,7 +164,7 @@ async fn main() {
     let map_load = building.elapsed().as_secs_f64();
     let rss_before = peak_rss_mib();
     let heap_before = heap_bytes();
-    let cpu_before = cpu_seconds();
+    let cpu_before = process_cpu_seconds();
     let start = Instant::now();
     let sampler = sample_memory(producer.clone(), start);
     // Results are awaited as they come, so only the producer's outstanding bounds hold memory.
@@ -248,7 +207,7 @@ async fn main() {
     PRODUCED.store(true, std::sync::atomic::Ordering::Relaxed);
     producer.shutdown().await;
     let seconds = start.elapsed().as_secs_f64();
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu = process_cpu_seconds() - cpu_before;
     let peak_rss = peak_rss_mib(); // before reading back, which holds every id
     let memory = sampler.await.expect("sampler");
     // Each record's own key and data, which the per-record figures leave out.
@@ -270,8 +229,7 @@ async fn main() {
         .map(|(idle, before)| idle.saturating_sub(before) as f64 / f64::from(args.shards));
     let s = producer.stats();
     let (seen, busiest) = read_back(&client, "bench").await;
-    drop(child.stdin.take());
-    let _ = child.wait();
+    drop(emulator);
 
     let mib = 1024.0 * 1024.0;
     let per_shard = s.bytes_put as f64 / mib / seconds / f64::from(args.shards);

@@ -1,0 +1,67 @@
+//! The embedded emulator in a child process (the bench binary run again with `--serve`), so
+//! that the CPU time and memory a bench reports are its own process's alone.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+
+use kinesis_testkit::LocalAws;
+
+/// The flag that makes a bench binary serve the emulator instead of measuring.
+pub const SERVE_FLAG: &str = "--serve";
+
+/// Runs the emulator (with or without the shard write limits) and prints its endpoints,
+/// until the parent closes this process's stdin. Called by the child.
+pub async fn serve(limits: bool) {
+    let aws = LocalAws::builder()
+        .enforce_limits(limits)
+        .start()
+        .await
+        .expect("emulator starts");
+    println!("{} {}", aws.kinesis_endpoint(), aws.dynamodb_endpoint());
+    std::io::stdout().flush().ok();
+    let _ = tokio::task::spawn_blocking(|| std::io::stdin().lines().count()).await;
+    aws.shutdown().await;
+}
+
+/// The emulator running in a child process; it stops when this is dropped.
+#[derive(Debug)]
+pub struct ChildEmulator {
+    child: Child,
+    /// Kinesis's endpoint URL.
+    pub kinesis: String,
+    /// DynamoDB's endpoint URL.
+    pub dynamodb: String,
+}
+
+impl ChildEmulator {
+    /// Starts this binary again with [`SERVE_FLAG`] (and `--no-limits` when `limits` is
+    /// false, which the child's arguments must accept) and waits for its endpoints.
+    pub fn start(limits: bool) -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .arg(SERVE_FLAG)
+            .args((!limits).then_some("--no-limits"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("emulator process starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("endpoints");
+        let mut endpoints = line.split_whitespace();
+        let kinesis = endpoints.next().expect("kinesis endpoint").to_owned();
+        let dynamodb = endpoints.next().expect("dynamodb endpoint").to_owned();
+        ChildEmulator {
+            child,
+            kinesis,
+            dynamodb,
+        }
+    }
+}
+
+impl Drop for ChildEmulator {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
