@@ -9,11 +9,16 @@ use kinesis_testkit::LocalAws;
 /// The flag that makes a bench binary serve the emulator instead of measuring.
 pub const SERVE_FLAG: &str = "--serve";
 
+/// Shards an account may have in the child's emulator: room for streams of thousands of
+/// shards (the emulator's default is AWS's 1,000).
+const ACCOUNT_SHARD_LIMIT: u32 = 100_000;
+
 /// Runs the emulator (with or without the shard write limits) and prints its endpoints,
 /// until the parent closes this process's stdin. Called by the child.
 pub async fn serve(limits: bool) {
     let aws = LocalAws::builder()
         .enforce_limits(limits)
+        .shard_limit(ACCOUNT_SHARD_LIMIT)
         .start()
         .await
         .expect("emulator starts");
