@@ -15,7 +15,8 @@
 //! (ready entries into requests), `send` (a request in its own task, under a timeout),
 //! `outcome` (the pure judgement of an answer: put, throttled, transient or fatal), `answer`
 //! (acting on the judgement), `retry` (backoff until the TTL), `refresh` (the shard map,
-//! loaded in an owned task bounded by a timeout).
+//! loaded in an owned task bounded by a timeout), `quiet` (when a pass may leave the shards
+//! alone).
 //!
 //! Invariants: every ticket is in exactly one place (unrouted, retry queue, an aggregator, a
 //! ready entry, an in-flight request, or awaiting shard verification) until it is resolved
@@ -30,6 +31,7 @@ pub(crate) mod limiter;
 mod order;
 mod outcome;
 mod outstanding;
+mod quiet;
 mod refresh;
 mod retry;
 mod routing;
@@ -134,6 +136,8 @@ pub(crate) struct Engine {
     next_hot_report: Instant,
     /// When the shards' admission gates are next set from their limiters (see `gates`).
     next_gate_update: Instant,
+    /// When a pass may leave the shards alone (`quiet.rs`).
+    quiet: quiet::Quiet,
     /// Shards whose gate was full at the last update: senders wait on them.
     gated_shards: u64,
 }
@@ -188,6 +192,7 @@ impl Engine {
             last_errors: HashMap::new(),
             next_hot_report: Instant::now(),
             next_gate_update: Instant::now(),
+            quiet: quiet::Quiet::new(Instant::now()),
             gated_shards: 0,
         }
     }
@@ -204,13 +209,16 @@ impl Engine {
             tokio::select! {
                 biased;
                 Some(joined) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
+                    self.quiet.changed();
                     self.on_request_done(joined, Instant::now());
                 }
                 Some(joined) = self.refresh.join_next(), if !self.refresh.is_empty() => {
+                    self.quiet.changed();
                     self.on_refresh(refresh::joined(joined), Instant::now());
                 }
                 () = self.inbox.ready(), if self.rx_open => self.take_records(),
                 command = self.rx.recv(), if self.rx_open => {
+                    self.quiet.changed();
                     // Records sent before the command come first.
                     self.take_records();
                     match command {
@@ -218,7 +226,7 @@ impl Engine {
                         None => self.on_all_handles_dropped(),
                     }
                 }
-                _ = tokio::time::sleep_until(wake) => {}
+                _ = tokio::time::sleep_until(wake) => self.quiet.changed(),
             }
         }
         self.stop();
@@ -369,14 +377,16 @@ impl Engine {
             let ticket = entry.remove();
             self.route(ticket, now);
         }
-        let flushing = self.flushing();
-        let max_buffered = self.cfg.max_buffered_time;
-        for shard in self.shards.values_mut() {
-            if shard.pending_due(now, max_buffered, flushing) {
-                shard.close_aggregate();
+        if self.full_pass(now) {
+            let flushing = self.flushing();
+            let max_buffered = self.cfg.max_buffered_time;
+            for shard in self.shards.values_mut() {
+                if shard.pending_due(now, max_buffered, flushing) {
+                    shard.close_aggregate();
+                }
             }
+            self.dispatch(now);
         }
-        self.dispatch(now);
         self.update_gates_if_due(now);
         self.report(now);
         self.report_hot_keys(now);
@@ -450,18 +460,23 @@ impl Engine {
         {
             wake = wake.min(deadline);
         }
-        let flushing = self.flushing();
-        let max_buffered = self.cfg.max_buffered_time;
-        let room = self.in_flight.len() < self.cfg.max_concurrent_requests;
-        for shard in self.shards.values_mut() {
-            let turn = self
-                .order
-                .as_ref()
-                .map_or(Turn::Now, |o| o.turn(&shard.range, now));
-            if let Some(due) = shard.next_due(now, max_buffered, flushing, room, turn) {
-                wake = wake.min(due);
+        if self.full_pass(now) {
+            let flushing = self.flushing();
+            let max_buffered = self.cfg.max_buffered_time;
+            let room = self.in_flight.len() < self.cfg.max_concurrent_requests;
+            let mut shards_due = now + std::time::Duration::from_secs(3600);
+            for shard in self.shards.values_mut() {
+                let turn = self
+                    .order
+                    .as_ref()
+                    .map_or(Turn::Now, |o| o.turn(&shard.range, now));
+                if let Some(due) = shard.next_due(now, max_buffered, flushing, room, turn) {
+                    shards_due = shards_due.min(due);
+                }
             }
+            self.quiet.passed(shards_due);
         }
+        wake = wake.min(self.quiet.until());
         // Never spin: at least a millisecond between idle passes.
         wake.max(now + std::time::Duration::from_millis(1))
     }

@@ -42,9 +42,16 @@ impl Engine {
             return;
         };
         let range = map.shard_for(ticket.hash_key);
+        let max_buffered = self.cfg.max_buffered_time;
         let shard = self.shard_state(range, now);
+        let ready_before = shard.ready_len();
         count_hot(shard, &mut ticket, now);
         shard.add(ticket, now);
+        let (grew, deadline) = (
+            shard.ready_len() != ready_before,
+            shard.pending_deadline(max_buffered),
+        );
+        self.quiet.routed(grew, deadline);
     }
 
     /// The state of the shard `range`, made on first use.
@@ -57,6 +64,7 @@ impl Engine {
                 .limiter
                 .pace_for(self.map.as_ref().map_or(1, |map| map.len()));
             self.shards.insert(range.shard_id.clone(), state);
+            self.quiet.changed();
         }
         self.shards
             .get_mut(&range.shard_id)
@@ -73,6 +81,7 @@ impl Engine {
         hold: Option<Instant>,
         now: Instant,
     ) {
+        self.quiet.changed();
         let Some(map) = self
             .map
             .clone()

@@ -193,6 +193,11 @@ impl ShardState {
         }
     }
 
+    /// When the open aggregate is due, if one is open.
+    pub fn pending_deadline(&self, max_buffered: Duration) -> Option<Instant> {
+        self.pending_since.map(|since| since + max_buffered)
+    }
+
     /// Whether the open aggregate must close now.
     pub fn pending_due(&self, now: Instant, max_buffered: Duration, flushing: bool) -> bool {
         self.pending_since

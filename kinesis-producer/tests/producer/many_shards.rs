@@ -1,5 +1,6 @@
 //! Many shards: a 1,000-shard stream written from one producer, the shard count doubled
-//! while producing with nothing lost, and requests that take every aggregate due soon.
+//! while producing with nothing lost, requests that take every aggregate due soon, and a
+//! record that reaches a quiet engine going out on time.
 
 use crate::support;
 
@@ -143,4 +144,47 @@ async fn an_aggregate_due_soon_joins_the_request_going_out() {
         "{stats:?}"
     );
     producer.shutdown().await;
+}
+
+/// A record that reaches a quiet engine, one shard of many opening an aggregate while the
+/// engine's passes skip the shards (`engine/quiet.rs`), still goes out within the buffering
+/// time: the new aggregate's deadline is kept. (Were it not, the record would wait for the
+/// engine's next timer, its hot-key report, up to a second away.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_reaching_a_quiet_engine_goes_out_within_the_buffering_time() {
+    let aws = LocalAws::start().await.unwrap();
+    aws.create_stream("quiet", 64).await.unwrap();
+    let client = aws.kinesis_client().await;
+    let buffering = Duration::from_millis(100);
+    let producer = Producer::builder("quiet")
+        .client(client.clone())
+        .max_buffered_time(buffering)
+        .build()
+        .unwrap();
+    while producer.stats().shard_map_refreshes == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let step = u128::MAX / 64;
+    let on = |shard: u128| {
+        UserRecord::new("k", "x").with_explicit_hash_key((shard * step + 1).to_string())
+    };
+    // The engine meets each shard first: a shard's first record always makes a full pass.
+    for shard in 0..10u128 {
+        producer.send(on(shard)).await.unwrap().await.unwrap();
+    }
+    // Then one record at a time, each sent once the one before has landed, when nothing
+    // else is due.
+    let mut waits = Vec::new();
+    for shard in 0..10u128 {
+        let put = producer.send(on(shard)).await.unwrap();
+        waits.push(put.await.unwrap().buffered());
+    }
+    producer.shutdown().await;
+    eprintln!("waits {waits:?}");
+    // Generous for a loaded machine, well short of a second.
+    let longest = waits.iter().max().copied().unwrap_or_default();
+    assert!(
+        longest < buffering + Duration::from_millis(400),
+        "{waits:?}"
+    );
 }
