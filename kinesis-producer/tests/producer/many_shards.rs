@@ -153,10 +153,10 @@ async fn an_aggregate_due_soon_joins_the_request_going_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_reaching_a_quiet_engine_goes_out_within_the_buffering_time() {
     let aws = LocalAws::start().await.unwrap();
-    aws.create_stream("quiet", 64).await.unwrap();
+    aws.create_stream("quiet-engine", 64).await.unwrap();
     let client = aws.kinesis_client().await;
     let buffering = Duration::from_millis(100);
-    let producer = Producer::builder("quiet")
+    let producer = Producer::builder("quiet-engine")
         .client(client.clone())
         .max_buffered_time(buffering)
         .build()
