@@ -11,7 +11,45 @@ use kinesis_consumer::{
     Checkpointer, ConsumerError, ProcessRecordsInput, ProcessorError, RecordProcessor, Worker,
 };
 use kinesis_testkit::{KinesisEmulator, LocalAws};
-use support::{Log, builder, consumer_status, produce, spawn_worker};
+use support::{Log, builder, consumer_status, leases, produce, spawn_worker};
+
+/// Waits until `table` holds, for each shard, a checkpoint at the last record delivered to
+/// `worker`: the recorder logs a batch before it checkpoints it, so a crash right after the
+/// log would cut off a checkpoint in flight (and that batch would rightly come again).
+async fn wait_for_checkpoints(aws: &LocalAws, table: &str, log: &Log, worker: &str) {
+    let last: HashMap<String, (String, u64)> = log
+        .deliveries
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|d| d.worker == worker)
+        .map(|d| {
+            let at = (d.sequence_number.clone(), d.sub_sequence_number);
+            (d.shard_id.clone(), at)
+        })
+        .collect();
+    let start = Instant::now();
+    loop {
+        let items = leases(aws, table).await;
+        let written = last.iter().all(|(shard, (seq, sub))| {
+            items.get(shard).is_some_and(|item| {
+                item.get("checkpoint").and_then(|c| c.as_s().ok()) == Some(seq)
+                    && item
+                        .get("checkpointSubSequenceNumber")
+                        .and_then(|c| c.as_n().ok())
+                        == Some(&sub.to_string())
+            })
+        });
+        if written {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{worker}'s checkpoints not written: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// Each payload's delivery count.
 fn counts(log: &Log) -> HashMap<Vec<u8>, usize> {
@@ -145,6 +183,7 @@ async fn a_crashed_worker_resumes_from_its_checkpoint() {
         .fan_out("c");
     let (_handle, task) = spawn_worker(b, "w1", &log).await;
     log.wait_for(300, Duration::from_secs(20)).await;
+    wait_for_checkpoints(&aws, "efo-crash-app", &log, "w1").await;
     task.abort(); // a crash: nothing released
     let _ = task.await;
     produce(&aws, "efo-crash", 300, "second").await;
