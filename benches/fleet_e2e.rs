@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use kinesis_benches::ownership::{balanced, owners, shown, wait_for};
+use kinesis_benches::process::pid_cpu_seconds;
 use kinesis_testkit::LocalAws;
 
 #[derive(Parser)]
@@ -30,24 +31,6 @@ struct Args {
     /// The `consume` example (default: next to this binary, under `examples/`).
     #[arg(long)]
     consume: Option<PathBuf>,
-}
-
-/// User + system CPU seconds of a process so far, from /proc.
-fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 #[tokio::main]
@@ -118,17 +101,17 @@ async fn main() {
 
     let pids: Vec<String> = fleet.iter().map(|(_, c)| c.id().to_string()).collect();
     let me = std::process::id().to_string();
-    let before: Vec<f64> = pids.iter().map(|p| cpu_seconds(p)).collect();
-    let emulator_before = cpu_seconds(&me);
+    let before: Vec<f64> = pids.iter().map(|p| pid_cpu_seconds(p)).collect();
+    let emulator_before = pid_cpu_seconds(&me);
     let window = Instant::now();
     tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
     let secs = window.elapsed().as_secs_f64();
     let shares: Vec<String> = pids
         .iter()
         .zip(&before)
-        .map(|(p, b)| format!("{:.1}%", 100.0 * (cpu_seconds(p) - b) / secs))
+        .map(|(p, b)| format!("{:.1}%", 100.0 * (pid_cpu_seconds(p) - b) / secs))
         .collect();
-    let emulator = 100.0 * (cpu_seconds(&me) - emulator_before) / secs;
+    let emulator = 100.0 * (pid_cpu_seconds(&me) - emulator_before) / secs;
     println!(
         "  idle CPU per worker        {} of one core (emulator and observer: {emulator:.0}%)",
         shares.join(", ")
