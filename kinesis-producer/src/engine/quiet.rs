@@ -1,8 +1,9 @@
 //! When a pass of the engine may leave its shards alone.
 //!
 //! Closing due aggregates, the dispatch checks and the next wake each visit every shard, and
-//! at thousands of shards their states do not fit the CPU's caches: at 4,000 shards those
-//! passes were a quarter of the producer's CPU (`perf`, docs/FIGURES.md). Most passes follow
+//! at thousands of shards their states do not fit the CPU's caches: at 4,000 shards
+//! `Engine::pump`, which holds most of them, was a quarter of the producer's CPU, and
+//! `next_wake` and the close checks alone 9% (`perf`, docs/FIGURES.md). Most passes follow
 //! a wake by the inbox, and its records usually only join open aggregates, which makes
 //! nothing due before the earliest deadline the last full pass found, or the new
 //! aggregate's own. Such a pass skips the shards. Every other wake (an answer, a command, a
