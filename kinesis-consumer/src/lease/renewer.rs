@@ -142,10 +142,17 @@ impl RenewerSettings {
         sent + self.failover.saturating_sub(self.margin)
     }
 
-    /// Wait before retrying a failed renewal: 100 ms doubling, at most a quarter interval.
-    fn retry_after(&self, failures: u32) -> Duration {
+    /// Wait before retrying a failed renewal: 100 ms doubling, at most a quarter interval,
+    /// and at most a quarter of the time `left` before the lease's deadline. Retries grow
+    /// denser as the deadline nears, so the first one after an outage ends comes within a
+    /// quarter of the time that was left: a lease outlives any outage shorter than
+    /// failover − margin − interval, whenever in the renewal cycle it begins.
+    fn retry_after(&self, failures: u32, left: Duration) -> Duration {
         let delay = Duration::from_millis(100).saturating_mul(1 << failures.min(10));
-        delay.min(self.interval / 4).max(Duration::from_millis(10))
+        delay
+            .min(self.interval / 4)
+            .min(left / 4)
+            .max(Duration::from_millis(10))
     }
 }
 
@@ -389,7 +396,9 @@ impl<T: RenewCall> Renewer<T> {
                 tracing::warn!(shard = %shard_id, error = %e, "lease renewal failed; retrying");
                 self.telemetry.lease_renewal_failures.increment(1);
                 entry.failures += 1;
-                entry.next_at = Instant::now() + self.settings.retry_after(entry.failures);
+                let now = Instant::now();
+                let left = entry.deadline.borrow().saturating_duration_since(now);
+                entry.next_at = now + self.settings.retry_after(entry.failures, left);
             }
         }
     }

@@ -98,13 +98,17 @@ struct Running {
 }
 
 fn start() -> Running {
+    start_with(SETTINGS)
+}
+
+fn start_with(settings: RenewerSettings) -> Running {
     let table = FakeTable::default();
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (lost_tx, lost) = mpsc::unbounded_channel();
     let renewer = Renewer {
         table: table.clone(),
         owner: "me".into(),
-        settings: SETTINGS,
+        settings,
         commands: commands_rx,
         lost: lost_tx,
         stats: Arc::default(),
@@ -238,6 +242,44 @@ async fn throttling_for_half_the_failover_time_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert!(running.lost.try_recv().is_err(), "no lease lost");
     assert!(!deadline.passed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn throttling_shorter_than_failover_less_margin_and_interval_loses_nothing_whenever_it_begins()
+ {
+    let tight = RenewerSettings {
+        interval: Duration::from_millis(1200),
+        failover: Duration::from_secs(4),
+        margin: Duration::from_secs(1),
+        concurrency: 4,
+        call_timeout: Duration::from_secs(1),
+    };
+    for settings in [SETTINGS, tight] {
+        // The worst moment to begin is just before a renewal is due: the last success is
+        // then almost an interval old, and the throttling must end with time left to retry.
+        let outage =
+            settings.failover - settings.margin - settings.interval - Duration::from_millis(50);
+        let step = Duration::from_millis(10);
+        let mut offset = settings.interval * 2;
+        while offset <= settings.interval * 3 + step {
+            let mut running = start_with(settings);
+            let deadline = hold(&running, "s1");
+            tokio::time::sleep(offset).await;
+            running.table.set(Mode::Throttle);
+            tokio::time::sleep(outage).await;
+            running.table.set(Mode::Answer);
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            assert!(
+                running.lost.try_recv().is_err(),
+                "{settings:?}: lost when {outage:?} of throttling began {offset:?} after the take"
+            );
+            assert!(!deadline.passed());
+            running._task.abort();
+            offset += step;
+        }
+    }
+    // With the defaults' proportions that is more than half the failover time.
+    assert!(SETTINGS.failover - SETTINGS.margin - SETTINGS.interval > SETTINGS.failover / 2);
 }
 
 #[tokio::test(start_paused = true)]
