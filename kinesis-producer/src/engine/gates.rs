@@ -2,9 +2,9 @@
 //! send within the records' time to live, at the rate it is accepting.
 //!
 //! The limits follow the limiters' measured rates, which move over seconds, so they are set
-//! every [`GATE_UPDATE_INTERVAL`] rather than on every pass of the engine: a pass visits
-//! each shard, the engine makes hundreds of passes a second, and at 1,000 shards setting
-//! every gate on each pass took 16% of the producer's CPU (`perf`, docs/FIGURES.md).
+//! every [`GATE_UPDATE_INTERVAL`] rather than on every pass of the engine: at 1,000 shards
+//! setting every gate on each of the engine's hundreds of passes a second took 16% of the
+//! producer's CPU (`perf`, docs/FIGURES.md); and only for the shards whose rate moved.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,15 +45,20 @@ impl Engine {
     }
 
     /// Sets each shard's admission limit to what it sends in the drain budget at the rate it
-    /// is accepting, and counts the shards where senders wait.
+    /// is accepting, and counts the shards where senders wait. Only shards whose rate may
+    /// have moved are visited (`shards.rs`): a shard leaves that list once its limit is at
+    /// the floor, its gate is not full and it holds nothing, and any record or answer for it
+    /// puts it back.
     fn update_gates(&mut self, now: Instant) {
         let budget = admission::drain_budget(self.cfg.record_ttl).as_secs_f64();
         let mut full = 0u64;
-        for shard in self.shards.values_mut() {
-            let limit = (shard.limiter.admission_rate(now) * budget) as u64;
-            shard.gate.set_limit(limit);
-            full += u64::from(shard.gate.is_full());
-        }
+        self.shards.set_gates(|shard| {
+            let rate = shard.limiter.admission_rate(now);
+            shard.gate.set_limit((rate * budget) as u64);
+            let is_full = shard.gate.is_full();
+            full += u64::from(is_full);
+            rate <= shard.limiter.floor_rate() && !is_full
+        });
         self.gated_shards = full;
         self.stats
             .gated_shards

@@ -8,7 +8,8 @@
 //!                    └── judged answers (outcome.rs) ◀── PutRecords tasks (≤ N at once)
 //! ```
 //!
-//! Stages, a file each: `shard` (one shard's aggregate and ready queue), `routing` (the
+//! Stages, a file each: `shard` (one shard's aggregate and ready queue), `shards` (the
+//! shards by id, and which of them hold work or have a gate to set), `routing` (the
 //! shard map's prediction, records coming back from a closed shard or a wrong landing),
 //! `limiter` (each shard's rate), `gates` (each shard's admission gate, set from its
 //! limiter every 100 ms), `order` (per-key order: which shards may send), `collect`
@@ -37,6 +38,7 @@ mod retry;
 mod routing;
 mod send;
 mod shard;
+mod shards;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -61,7 +63,6 @@ use crate::ticket::{Entry, Ticket};
 use order::{OrderGuard, Turn};
 use refresh::RefreshResult;
 use send::{InFlight, RequestOutcome};
-use shard::ShardState;
 
 /// Keys per shard and measure in the hot-key report.
 const HOT_KEYS_REPORTED: usize = 5;
@@ -102,13 +103,13 @@ pub(crate) struct Engine {
     map: Option<Arc<ShardMap>>,
     map_error: Option<ServiceError>,
     known_ranges: HashMap<String, ShardRange>,
-    /// Looked up for every record: a fast hasher (shard ids are not attacker-chosen).
-    shards: HashMap<String, ShardState, foldhash::fast::RandomState>,
+    /// Looked up for every record; passes visit only those holding work (`shards.rs`).
+    shards: shards::Shards,
     /// Shared with the handles: where `send` waits for a shard with too much queued.
     admission: Arc<Admission>,
     /// Each open shard's gate, whether or not it has a `ShardState` yet.
     gates: HashMap<String, Arc<Gate>>,
-    /// Round-robin position over `shards` (in the map's order) when collecting.
+    /// Round-robin position (a slot of `shards`) when collecting.
     cursor: usize,
     unrouted: Vec<Ticket>,
     retries: BTreeMap<(Instant, u64), Ticket>,
@@ -172,7 +173,7 @@ impl Engine {
             map: None,
             map_error: None,
             known_ranges: HashMap::new(),
-            shards: HashMap::default(),
+            shards: shards::Shards::default(),
             admission,
             gates: HashMap::new(),
             cursor: 0,
@@ -380,7 +381,7 @@ impl Engine {
         if self.full_pass(now) {
             let flushing = self.flushing();
             let max_buffered = self.cfg.max_buffered_time;
-            for shard in self.shards.values_mut() {
+            for (_, shard) in self.shards.busy_mut() {
                 if shard.pending_due(now, max_buffered, flushing) {
                     shard.close_aggregate();
                 }
@@ -412,8 +413,12 @@ impl Engine {
         self.next_hot_report = now + std::time::Duration::from_secs(1);
         let mut reports: Vec<_> = self
             .shards
-            .iter_mut()
-            .map(|(id, shard)| shard.hot.report(id, HOT_KEYS_REPORTED, now))
+            .values_mut()
+            .map(|shard| {
+                shard
+                    .hot
+                    .report(&shard.range.shard_id, HOT_KEYS_REPORTED, now)
+            })
             .collect();
         reports.sort_by(|a, b| a.shard_id.cmp(&b.shard_id));
         if self.metrics.per_shard() {
@@ -465,7 +470,7 @@ impl Engine {
             let max_buffered = self.cfg.max_buffered_time;
             let room = self.in_flight.len() < self.cfg.max_concurrent_requests;
             let mut shards_due = now + std::time::Duration::from_secs(3600);
-            for shard in self.shards.values_mut() {
+            for (_, shard) in self.shards.busy_mut() {
                 let turn = self
                     .order
                     .as_ref()

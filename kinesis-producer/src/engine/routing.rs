@@ -56,19 +56,21 @@ impl Engine {
 
     /// The state of the shard `range`, made on first use.
     fn shard_state(&mut self, range: &ShardRange, now: Instant) -> &mut ShardState {
-        if !self.shards.contains_key(&range.shard_id) {
-            let gate = self.gate(&range.shard_id);
-            let metrics = self.metrics.shard(&range.shard_id);
-            let mut state = ShardState::new(range.clone(), &self.cfg, gate, metrics, now);
-            state
-                .limiter
-                .pace_for(self.map.as_ref().map_or(1, |map| map.len()));
-            self.shards.insert(range.shard_id.clone(), state);
-            self.quiet.changed();
-        }
-        self.shards
-            .get_mut(&range.shard_id)
-            .expect("inserted above")
+        // One lookup by id for a shard already known (each record's case).
+        let slot = match self.shards.slot(&range.shard_id) {
+            Some(slot) => slot,
+            None => {
+                let gate = self.gate(&range.shard_id);
+                let metrics = self.metrics.shard(&range.shard_id);
+                let mut state = ShardState::new(range.clone(), &self.cfg, gate, metrics, now);
+                state
+                    .limiter
+                    .pace_for(self.map.as_ref().map_or(1, |map| map.len()));
+                self.quiet.changed();
+                self.shards.insert(range.shard_id.clone(), state)
+            }
+        };
+        self.shards.at_mut(slot)
     }
 
     /// Routes user records that went out before and come back (a closed shard's queue, a

@@ -248,6 +248,11 @@ impl ShardState {
         due
     }
 
+    /// Whether it holds an open aggregate or ready entries.
+    pub fn holds_work(&self) -> bool {
+        self.pending_since.is_some() || !self.pending.is_empty() || !self.ready.is_empty()
+    }
+
     /// Everything this shard holds that is not in flight.
     pub fn drain(&mut self) -> Vec<Ticket> {
         if let Some(aggregator) = self.aggregator.as_mut() {
@@ -337,7 +342,7 @@ pub(super) fn pack(shard_id: &str, tickets: Vec<Ticket>, limit: Option<usize>) -
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use crate::completion::Completions;
@@ -348,7 +353,8 @@ mod tests {
 
     use super::*;
 
-    fn ticket(data: &str, arrival: Instant) -> Ticket {
+    /// A ticket of key "k" and `data`, sent at `arrival`.
+    pub(in crate::engine) fn ticket(data: &str, arrival: Instant) -> Ticket {
         let bounds = Arc::new(Bounds::new(10, 1_000));
         let (tx, _rx) = Completions::default().next();
         Ticket::new(
@@ -361,8 +367,13 @@ mod tests {
     }
 
     fn shard(cfg: &Config, now: Instant) -> ShardState {
+        shard_named("shardId-0", cfg, now)
+    }
+
+    /// A shard of the whole key space named `id`, with no limit on its gate.
+    pub(in crate::engine) fn shard_named(id: &str, cfg: &Config, now: Instant) -> ShardState {
         let range = ShardRange {
-            shard_id: "shardId-0".into(),
+            shard_id: id.into(),
             starting_hash_key: HashKey(0),
             ending_hash_key: HashKey(u128::MAX),
         };

@@ -380,6 +380,12 @@ impl ShardLimiter {
             .max(self.bytes_per_sec * MIN_FACTOR)
     }
 
+    /// The lowest rate [`ShardLimiter::admission_rate`] gives: what a shard that has sent
+    /// nothing lately is allowed.
+    pub(crate) fn floor_rate(&self) -> f64 {
+        self.bytes_per_sec * MIN_FACTOR
+    }
+
     /// The share of the configured rate currently allowed (1.0 unless throttled lately).
     pub(crate) fn factor(&self) -> f64 {
         self.factor

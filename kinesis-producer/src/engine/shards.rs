@@ -1,0 +1,255 @@
+//! The engine's shards, and which of them need a look.
+//!
+//! A pass of the engine closes due aggregates, collects ready entries and finds its next
+//! wake; each of those needs only the shards holding an open aggregate or ready entries.
+//! Every 100 ms the admission gates are set from the limiters, which needs only the shards
+//! whose rate moved lately. At 10,000 shards and 20,000 records a second most shards hold
+//! nothing at any moment, and the passes and gate updates that visited every shard took a
+//! third of the producer's CPU (`perf`, docs/FIGURES.md). Here the shards live in a slab
+//! with two lists of slots: any mutable access by id (a record routed, an answer, a retry)
+//! puts its shard on both, and each list drops a shard once it has nothing more to do there.
+
+use std::collections::HashMap;
+
+use super::shard::ShardState;
+
+/// Slots, each listed once.
+#[derive(Debug, Default)]
+struct List {
+    slots: Vec<usize>,
+    listed: Vec<bool>,
+}
+
+impl List {
+    fn add(&mut self, slot: usize) {
+        if !self.listed[slot] {
+            self.listed[slot] = true;
+            self.slots.push(slot);
+        }
+    }
+
+    /// Slot `gone` is removed and slot `last` takes its place.
+    fn moved(&mut self, gone: usize, last: usize) {
+        self.listed.swap_remove(gone);
+        self.slots.retain(|&s| s != gone);
+        for s in &mut self.slots {
+            if *s == last {
+                *s = gone;
+            }
+        }
+    }
+
+    /// Keeps the slots `keep` says to, in slot order.
+    fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let listed = &mut self.listed;
+        self.slots.retain(|&slot| {
+            let kept = keep(slot);
+            listed[slot] = kept;
+            kept
+        });
+        self.slots.sort_unstable();
+    }
+}
+
+/// The shards by id, with the lists of those that need a look.
+#[derive(Debug, Default)]
+pub(super) struct Shards {
+    slots: Vec<ShardState>,
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// Slots that may hold work.
+    busy: List,
+    /// Slots whose admission gate may need setting.
+    gates: List,
+}
+
+impl Shards {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Shard `id`, to read.
+    pub fn get(&self, id: &str) -> Option<&ShardState> {
+        self.index.get(id).map(|&slot| &self.slots[slot])
+    }
+
+    /// Shard `id`, to change: listed as possibly holding work and having a gate to set.
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut ShardState> {
+        let slot = *self.index.get(id)?;
+        Some(self.at_mut(slot))
+    }
+
+    /// The slot of shard `id`.
+    pub fn slot(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// The shard in `slot`, to change, listed as [`Shards::get_mut`] lists it.
+    pub fn at_mut(&mut self, slot: usize) -> &mut ShardState {
+        self.busy.add(slot);
+        self.gates.add(slot);
+        &mut self.slots[slot]
+    }
+
+    /// Adds a shard (replacing one with the same id), and returns its slot.
+    pub fn insert(&mut self, id: String, state: ShardState) -> usize {
+        if let Some(&slot) = self.index.get(&id) {
+            self.slots[slot] = state;
+            return slot;
+        }
+        let slot = self.slots.len();
+        self.index.insert(id, slot);
+        self.slots.push(state);
+        self.busy.listed.push(false);
+        self.gates.listed.push(false);
+        slot
+    }
+
+    /// Removes shard `id`; the last slot moves into its place.
+    pub fn remove(&mut self, id: &str) -> Option<ShardState> {
+        let slot = self.index.remove(id)?;
+        let last = self.slots.len() - 1;
+        let state = self.slots.swap_remove(slot);
+        self.busy.moved(slot, last);
+        self.gates.moved(slot, last);
+        if slot != last {
+            let moved = &self.slots[slot].range.shard_id;
+            *self.index.get_mut(moved).expect("every slot is indexed") = slot;
+        }
+        Some(state)
+    }
+
+    /// Every shard's id.
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.index.keys()
+    }
+
+    /// Every shard, to change in ways that add no work (reports, draining).
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut ShardState> {
+        self.slots.iter_mut()
+    }
+
+    /// The shards holding work, in slot order, with their slots; the list drops those
+    /// found empty.
+    pub fn busy_mut(&mut self) -> Vec<(usize, &mut ShardState)> {
+        let slots = &self.slots;
+        self.busy.retain(|slot| slots[slot].holds_work());
+        pick(&mut self.slots, &self.busy.slots)
+    }
+
+    /// The shards holding work, to read (the list is not pruned).
+    pub fn busy(&self) -> impl Iterator<Item = &ShardState> {
+        self.busy
+            .slots
+            .iter()
+            .map(|&slot| &self.slots[slot])
+            .filter(|s| s.holds_work())
+    }
+
+    /// Calls `set` on each shard whose gate may need setting; a shard leaves the list when
+    /// `set` returns `true` (its gate is settled: at its floor, not full) and it holds no
+    /// work.
+    pub fn set_gates(&mut self, mut set: impl FnMut(&mut ShardState) -> bool) {
+        let slots = &mut self.slots;
+        self.gates.retain(|slot| {
+            let shard = &mut slots[slot];
+            !set(shard) || shard.holds_work()
+        });
+    }
+}
+
+/// The shards in `chosen` (ascending, distinct), each with its slot.
+fn pick<'a>(all: &'a mut [ShardState], chosen: &[usize]) -> Vec<(usize, &'a mut ShardState)> {
+    let mut out = Vec::with_capacity(chosen.len());
+    let mut rest: &mut [ShardState] = all;
+    let mut offset = 0;
+    for &slot in chosen {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(slot - offset);
+        let Some((shard, tail)) = tail.split_first_mut() else {
+            break;
+        };
+        out.push((slot, shard));
+        rest = tail;
+        offset = slot + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::super::shard::tests::{shard_named, ticket};
+    use super::*;
+    use crate::config::Config;
+
+    fn ids(shards: &mut Shards) -> Vec<String> {
+        shards
+            .busy_mut()
+            .into_iter()
+            .map(|(_, s)| s.range.shard_id.clone())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn only_shards_given_work_are_busy_and_removal_keeps_the_rest() {
+        let (cfg, now) = (Config::default(), Instant::now());
+        let mut shards = Shards::default();
+        for id in ["a", "b", "c", "d"] {
+            shards.insert(id.into(), shard_named(id, &cfg, now));
+        }
+        assert!(ids(&mut shards).is_empty(), "nothing holds work yet");
+        // Looked at mutably without work: listed, then dropped when walked.
+        shards.get_mut("a");
+        assert!(ids(&mut shards).is_empty());
+        for id in ["d", "b"] {
+            shards
+                .get_mut(id)
+                .expect("shard")
+                .add(ticket("data", now), now);
+        }
+        assert_eq!(ids(&mut shards), ["b", "d"], "in slot order");
+        // "b" leaves: "d" moves into its slot and stays busy.
+        let gone = shards.remove("b").expect("removed");
+        assert!(gone.holds_work());
+        assert_eq!(ids(&mut shards), ["d"]);
+        assert_eq!(shards.keys().count(), 3);
+        assert!(shards.get("d").is_some_and(ShardState::holds_work));
+        assert_eq!(shards.busy().count(), 1);
+        assert!(shards.slot("c").is_some() && shards.slot("b").is_none());
+        // Emptied: dropped from the list on the next walk.
+        shards.get_mut("d").expect("shard").drain();
+        assert!(ids(&mut shards).is_empty());
+    }
+
+    #[tokio::test]
+    async fn gates_are_set_for_shards_touched_until_they_settle() {
+        let (cfg, now) = (Config::default(), Instant::now());
+        let mut shards = Shards::default();
+        for id in ["a", "b", "c"] {
+            shards.insert(id.into(), shard_named(id, &cfg, now));
+        }
+        let visits = |shards: &mut Shards, settled: bool| {
+            let mut seen = Vec::new();
+            shards.set_gates(|s| {
+                seen.push(s.range.shard_id.clone());
+                settled
+            });
+            seen.sort();
+            seen
+        };
+        assert!(visits(&mut shards, true).is_empty(), "none touched yet");
+        shards.get_mut("c");
+        shards
+            .get_mut("a")
+            .expect("shard")
+            .add(ticket("data", now), now);
+        assert_eq!(visits(&mut shards, false), ["a", "c"]);
+        // Settled: "c" leaves; "a" holds work and stays until it is sent.
+        assert_eq!(visits(&mut shards, true), ["a", "c"]);
+        assert_eq!(visits(&mut shards, true), ["a"]);
+        shards.get_mut("a").expect("shard").drain();
+        assert_eq!(visits(&mut shards, true), ["a"]);
+        assert!(visits(&mut shards, true).is_empty());
+    }
+}
