@@ -381,6 +381,7 @@ impl Engine {
         if self.full_pass(now) {
             let flushing = self.flushing();
             let max_buffered = self.cfg.max_buffered_time;
+            self.shards.prune_idle();
             for (_, shard) in self.shards.busy_mut() {
                 if shard.pending_due(now, max_buffered, flushing) {
                     shard.close_aggregate();
