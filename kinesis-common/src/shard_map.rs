@@ -157,8 +157,14 @@ impl ShardMap {
 
     /// The shard that owns `key`. The map covers every key, so there always is one.
     pub fn shard_for(&self, key: HashKey) -> &ShardRange {
+        &self.shards[self.position_for(key)]
+    }
+
+    /// The position in [`ShardMap::shards`] of the shard that owns `key`: an index a caller
+    /// can keep per-shard state by, for as long as it holds this map.
+    pub fn position_for(&self, key: HashKey) -> usize {
         let i = self.shards.partition_point(|s| s.ending_hash_key < key);
-        &self.shards[i.min(self.shards.len() - 1)]
+        i.min(self.shards.len() - 1)
     }
 
     /// The open shards, sorted by hash range.

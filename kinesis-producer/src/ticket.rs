@@ -107,12 +107,13 @@ impl Drop for Ticket {
 /// One PutRecords entry: a plain record or an aggregate, with the user records it carries.
 #[derive(Debug)]
 pub(crate) struct Entry {
-    /// The shard the entry was predicted for.
-    pub shard_id: String,
+    /// The shard the entry was predicted for (shared with its shard's state: an aggregate
+    /// of two records at 1,000 shards is no place for an allocation).
+    pub shard_id: std::sync::Arc<str>,
     pub record: KinesisRecord,
     /// In order: ticket `i` has sub-sequence number `i` in an aggregate.
     pub tickets: Vec<Ticket>,
-    /// Arrival of its oldest user record.
+    /// Arrival of its oldest user record (the earliest of its tickets').
     pub oldest: Instant,
     /// Its claim on the shard's rate budget while in flight.
     pub claim: Option<crate::engine::limiter::Claim>,
@@ -127,14 +128,16 @@ impl Entry {
         self.tickets.len() > 1
     }
 
-    /// The earliest deadline among its user records, whose TTL is `ttl`.
+    /// The earliest deadline among its user records, whose TTL is `ttl`: its oldest
+    /// record's (an entry's records are fixed when it is made; looking through them for
+    /// every look at a shard's front cost 2% of the producer's CPU at 4 shards).
     pub(crate) fn deadline(&self, ttl: Duration) -> Instant {
-        self.tickets
-            .iter()
-            .map(|t| t.arrival)
-            .min()
-            .unwrap_or(self.oldest)
-            + ttl
+        debug_assert_eq!(
+            self.tickets.iter().map(|t| t.arrival).min(),
+            Some(self.oldest),
+            "an entry's oldest arrival is its records' earliest"
+        );
+        self.oldest + ttl
     }
 }
 

@@ -110,9 +110,9 @@ impl Engine {
         started: Instant,
         now: Instant,
     ) {
-        if shard_id == entry.shard_id || !entry.aggregated() {
+        if *shard_id == *entry.shard_id || !entry.aggregated() {
             self.settled(&entry.shard_id);
-            if shard_id != entry.shard_id {
+            if *shard_id != *entry.shard_id {
                 self.request_refresh(now);
             }
             self.succeed_entry(entry, &shard_id, &sequence_number, started);

@@ -110,6 +110,7 @@ impl Engine {
         let admission = self.admission.clone();
         admission.install(&map, |id| self.gate(id));
         self.map = Some(Arc::new(map));
+        self.shards.forget_positions();
 
         // Shards that closed: everything they hold goes through routing again.
         let open_ids: std::collections::HashSet<String> = self

@@ -41,9 +41,10 @@ impl Engine {
             }
             return;
         };
-        let range = map.shard_for(ticket.hash_key);
+        let position = map.position_for(ticket.hash_key);
+        let range = &map.shards()[position];
         let max_buffered = self.cfg.max_buffered_time;
-        let shard = self.shard_state(range, now);
+        let shard = self.shard_state(range, Some(position), now);
         let ready_before = shard.ready_len();
         count_hot(shard, &mut ticket, now);
         shard.add(ticket, now);
@@ -54,10 +55,20 @@ impl Engine {
         self.quiet.routed(grew, deadline);
     }
 
-    /// The state of the shard `range`, made on first use.
-    fn shard_state(&mut self, range: &ShardRange, now: Instant) -> &mut ShardState {
-        // One lookup by id for a shard already known (each record's case).
-        let slot = match self.shards.slot(&range.shard_id) {
+    /// The state of the shard `range` (at `position` in the current map, if known), made on
+    /// first use.
+    fn shard_state(
+        &mut self,
+        range: &ShardRange,
+        position: Option<usize>,
+        now: Instant,
+    ) -> &mut ShardState {
+        // A known shard by its map position, without a lookup by id (each record's case).
+        let known = match position {
+            Some(position) => self.shards.slot_at(position, &range.shard_id),
+            None => self.shards.slot(&range.shard_id),
+        };
+        let slot = match known {
             Some(slot) => slot,
             None => {
                 let gate = self.gate(&range.shard_id);
@@ -109,7 +120,7 @@ impl Engine {
                 .push(ticket);
         }
         for (id, (range, mut tickets)) in by_shard {
-            let shard = self.shard_state(&range, now);
+            let shard = self.shard_state(&range, None, now);
             for ticket in &mut tickets {
                 count_hot(shard, ticket, now);
             }

@@ -22,6 +22,8 @@ use crate::ticket::{Entry, Ticket};
 #[derive(Debug)]
 pub(super) struct ShardState {
     pub range: ShardRange,
+    /// Its id, shared with its entries.
+    id: Arc<str>,
     aggregator: Option<Aggregator>,
     /// Tickets in the open aggregate, in order.
     pending: Vec<Ticket>,
@@ -58,6 +60,7 @@ impl ShardState {
             .aggregation
             .then(|| Aggregator::new(cfg.max_aggregate_bytes).expect("validated by Config"));
         ShardState {
+            id: Arc::from(range.shard_id.as_str()),
             range,
             aggregator,
             pending: Vec::new(),
@@ -131,7 +134,7 @@ impl ShardState {
     fn push_plain(&mut self, mut ticket: Ticket) {
         ticket.leave_arena();
         self.enqueue(Entry {
-            shard_id: self.range.shard_id.clone(),
+            shard_id: self.id.clone(),
             record: ticket.record.clone().into(),
             oldest: ticket.arrival,
             claim: None,
@@ -166,7 +169,7 @@ impl ShardState {
     pub fn requeue_front(&mut self, mut tickets: Vec<Ticket>) {
         tickets.sort_by_key(|t| t.id);
         let limit = self.aggregator.as_ref().map(Aggregator::limit);
-        let entries = pack(&self.range.shard_id, tickets, limit);
+        let entries = pack(&self.id, tickets, limit);
         for entry in entries.into_iter().rev() {
             self.push_front(entry);
         }
@@ -183,7 +186,7 @@ impl ShardState {
             // Tickets wait in their entry until it is put: hold no spare capacity for them.
             self.pending.shrink_to_fit();
             let entry = Entry {
-                shard_id: self.range.shard_id.clone(),
+                shard_id: self.id.clone(),
                 record,
                 oldest: self.pending_oldest.take().unwrap_or_else(Instant::now),
                 tickets: std::mem::take(&mut self.pending),
@@ -292,11 +295,11 @@ fn finish(aggregator: &mut Aggregator, tickets: &mut [Ticket]) -> Option<Kinesis
 
 /// Entries for `shard_id` carrying `tickets` in their order: aggregates of at most `limit`
 /// bytes (a record too big for one goes alone), or one plain record each without a limit.
-pub(super) fn pack(shard_id: &str, tickets: Vec<Ticket>, limit: Option<usize>) -> Vec<Entry> {
+pub(super) fn pack(shard_id: &Arc<str>, tickets: Vec<Ticket>, limit: Option<usize>) -> Vec<Entry> {
     let plain = |mut ticket: Ticket| {
         ticket.leave_arena();
         Entry {
-            shard_id: shard_id.to_owned(),
+            shard_id: shard_id.clone(),
             record: ticket.record.clone().into(),
             oldest: ticket.arrival,
             claim: None,
@@ -313,7 +316,7 @@ pub(super) fn pack(shard_id: &str, tickets: Vec<Ticket>, limit: Option<usize>) -
             let tickets = std::mem::take(group);
             let oldest = tickets.iter().map(|t| t.arrival).min();
             out.push(Entry {
-                shard_id: shard_id.to_owned(),
+                shard_id: shard_id.clone(),
                 record,
                 oldest: oldest.unwrap_or_else(Instant::now),
                 claim: None,
