@@ -117,6 +117,9 @@ pub(crate) struct Entry {
     pub oldest: Instant,
     /// Its claim on the shard's rate budget while in flight.
     pub claim: Option<crate::engine::limiter::Claim>,
+    /// The slot its shard had when it went out: where to look for the shard first when its
+    /// answer comes (a hint, checked against `shard_id`).
+    pub slot: usize,
 }
 
 impl Entry {

@@ -42,8 +42,10 @@ impl Engine {
         };
         // Answered or failed: each entry's shard learns its latency and when it leaves the budget.
         for entry in &entries {
-            if let (Some(claim), Some(shard)) = (entry.claim, self.shards.get_mut(&entry.shard_id))
-            {
+            if let (Some(claim), Some(shard)) = (
+                entry.claim,
+                self.shards.of_entry_mut(entry.slot, &entry.shard_id),
+            ) {
                 shard.limiter.answered(claim, now);
             }
         }
@@ -65,7 +67,7 @@ impl Engine {
                     shard_id,
                     sequence_number,
                 } => {
-                    if let Some(shard) = self.shards.get_mut(&entry.shard_id) {
+                    if let Some(shard) = self.shards.of_entry_mut(entry.slot, &entry.shard_id) {
                         shard.limiter.accepted(entry.size(), now);
                     }
                     self.on_entry_put(entry, shard_id, sequence_number, started, now)
@@ -174,7 +176,13 @@ impl Engine {
         let aggregated = entry.aggregated();
         let count = entry.tickets.len() as u64;
         self.stats.kinesis_record_put(entry.size());
-        let metrics = self.shard_metrics(shard_id);
+        let metrics = if *entry.shard_id == *shard_id {
+            self.shards
+                .of_entry(entry.slot, &entry.shard_id)
+                .map_or(&self.metrics.shared, |shard| &shard.metrics)
+        } else {
+            self.shard_metrics(shard_id)
+        };
         metrics.kinesis_records_put.increment(1);
         metrics.bytes_put.increment(entry.size() as u64);
         metrics.user_records_put.increment(count);

@@ -113,6 +113,7 @@ impl Engine {
             progress = false;
             for step in 0..shard_count {
                 let index = (start + step) % shard_count;
+                let slot = shards[index].0;
                 let shard = &mut *shards[index].1;
                 if let Some(order) = &self.order
                     && order.turn(&shard.range, now) != Turn::Now
@@ -148,6 +149,7 @@ impl Engine {
                 bytes += size;
                 if let Some(mut entry) = shard.pop_front() {
                     entry.claim = Some(claim);
+                    entry.slot = slot;
                     if let Some(order) = self.order.as_mut() {
                         order.sent(&entry.shard_id);
                     }

@@ -71,7 +71,7 @@ impl Engine {
         let live = entry.tickets.iter().filter(|t| !t.expired(at, ttl)).count();
         let expiring = live < entry.tickets.len();
         let retried = live as u64;
-        if !expiring && let Some(shard) = self.shards.get_mut(&entry.shard_id) {
+        if !expiring && let Some(shard) = self.shards.of_entry_mut(entry.slot, &entry.shard_id) {
             shard.push_front(entry);
             if let Some(order) = self.order.as_mut() {
                 order.hold(&shard.range.shard_id, at);

@@ -23,7 +23,7 @@ use crate::ticket::{Entry, Ticket};
 pub(super) struct ShardState {
     pub range: ShardRange,
     /// Its id, shared with its entries.
-    id: Arc<str>,
+    pub id: Arc<str>,
     aggregator: Option<Aggregator>,
     /// Tickets in the open aggregate, in order.
     pending: Vec<Ticket>,
@@ -138,6 +138,7 @@ impl ShardState {
             record: ticket.record.clone().into(),
             oldest: ticket.arrival,
             claim: None,
+            slot: usize::MAX,
             tickets: vec![ticket],
         });
     }
@@ -191,6 +192,7 @@ impl ShardState {
                 oldest: self.pending_oldest.take().unwrap_or_else(Instant::now),
                 tickets: std::mem::take(&mut self.pending),
                 claim: None,
+                slot: usize::MAX,
             };
             self.enqueue(entry);
         }
@@ -303,6 +305,7 @@ pub(super) fn pack(shard_id: &Arc<str>, tickets: Vec<Ticket>, limit: Option<usiz
             record: ticket.record.clone().into(),
             oldest: ticket.arrival,
             claim: None,
+            slot: usize::MAX,
             tickets: vec![ticket],
         }
     };
@@ -320,6 +323,7 @@ pub(super) fn pack(shard_id: &Arc<str>, tickets: Vec<Ticket>, limit: Option<usiz
                 record,
                 oldest: oldest.unwrap_or_else(Instant::now),
                 claim: None,
+                slot: usize::MAX,
                 tickets,
             });
         }

@@ -10,6 +10,7 @@
 //! puts its shard on both, and each list drops a shard once it has nothing more to do there.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::shard::ShardState;
 
@@ -94,6 +95,23 @@ impl Shards {
     pub fn get_mut(&mut self, id: &str) -> Option<&mut ShardState> {
         let slot = *self.index.get(id)?;
         Some(self.at_mut(slot))
+    }
+
+    /// The shard of an entry that went out from `slot`, to change: found there without a
+    /// lookup by id unless the slot has moved since.
+    pub fn of_entry_mut(&mut self, slot: usize, id: &Arc<str>) -> Option<&mut ShardState> {
+        if self.slots.get(slot).is_some_and(|s| Arc::ptr_eq(&s.id, id)) {
+            return Some(self.at_mut(slot));
+        }
+        self.get_mut(id)
+    }
+
+    /// The shard of an entry that went out from `slot`, to read.
+    pub fn of_entry(&self, slot: usize, id: &Arc<str>) -> Option<&ShardState> {
+        match self.slots.get(slot) {
+            Some(shard) if Arc::ptr_eq(&shard.id, id) => Some(shard),
+            _ => self.get(id),
+        }
     }
 
     /// The slot of shard `id`.
@@ -296,6 +314,28 @@ mod tests {
         shards.forget_positions();
         assert_eq!(id_at(&mut shards, 0, "b").as_deref(), Some("b"));
         assert_eq!(id_at(&mut shards, 1, "c").as_deref(), Some("c"));
+    }
+
+    #[tokio::test]
+    async fn an_entry_finds_its_shard_by_slot_or_after_a_move_by_id() {
+        let (cfg, now) = (Config::default(), Instant::now());
+        let mut shards = Shards::default();
+        for id in ["a", "b", "c"] {
+            shards.insert(id.into(), shard_named(id, &cfg, now));
+        }
+        let c = shards.get("c").expect("shard").id.clone();
+        let slot = shards.slot("c").expect("slot");
+        assert!(shards.of_entry(slot, &c).is_some_and(|s| s.id == c));
+        // "a" leaves and "c" moves into its slot: the old slot now holds nothing or another.
+        shards.remove("a");
+        assert_ne!(shards.slot("c"), Some(slot));
+        let found = shards.of_entry_mut(slot, &c).expect("found by id");
+        assert_eq!(&*found.id, "c");
+        // A slot holding a shard of the same name made afresh is not taken for it.
+        shards.insert("c".into(), shard_named("c", &cfg, now));
+        let now_c = shards.slot("c").expect("slot");
+        assert!(shards.of_entry(now_c, &c).is_some_and(|s| s.range.shard_id == "c"));
+        assert!(shards.of_entry(usize::MAX, &c).is_some(), "no slot: by id");
     }
 
     #[tokio::test]
