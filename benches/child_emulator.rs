@@ -4,7 +4,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
-use kinesis_testkit::LocalAws;
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use kinesis_common::client::ClientOptions;
+use kinesis_testkit::{LocalAws, streams};
 
 /// The flag that makes a bench binary serve the emulator instead of measuring.
 pub const SERVE_FLAG: &str = "--serve";
@@ -62,6 +64,30 @@ impl ChildEmulator {
             dynamodb,
         }
     }
+}
+
+impl ChildEmulator {
+    /// A Kinesis client of this emulator, with a stream `name` of `shards` shards made.
+    pub async fn kinesis_with_stream(&self, name: &str, shards: u32) -> aws_sdk_kinesis::Client {
+        let client = ClientOptions::local(&self.kinesis, &self.dynamodb)
+            .kinesis()
+            .await;
+        streams::create_stream(&client, name, shards)
+            .await
+            .expect("stream");
+        client
+    }
+}
+
+/// `client` with the SDK's own retries off, as the producer's put client is.
+pub fn without_retries(client: &aws_sdk_kinesis::Client) -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
 }
 
 impl Drop for ChildEmulator {

@@ -18,7 +18,6 @@ use clap::Parser;
 use kinesis_benches::child_emulator::{ChildEmulator, serve};
 use kinesis_benches::process::{peak_rss_mib, process_cpu_seconds};
 use kinesis_common::aggregation::deaggregate;
-use kinesis_common::client::ClientOptions;
 use kinesis_producer::{Producer, UserRecord};
 use kinesis_testkit::streams;
 
@@ -146,12 +145,7 @@ async fn main() {
         return serve(!args.no_limits).await;
     }
     let emulator = ChildEmulator::start(!args.no_limits);
-    let client = ClientOptions::local(&emulator.kinesis, &emulator.dynamodb)
-        .kinesis()
-        .await;
-    streams::create_stream(&client, "bench", args.shards)
-        .await
-        .expect("stream");
+    let client = emulator.kinesis_with_stream("bench", args.shards).await;
 
     let producer = Producer::builder("bench")
         .client(client.clone())

@@ -20,18 +20,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use clap::Parser;
-use kinesis_benches::child_emulator::{ChildEmulator, serve};
+use kinesis_benches::child_emulator::{ChildEmulator, serve, without_retries};
 use kinesis_benches::process::{peak_rss_mib, process_cpu_seconds};
 use kinesis_common::aggregation::Aggregator;
-use kinesis_common::client::ClientOptions;
 use kinesis_common::shard_map;
 use kinesis_common::stream::StreamRef;
 use kinesis_common::{KinesisRecord, UserRecord};
-use kinesis_testkit::streams;
 use tokio::sync::{Notify, mpsc};
 
 #[derive(Parser)]
@@ -194,20 +191,7 @@ async fn main() {
         return serve(!args.no_limits).await;
     }
     let emulator = ChildEmulator::start(!args.no_limits);
-    let client = ClientOptions::local(&emulator.kinesis, &emulator.dynamodb)
-        .kinesis()
-        .await;
-    streams::create_stream(&client, "floor", args.shards)
-        .await
-        .expect("stream");
-    // As the producer's put client: the SDK's own retries off.
-    let client = aws_sdk_kinesis::Client::from_conf(
-        client
-            .config()
-            .to_builder()
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    );
+    let client = without_retries(&emulator.kinesis_with_stream("floor", args.shards).await);
     let map = shard_map::load(&client, &StreamRef::from("floor"))
         .await
         .expect("shard map");

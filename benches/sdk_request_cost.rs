@@ -10,14 +10,11 @@
 //! sender) and parsing the answer. The producer's CPU per record at many shards is mostly
 //! this fixed cost per request and per entry (README, docs/FIGURES.md).
 
-use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use clap::Parser;
-use kinesis_benches::child_emulator::{ChildEmulator, serve};
+use kinesis_benches::child_emulator::{ChildEmulator, serve, without_retries};
 use kinesis_benches::process::process_cpu_seconds;
-use kinesis_common::client::ClientOptions;
-use kinesis_testkit::streams;
 
 #[derive(Parser)]
 struct Args {
@@ -52,19 +49,8 @@ async fn main() {
         return serve(false).await;
     }
     let emulator = ChildEmulator::start(false);
-    let options = ClientOptions::local(&emulator.kinesis, &emulator.dynamodb);
-    let client = options.kinesis().await;
-    streams::create_stream(&client, "sdk-cost", 4)
-        .await
-        .expect("stream");
     // As the producer's put client: the SDK's own retries off.
-    let client = aws_sdk_kinesis::Client::from_conf(
-        client
-            .config()
-            .to_builder()
-            .retry_config(RetryConfig::disabled())
-            .build(),
-    );
+    let client = without_retries(&emulator.kinesis_with_stream("sdk-cost", 4).await);
     // The hash key of the producer's aggregates: each entry carries one.
     let hash_key = (u128::MAX / 3).to_string();
     let mut rows = Vec::new();

@@ -334,7 +334,11 @@ mod tests {
         // A slot holding a shard of the same name made afresh is not taken for it.
         shards.insert("c".into(), shard_named("c", &cfg, now));
         let now_c = shards.slot("c").expect("slot");
-        assert!(shards.of_entry(now_c, &c).is_some_and(|s| s.range.shard_id == "c"));
+        assert!(
+            shards
+                .of_entry(now_c, &c)
+                .is_some_and(|s| s.range.shard_id == "c")
+        );
         assert!(shards.of_entry(usize::MAX, &c).is_some(), "no slot: by id");
     }
 
