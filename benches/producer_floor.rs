@@ -65,6 +65,9 @@ struct Args {
     serve: bool,
 }
 
+/// How long a PutRecords call may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The outcome of one aggregate, shared by the futures of the records it carries.
 #[derive(Default)]
 struct Done {
@@ -166,9 +169,11 @@ fn send(
         let (again, counts) = (again.clone(), counts.clone());
         counts.requests.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            let answers = match call.send().await {
-                Ok(out) => out.records,
-                Err(_) => Vec::new(),
+            // Bounded as the producer bounds its calls; a call that fails or times out goes
+            // again whole.
+            let answers = match tokio::time::timeout(REQUEST_TIMEOUT, call.send()).await {
+                Ok(Ok(out)) => out.records,
+                Ok(Err(_)) | Err(_) => Vec::new(),
             };
             for (i, r) in batch.into_iter().enumerate() {
                 if answers.get(i).is_some_and(|a| a.error_code.is_none()) {
